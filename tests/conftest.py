@@ -1,0 +1,37 @@
+"""Fixtures shared by the whole suite.
+
+Redis: every test that needs one gets its own redis-server on a free port
+(never the one on 127.0.0.1:6379). If it cannot start, the fixture raises so
+the run fails: a missing Redis must never turn into skipped tests.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from market_data.io.embedded_redis import EmbeddedRedis
+
+
+@pytest.fixture
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A fresh embedded redis-server for one test (tests may stop/restart it)."""
+    server = EmbeddedRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_redis_server() -> Iterator[EmbeddedRedis]:
+    """One redis-server for the whole session, for tests that only read and write keys.
+
+    Tests using it must not stop it and should use keys/channels of their own.
+    """
+    server = EmbeddedRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
