@@ -1,0 +1,115 @@
+"""Turn raw combined-stream frames and REST bodies into typed events.
+
+Decoders are built once. A frame is decoded in one pass (the ``data`` object is
+a tagged union on its ``"e"`` field); the stream-name suffix then decides what
+the event means, because a partial-depth message and a diff carry the same
+``depthUpdate`` payload but must never be confused (BINANCE_FUTURES.md §1).
+
+Every failure, whatever its cause, surfaces as :class:`DecodeError` with the
+reason, so a caller can count and skip the frame without catching foreign
+exceptions.
+"""
+
+import enum
+
+import msgspec
+
+from market_data.binance.schemas import (
+    AggTrade,
+    BookTicker,
+    CombinedFrame,
+    DepthSnapshot,
+    DepthUpdate,
+    StreamData,
+)
+from market_data.errors import MarketDataError
+
+
+class DecodeError(MarketDataError):
+    """A frame or body that does not follow the exchange's schema."""
+
+
+class UnsupportedStreamError(DecodeError):
+    """A well-formed frame of a stream this service does not consume (e.g. kline)."""
+
+
+class StreamKind(enum.Enum):
+    """What a stream carries, decided by its name suffix."""
+
+    DIFF_DEPTH = "diff_depth"
+    PARTIAL_DEPTH = "partial_depth"
+    AGG_TRADE = "agg_trade"
+    BOOK_TICKER = "book_ticker"
+
+
+def _suffix_kinds() -> dict[str, StreamKind]:
+    kinds = {
+        "aggTrade": StreamKind.AGG_TRADE,
+        "bookTicker": StreamKind.BOOK_TICKER,
+    }
+    for speed in ("", "@0ms", "@100ms", "@250ms", "@500ms"):
+        kinds["depth" + speed] = StreamKind.DIFF_DEPTH
+    for levels in (5, 10, 20):
+        for speed in ("", "@100ms", "@250ms", "@500ms"):
+            kinds[f"depth{levels}{speed}"] = StreamKind.PARTIAL_DEPTH
+    return kinds
+
+
+#: Stream-name suffix (after ``<symbol>@``) -> kind. Unknown suffixes are errors.
+SUFFIX_KINDS: dict[str, StreamKind] = _suffix_kinds()
+
+_EXPECTED_TYPE: dict[StreamKind, type] = {
+    StreamKind.DIFF_DEPTH: DepthUpdate,
+    StreamKind.PARTIAL_DEPTH: DepthUpdate,
+    StreamKind.AGG_TRADE: AggTrade,
+    StreamKind.BOOK_TICKER: BookTicker,
+}
+
+_frame_decoder = msgspec.json.Decoder(CombinedFrame, strict=False)
+_snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
+
+
+def decode_frame(raw: bytes | str) -> tuple[StreamKind, StreamData]:
+    """Decode one combined-stream frame into its kind and typed payload."""
+    try:
+        frame = _frame_decoder.decode(raw)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise _explain(raw, exc) from None
+    symbol, _, suffix = frame.stream.partition("@")
+    kind = SUFFIX_KINDS.get(suffix)
+    if kind is None:
+        raise UnsupportedStreamError(f"unknown stream {frame.stream!r}")
+    data = frame.data
+    if type(data) is not _EXPECTED_TYPE[kind]:
+        raise DecodeError(f"stream {frame.stream!r} carries an unexpected {type(data).__name__}")
+    if symbol != data.s.lower():
+        raise DecodeError(f"stream {frame.stream!r} carries symbol {data.s!r}")
+    if type(data) is DepthUpdate and data.U > data.u:
+        raise DecodeError(f"depth event with U={data.U} > u={data.u}")
+    return kind, data
+
+
+def decode_snapshot(raw: bytes | str) -> DepthSnapshot:
+    """Decode a REST depth snapshot body."""
+    try:
+        return _snapshot_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed depth snapshot: {exc}") from None
+
+
+class _Envelope(msgspec.Struct):
+    stream: str
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def _explain(raw: bytes | str, exc: msgspec.DecodeError) -> DecodeError:
+    """Tell an unsupported stream (e.g. kline) from a broken frame."""
+    try:
+        stream = _envelope_decoder.decode(raw).stream
+    except msgspec.DecodeError:
+        return DecodeError(f"malformed frame: {exc}")
+    if stream.partition("@")[2] not in SUFFIX_KINDS:
+        return UnsupportedStreamError(f"unknown stream {stream!r}")
+    return DecodeError(f"malformed {stream!r} frame: {exc}")

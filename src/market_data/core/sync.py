@@ -1,0 +1,304 @@
+"""The diff-depth + REST-snapshot synchronisation state machine.
+
+Implements Binance's "How to manage a local order book correctly" procedure
+for USD-M futures (BINANCE_FUTURES.md §1), with no I/O and no clock:
+
+1. Buffer diff events from the moment of subscribing (state ``WAITING`` until
+   the first one arrives, then ``SYNCING``).
+2. Ask for a snapshot only once at least one event is buffered, so the
+   snapshot cannot predate the stream (:class:`SnapshotNeeded`).
+3. On the snapshot (last update id ``L``) drop buffered events with ``u < L``.
+4. The first event applied must satisfy ``U <= L <= u``, or ``pu == L``.
+   If the first remaining event starts after ``L``, the snapshot is too old:
+   ask for another, keeping the buffer.
+5. From then on every event's ``pu`` must equal the previous event's ``u``.
+   Anything else is a gap: the book is discarded, rebuilt from empty, and a
+   new snapshot is requested while buffering continues from the event that
+   revealed the gap. Events with ``u`` at or below the last applied ``u`` are
+   stale re-deliveries of what the book already holds: dropped and counted.
+6. Quantities are absolute; zero removes a level; removing an absent level is
+   normal (``book.py``).
+
+Extra safety, from peers' failures: a crossed book after an event, a buffer
+overflow (bounded buffer, kept across snapshot retries) and a reconnect each
+reset the book too. Every reset is announced (:class:`BookReset`) and every
+return to a correct book too (:class:`BookLive`), so consumers never mistake
+a stale book for a live one.
+
+Calls in, events out: the I/O layer calls :meth:`DepthSync.on_depth`,
+:meth:`~DepthSync.on_snapshot`, :meth:`~DepthSync.on_snapshot_failed` and
+:meth:`~DepthSync.on_disconnect`, then :meth:`~DepthSync.drain` s the outputs.
+The hot path (a live book receiving a continuous event) produces no output
+object: ``on_depth`` returns ``True`` when the live book changed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from market_data.core.book import DEFAULT_MAX_LEVELS, Level, OrderBook
+from market_data.core.state import BookState
+
+DEFAULT_MAX_BUFFER = 10_000
+
+
+class DepthDiff(Protocol):
+    """What the state machine needs of a diff-depth event."""
+
+    U: int  # first update id in event
+    u: int  # final update id in event
+    pu: int  # final update id of the previous event
+    b: list[Level]  # bids, absolute quantities
+    a: list[Level]  # asks
+
+
+class Snapshot(Protocol):
+    """What the state machine needs of a REST depth snapshot."""
+
+    lastUpdateId: int  # noqa: N815 - the exchange's field name
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotNeeded:
+    """Fetch ``GET /fapi/v1/depth`` for this symbol and call ``on_snapshot``."""
+
+    symbol: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookReset:
+    """The book was discarded; it is not correct until the next BookLive."""
+
+    symbol: str
+    reason: str  # "gap", "crossed", "reconnect", "buffer_overflow"
+
+
+@dataclass(frozen=True, slots=True)
+class BookLive:
+    """The book is correct again, starting from a snapshot.
+
+    ``first_U``/``first_u``/``first_pu`` identify the first event applied on
+    top of the snapshot ``snapshot_id``, so tests can check the bridge.
+    """
+
+    symbol: str
+    snapshot_id: int
+    first_U: int  # noqa: N815
+    first_u: int
+    first_pu: int
+    last_update_id: int
+
+
+SyncOutput = SnapshotNeeded | BookReset | BookLive
+
+
+class DepthSync:
+    """One symbol's diff book and the procedure that keeps it correct."""
+
+    def __init__(
+        self,
+        symbol: str,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        max_levels: int = DEFAULT_MAX_LEVELS,
+        on_applied: Callable[[DepthDiff], None] | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.book = OrderBook(symbol, max_levels=max_levels)
+        self.state = BookState.WAITING
+        self.max_buffer = max_buffer
+        #: Called after every event applied to a correct book (replay traces, tests).
+        self.on_applied = on_applied
+        self._buffer: list[DepthDiff] = []
+        self._outputs: list[SyncOutput] = []
+        self._snapshot_pending = False
+        self._snapshot_id: int | None = None  # set while a loaded snapshot awaits its bridge
+        self._last_u = 0
+        # Counters (plain attributes: cheap on the hot path).
+        self.events = 0
+        self.applied = 0
+        self.dropped_before_sync = 0
+        self.stale = 0
+        self.gaps = 0
+        self.resets = 0
+        self.crossed = 0
+        self.overflows = 0
+        self.snapshots_requested = 0
+        self.snapshots_applied = 0
+        self.snapshots_rejected = 0
+        self.snapshots_ignored = 0
+
+    # ------------------------------------------------------------------ calls in
+
+    def on_depth(self, ev: DepthDiff) -> bool:
+        """Feed one diff event; ``True`` when the live book changed."""
+        self.events += 1
+        return self._feed(ev)
+
+    def _feed(self, ev: DepthDiff) -> bool:
+        if self.state is BookState.LIVE:
+            last_u = self._last_u
+            if ev.pu != last_u:
+                if ev.u <= last_u:
+                    self.stale += 1
+                    return False
+                self.gaps += 1
+                self._reset("gap", restart_from=ev)
+                return False
+            self.book.apply(ev.b, ev.a, ev.u)
+            self._last_u = ev.u
+            return self._after_apply(ev)
+        if self._snapshot_id is not None:
+            return self._bridge_with(ev)
+        self._buffer_event(ev)
+        return False
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        """Feed the REST snapshot that a :class:`SnapshotNeeded` asked for."""
+        self._snapshot_pending = False
+        if self.state is not BookState.SYNCING or self._snapshot_id is not None:
+            self.snapshots_ignored += 1
+            return
+        last_id = snap.lastUpdateId
+        buffer = self._buffer
+        keep = 0
+        while keep < len(buffer) and buffer[keep].u < last_id:
+            keep += 1
+        if keep:
+            self.dropped_before_sync += keep
+            del buffer[:keep]
+        if buffer and not _bridges(buffer[0], last_id):
+            self.snapshots_rejected += 1
+            self._request_snapshot("snapshot older than buffered events")
+            return
+        self.snapshots_applied += 1
+        self.book.load(snap.bids, snap.asks, last_id)
+        self._snapshot_id = last_id
+        if buffer:
+            pending = buffer[:]
+            buffer.clear()
+            for ev in pending:
+                self._feed(ev)
+
+    def on_snapshot_failed(self, reason: str) -> None:
+        """The snapshot request failed; ask again (the I/O layer backs off)."""
+        self._snapshot_pending = False
+        if self.state is BookState.SYNCING and self._snapshot_id is None:
+            self._request_snapshot(reason)
+
+    def on_disconnect(self) -> None:
+        """The stream broke: nothing before it can be trusted to continue."""
+        if self.state is BookState.WAITING and not self._buffer:
+            return
+        self._reset("reconnect", restart_from=None)
+
+    # --------------------------------------------------------------- events out
+
+    def drain(self) -> list[SyncOutput]:
+        """Outputs produced since the last call, oldest first."""
+        outputs = self._outputs
+        if not outputs:
+            return outputs
+        self._outputs = []
+        return outputs
+
+    @property
+    def is_live(self) -> bool:
+        return self.state is BookState.LIVE
+
+    @property
+    def snapshot_pending(self) -> bool:
+        return self._snapshot_pending
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def counters(self) -> dict[str, int]:
+        """All counters by name, for summaries and metrics."""
+        return {
+            "events": self.events,
+            "applied": self.applied,
+            "dropped_before_sync": self.dropped_before_sync,
+            "stale": self.stale,
+            "gaps": self.gaps,
+            "resets": self.resets,
+            "crossed": self.crossed,
+            "buffer_overflows": self.overflows,
+            "snapshots_requested": self.snapshots_requested,
+            "snapshots_applied": self.snapshots_applied,
+            "snapshots_rejected": self.snapshots_rejected,
+            "snapshots_ignored": self.snapshots_ignored,
+        }
+
+    # ----------------------------------------------------------------- internals
+
+    def _after_apply(self, ev: DepthDiff) -> bool:
+        if self.book.is_crossed():
+            self.crossed += 1
+            self._reset("crossed", restart_from=None)
+            return False
+        self.applied += 1
+        if self.on_applied is not None:
+            self.on_applied(ev)
+        return True
+
+    def _bridge_with(self, ev: DepthDiff) -> bool:
+        """First event after a loaded snapshot: step 4 of the procedure."""
+        snapshot_id = self._snapshot_id
+        assert snapshot_id is not None
+        if ev.u < snapshot_id:
+            self.dropped_before_sync += 1
+            return False
+        if not _bridges(ev, snapshot_id):
+            self.snapshots_rejected += 1
+            self.book.clear()
+            self._snapshot_id = None
+            self._buffer.append(ev)
+            self._request_snapshot("snapshot older than the stream")
+            return False
+        self._snapshot_id = None
+        self.state = BookState.LIVE
+        self.book.apply(ev.b, ev.a, ev.u)
+        self._last_u = ev.u
+        if not self.book.is_crossed():
+            self._outputs.append(BookLive(self.symbol, snapshot_id, ev.U, ev.u, ev.pu, ev.u))
+        return self._after_apply(ev)
+
+    def _buffer_event(self, ev: DepthDiff) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffer:
+            self.overflows += 1
+            self._reset("buffer_overflow", restart_from=ev)
+            return
+        buffer.append(ev)
+        if self.state is BookState.WAITING:
+            self.state = BookState.SYNCING
+            self._request_snapshot("first event buffered")
+
+    def _request_snapshot(self, reason: str) -> None:
+        if self._snapshot_pending:
+            return
+        self._snapshot_pending = True
+        self.snapshots_requested += 1
+        self._outputs.append(SnapshotNeeded(self.symbol, reason))
+
+    def _reset(self, reason: str, restart_from: DepthDiff | None) -> None:
+        """Discard the book; keep buffering from ``restart_from`` if given."""
+        self.resets += 1
+        self.book.clear()
+        self._buffer.clear()
+        self._snapshot_id = None
+        self._last_u = 0
+        self.state = BookState.WAITING
+        self._outputs.append(BookReset(self.symbol, reason))
+        if restart_from is not None:
+            self._buffer_event(restart_from)
+
+
+def _bridges(ev: DepthDiff, snapshot_id: int) -> bool:
+    """Step 4: may ``ev`` be the first event applied on snapshot ``snapshot_id``?"""
+    return ev.U <= snapshot_id <= ev.u or ev.pu == snapshot_id
