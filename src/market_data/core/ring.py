@@ -1,0 +1,460 @@
+"""Shared-memory broadcast ring: the byte layout and the seqlock protocol.
+
+Pure: everything here works on a buffer passed in (an ``mmap`` in production, a
+``bytearray`` in the tests); opening, locking and mapping files is
+``io/shm_writer.py`` and ``shm_reader.py``. ``docs/SHM.md`` documents the same
+layout byte by byte for C, C++ and Rust consumers; keep the two in step.
+
+Layout: a 128-byte header, then ``slot_count`` fixed-size slots. Record number
+``s`` (1, 2, 3, ...) lives in slot ``(s - 1) % slot_count``. Every slot starts
+with a sequence word: ``2*s - 1`` while the writer fills it, ``2*s`` once it is
+complete. The header's ``head`` word holds the last completed record number.
+
+Sequence words are 8-byte aligned and accessed through ``memoryview.cast("Q")``,
+one native 8-byte load/store each. ``struct.pack_into("<Q")`` writes byte by
+byte and was seen torn by readers in another process: never use it for them.
+The Python side relies on x86-64 store/load ordering (TSO); the C reader in
+``examples/shm_reader.c`` uses acquire loads and works on any CPU.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Final
+
+from market_data.errors import MarketDataError
+
+if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
+    raise ImportError("the shared-memory ring layout is little-endian only")
+
+# --- header -------------------------------------------------------------------
+
+MAGIC: Final = b"MDSHRING"
+LAYOUT_VERSION: Final = 1
+HEADER_SIZE: Final = 128
+
+# byte offsets in the header
+OFF_MAGIC: Final = 0  # u8[8]  "MDSHRING"
+OFF_VERSION: Final = 8  # u32    layout version
+OFF_HEADER_SIZE: Final = 12  # u32    offset of slot 0
+OFF_SLOT_SIZE: Final = 16  # u32    bytes per slot (multiple of 64)
+OFF_SLOT_COUNT: Final = 20  # u32    number of slots
+OFF_GENERATION: Final = 24  # u64    bumped each time a writer replaces the segment
+OFF_WRITER_PID: Final = 32  # u64    pid of the writer (informational)
+OFF_CREATED_NS: Final = 40  # u64    wall-clock creation time, ns since the epoch
+OFF_CLOSED: Final = 48  # u64    1 once the writer closed cleanly
+OFF_HEAD: Final = 64  # u64    last completed record number (own cache line)
+
+_STATIC_HEADER = struct.Struct("<8sIIIIQQQ")  # magic .. created_ns
+HEAD_WORD: Final = OFF_HEAD // 8
+CLOSED_WORD: Final = OFF_CLOSED // 8
+
+# --- slots --------------------------------------------------------------------
+
+SLOT_ALIGN: Final = 64
+DEFAULT_SLOT_SIZE: Final = 2048
+MIN_SLOT_COUNT: Final = 2
+SYMBOL_SIZE: Final = 24
+
+# byte offsets inside a slot
+SLOT_OFF_SEQ: Final = 0  # u64    2*s-1 while writing, 2*s when complete
+SLOT_OFF_LENGTH: Final = 8  # u32    body length in bytes
+SLOT_OFF_KIND: Final = 12  # u16    RecordKind
+SLOT_OFF_SYMBOL_LEN: Final = 14  # u8     bytes used in symbol
+SLOT_OFF_SYMBOL: Final = 16  # u8[24] ASCII symbol, NUL padded
+SLOT_OFF_LOCAL_TS: Final = 40  # i64    writer's CLOCK_MONOTONIC ns (0 for JSON)
+SLOT_HEADER_SIZE: Final = 48  # the body starts here
+
+_SLOT_HEADER = struct.Struct("<IHBx24sq")  # length .. local_ts, packed at offset 8
+_LENGTH = struct.Struct("<I")
+
+# record bodies
+BOOK_FIXED = struct.Struct("<QqHHB3x")  # last_update_id, event_time_ms, n_bids, n_asks, state
+TRADE_BODY = struct.Struct("<QddqB7x")  # trade_id, price, qty, trade_time_ms, is_buyer_maker
+LEVEL_SIZE: Final = 16  # float64 price, float64 qty
+
+
+class RecordKind(enum.IntEnum):
+    """Kind tag of a slot (u16 at slot offset 12)."""
+
+    BOOK = 1
+    TRADE = 2
+    JSON = 3
+
+
+# --- errors -------------------------------------------------------------------
+
+
+class ShmRingError(MarketDataError):
+    """Base class of shared-memory ring errors."""
+
+
+class ShmLayoutError(ShmRingError):
+    """A segment is not a ring of this layout (wrong magic, version or sizes)."""
+
+
+class ShmSegmentMissingError(ShmRingError):
+    """No segment of that name exists (no writer started yet, or it closed)."""
+
+
+class ShmSegmentBusyError(ShmRingError):
+    """Another live writer owns the segment; it is never taken over."""
+
+
+class ShmRecordTooLargeError(ShmRingError):
+    """A record does not fit in one slot."""
+
+
+# --- records ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookRecord:
+    """Top-N of one order book, as published by the writer."""
+
+    seq: int
+    symbol: str
+    state: int  # core.state.BookState value
+    last_update_id: int
+    event_time_ms: int
+    local_ts_ns: int
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """One trade."""
+
+    seq: int
+    symbol: str
+    trade_id: int
+    price: float
+    qty: float
+    trade_time_ms: int
+    is_buyer_maker: bool
+    local_ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRecord:
+    """Opaque JSON bytes for simple consumers."""
+
+    seq: int
+    symbol: str
+    payload: bytes
+
+
+Record = BookRecord | TradeRecord | JsonRecord
+
+
+# --- header -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RingHeader:
+    """The static part of the header, fixed when the writer creates the segment."""
+
+    slot_size: int
+    slot_count: int
+    generation: int
+    writer_pid: int
+    created_ns: int
+    version: int = LAYOUT_VERSION
+    header_size: int = HEADER_SIZE
+
+    @property
+    def total_size(self) -> int:
+        return self.header_size + self.slot_size * self.slot_count
+
+    @property
+    def max_body_size(self) -> int:
+        return self.slot_size - SLOT_HEADER_SIZE
+
+
+def slot_count_for(capacity_bytes: int, slot_size: int = DEFAULT_SLOT_SIZE) -> int:
+    """How many slots of ``slot_size`` fit in ``capacity_bytes`` (header included)."""
+    check_slot_size(slot_size)
+    count = (capacity_bytes - HEADER_SIZE) // slot_size
+    if count < MIN_SLOT_COUNT:
+        raise ShmLayoutError(
+            f"capacity {capacity_bytes} B holds {max(count, 0)} slots of {slot_size} B; "
+            f"at least {MIN_SLOT_COUNT} are needed"
+        )
+    return count
+
+
+def check_slot_size(slot_size: int) -> None:
+    if slot_size < 2 * SLOT_ALIGN or slot_size % SLOT_ALIGN:
+        raise ShmLayoutError(
+            f"slot size {slot_size} must be a multiple of {SLOT_ALIGN} and >= {2 * SLOT_ALIGN}"
+        )
+
+
+def encode_header(buf: memoryview | bytearray, header: RingHeader) -> None:
+    """Write a fresh header (head = 0, not closed) into ``buf``."""
+    _STATIC_HEADER.pack_into(
+        buf,
+        0,
+        MAGIC,
+        header.version,
+        header.header_size,
+        header.slot_size,
+        header.slot_count,
+        header.generation,
+        header.writer_pid,
+        header.created_ns,
+    )
+    buf[OFF_CLOSED:HEADER_SIZE] = bytes(HEADER_SIZE - OFF_CLOSED)
+
+
+def decode_header(buf: memoryview | bytes | bytearray) -> RingHeader:
+    """Read and validate the static header; raise ShmLayoutError if it is not ours."""
+    if len(buf) < HEADER_SIZE:
+        raise ShmLayoutError(f"segment is {len(buf)} B, smaller than the {HEADER_SIZE} B header")
+    magic, version, header_size, slot_size, slot_count, generation, pid, created = (
+        _STATIC_HEADER.unpack_from(buf, 0)
+    )
+    if magic != MAGIC:
+        raise ShmLayoutError(f"bad magic {magic!r}, expected {MAGIC!r}")
+    if version != LAYOUT_VERSION:
+        raise ShmLayoutError(f"layout version {version}, this code reads {LAYOUT_VERSION}")
+    header = RingHeader(slot_size, slot_count, generation, pid, created, version, header_size)
+    if header_size != HEADER_SIZE or slot_count < MIN_SLOT_COUNT:
+        raise ShmLayoutError(f"inconsistent header {header}")
+    check_slot_size(slot_size)
+    if len(buf) < header.total_size:
+        raise ShmLayoutError(f"segment is {len(buf)} B, header says {header.total_size} B")
+    return header
+
+
+def encode_symbol(symbol: str) -> bytes:
+    raw = symbol.encode("ascii")
+    if len(raw) > SYMBOL_SIZE:
+        raise ShmRecordTooLargeError(f"symbol {symbol!r} is longer than {SYMBOL_SIZE} bytes")
+    return raw
+
+
+def book_body_size(n_bids: int, n_asks: int) -> int:
+    return BOOK_FIXED.size + LEVEL_SIZE * (n_bids + n_asks)
+
+
+# --- writer -------------------------------------------------------------------
+
+
+class RingWriter:
+    """Publishes records into a ring buffer, seqlock style.
+
+    For each record: mark the slot odd (being written), fill it, mark it even
+    (complete), then advance ``head``. A reader that sees the same even word
+    before and after copying a slot knows its copy is intact.
+    """
+
+    __slots__ = ("_buf", "_words", "_slot_size", "_slot_count", "_max_body", "head", "_levels")
+
+    def __init__(self, buf: memoryview, header: RingHeader) -> None:
+        self._buf = buf
+        self._words = buf.cast("Q")
+        self._slot_size = header.slot_size
+        self._slot_count = header.slot_count
+        self._max_body = header.max_body_size
+        self.head = int(self._words[HEAD_WORD])
+        self._levels: dict[int, struct.Struct] = {}
+
+    def release(self) -> None:
+        """Drop the views on the buffer so an mmap under it can be closed."""
+        self._words.release()
+        self._buf.release()
+
+    def mark_closed(self) -> None:
+        self._words[CLOSED_WORD] = 1
+
+    def _begin(self, kind: int, symbol: str, local_ts_ns: int, body_len: int) -> tuple[int, int]:
+        if body_len > self._max_body:
+            raise ShmRecordTooLargeError(
+                f"record body of {body_len} B exceeds the {self._max_body} B a slot holds"
+            )
+        sym = encode_symbol(symbol)
+        seq = self.head + 1
+        offset = HEADER_SIZE + ((seq - 1) % self._slot_count) * self._slot_size
+        self._words[offset >> 3] = 2 * seq - 1
+        _SLOT_HEADER.pack_into(
+            self._buf, offset + SLOT_OFF_LENGTH, body_len, kind, len(sym), sym, local_ts_ns
+        )
+        return seq, offset
+
+    def _commit(self, seq: int, offset: int) -> None:
+        self._words[offset >> 3] = 2 * seq
+        self._words[HEAD_WORD] = seq
+        self.head = seq
+
+    def write_book(
+        self,
+        symbol: str,
+        state: int,
+        last_update_id: int,
+        event_time_ms: int,
+        local_ts_ns: int,
+        bids: Sequence[tuple[float, float]],
+        asks: Sequence[tuple[float, float]],
+    ) -> int:
+        n_bids, n_asks = len(bids), len(asks)
+        seq, offset = self._begin(
+            RecordKind.BOOK, symbol, local_ts_ns, book_body_size(n_bids, n_asks)
+        )
+        body = offset + SLOT_HEADER_SIZE
+        BOOK_FIXED.pack_into(self._buf, body, last_update_id, event_time_ms, n_bids, n_asks, state)
+        n = n_bids + n_asks
+        if n:
+            levels = self._levels.get(n)
+            if levels is None:
+                levels = self._levels[n] = struct.Struct(f"<{2 * n}d")
+            levels.pack_into(
+                self._buf,
+                body + BOOK_FIXED.size,
+                *chain.from_iterable(bids),
+                *chain.from_iterable(asks),
+            )
+        self._commit(seq, offset)
+        return seq
+
+    def write_trade(
+        self,
+        symbol: str,
+        trade_id: int,
+        price: float,
+        qty: float,
+        trade_time_ms: int,
+        is_buyer_maker: bool,
+        local_ts_ns: int,
+    ) -> int:
+        seq, offset = self._begin(RecordKind.TRADE, symbol, local_ts_ns, TRADE_BODY.size)
+        TRADE_BODY.pack_into(
+            self._buf,
+            offset + SLOT_HEADER_SIZE,
+            trade_id,
+            price,
+            qty,
+            trade_time_ms,
+            is_buyer_maker,
+        )
+        self._commit(seq, offset)
+        return seq
+
+    def write_json(self, symbol: str, payload: bytes) -> int:
+        size = len(payload)
+        seq, offset = self._begin(RecordKind.JSON, symbol, 0, size)
+        body = offset + SLOT_HEADER_SIZE
+        self._buf[body : body + size] = payload
+        self._commit(seq, offset)
+        return seq
+
+
+# --- reader -------------------------------------------------------------------
+
+
+def decode_slot(seq: int, raw: bytes) -> Record:
+    """Decode a slot copied out of the ring (``raw`` starts at the length field)."""
+    length, kind, sym_len, sym, local_ts = _SLOT_HEADER.unpack_from(raw, 0)
+    symbol = sym[:sym_len].decode("ascii")
+    body = SLOT_HEADER_SIZE - SLOT_OFF_LENGTH
+    if kind == RecordKind.BOOK:
+        update_id, event_ms, n_bids, n_asks, state = BOOK_FIXED.unpack_from(raw, body)
+        flat = struct.unpack_from(f"<{2 * (n_bids + n_asks)}d", raw, body + BOOK_FIXED.size)
+        it = iter(flat)
+        pairs = tuple(zip(it, it, strict=True))
+        return BookRecord(
+            seq, symbol, state, update_id, event_ms, local_ts, pairs[:n_bids], pairs[n_bids:]
+        )
+    if kind == RecordKind.TRADE:
+        trade_id, price, qty, trade_ms, maker = TRADE_BODY.unpack_from(raw, body)
+        return TradeRecord(seq, symbol, trade_id, price, qty, trade_ms, bool(maker), local_ts)
+    if kind == RecordKind.JSON:
+        return JsonRecord(seq, symbol, raw[body : body + length])
+    raise ShmLayoutError(f"record {seq} has unknown kind {kind}")
+
+
+class RingCursor:
+    """One reader's position in a ring, with exact accounting of lost records.
+
+    ``next_seq`` is the next record number wanted. A record is lost when the
+    writer overwrote its slot before the reader copied it out (a lap); each one
+    lost adds 1 to ``missed``, so ``records returned + missed`` always equals
+    the number of records published since the cursor started.
+    """
+
+    __slots__ = ("_buf", "_words", "_slot_size", "_slot_count", "_max_len", "next_seq", "missed")
+
+    def __init__(self, buf: memoryview, header: RingHeader, *, from_oldest: bool = False) -> None:
+        self._buf = buf
+        self._words = buf.cast("Q")
+        self._slot_size = header.slot_size
+        self._slot_count = header.slot_count
+        self._max_len = header.max_body_size
+        head = int(self._words[HEAD_WORD])
+        self.next_seq = max(1, head - self._slot_count + 1) if from_oldest else head + 1
+        self.missed = 0
+
+    def release(self) -> None:
+        self._words.release()
+        self._buf.release()
+
+    @property
+    def head(self) -> int:
+        """Last record number the writer completed."""
+        return int(self._words[HEAD_WORD])
+
+    @property
+    def writer_closed(self) -> bool:
+        return bool(self._words[CLOSED_WORD])
+
+    def poll_raw(self, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """Copy out up to ``limit`` (default: one ring's worth) new intact records.
+
+        Each comes as (seq, slot bytes from offset 8), ready for ``decode_slot``.
+        """
+        if limit is None:
+            limit = self._slot_count
+        words = self._words
+        buf = self._buf
+        count = self._slot_count
+        out: list[tuple[int, bytes]] = []
+        seq = self.next_seq
+        head = words[HEAD_WORD]
+        while seq <= head and len(out) < limit:
+            oldest = head - count + 1
+            if seq < oldest:  # lapped: those records are gone
+                self.missed += oldest - seq
+                seq = oldest
+            offset = HEADER_SIZE + ((seq - 1) % count) * self._slot_size
+            word = offset >> 3
+            before = words[word]
+            if before != 2 * seq:
+                if before > 2 * seq:  # overwritten by a later lap: record seq is lost
+                    self.missed += 1
+                    seq += 1
+                    head = words[HEAD_WORD]
+                    continue
+                break  # pragma: no cover - head is only advanced after the slot completes
+            length = _LENGTH.unpack_from(buf, offset + SLOT_OFF_LENGTH)[0]
+            if length > self._max_len:  # garbage from a concurrent overwrite
+                length = self._max_len
+            raw = bytes(buf[offset + SLOT_OFF_LENGTH : offset + SLOT_HEADER_SIZE + length])
+            if words[word] != before:  # overwritten while copying: discard the copy
+                self.missed += 1
+                seq += 1
+                head = words[HEAD_WORD]
+                continue
+            out.append((seq, raw))
+            seq += 1
+        self.next_seq = seq
+        return out
+
+    def poll(self, limit: int | None = None) -> list[Record]:
+        """New intact records, decoded, oldest first."""
+        return [decode_slot(seq, raw) for seq, raw in self.poll_raw(limit)]
