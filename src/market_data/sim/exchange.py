@@ -1,0 +1,660 @@
+"""Simulated Binance USD-M futures exchange: WebSocket streams and REST depth.
+
+From the client side it looks like ``fstream.binance.com`` + ``fapi.binance.com``:
+
+- WebSocket combined streams at ``/stream?streams=a/b``, raw streams at
+  ``/ws/<name>``, and the 2026 split routes ``/public/...`` (depth, bookTicker)
+  and ``/market/...`` (trades); ``SUBSCRIBE`` / ``UNSUBSCRIBE`` /
+  ``LIST_SUBSCRIPTIONS`` at run time, 200 streams per connection, server pings.
+- ``GET /fapi/v1/depth`` with Binance's limits, weights, 429, 451 and 400 answers.
+- Fault injection (gaps, disconnects, malformed frames, silence, bursts) through
+  methods on ``SimExchange`` and, periodically, through ``PeriodicFaults``.
+- Either a live random-walk market (``sim/market.py``) or the replay of a capture
+  (``sim/capture_source.py``) at its recorded pace or a speed factor.
+
+Every diff-depth speed variant (``@depth``, ``@100ms``, ``@500ms``, ``@0ms``)
+carries every diff: the pace is set by ``diff_rate_hz``, not by the name.
+Frames are encoded once per event and shared by all subscribed connections;
+each connection has its own writer task and queue, and a connection whose queue
+passes ``max_queued_frames`` is closed as a slow consumer, as Binance does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from market_data.sim.capture_source import Capture, CaptureSnapshot, load_capture
+from market_data.sim.faults import FaultCounters, MalformedKind, malformed_payload
+from market_data.sim.market import MarketConfig, SimMarket
+from market_data.sim.rest_limits import (
+    DEFAULT_DEPTH_LIMIT,
+    DEPTH_LIMITS,
+    WeightBudget,
+    depth_weight,
+)
+from market_data.sim.streams import StreamKind, StreamName, parse_stream, route_allows
+
+log = logging.getLogger(__name__)
+
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+GEO_BLOCKED_MSG = (
+    "Service unavailable from a restricted location according to 'b. Eligibility' in "
+    "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+    "received this message in error."
+)
+_encode = msgspec.json.Encoder().encode
+
+
+class SimExchangeError(Exception):
+    """The simulated exchange could not start (port taken, unreadable capture...)."""
+
+
+@dataclass
+class PeriodicFaults:
+    """Faults injected on a timer (None: off). Each hits every symbol / connection."""
+
+    drop_every_s: float | None = None
+    disconnect_every_s: float | None = None
+    malformed_every_s: float | None = None
+    pause_every_s: float | None = None
+    pause_seconds: float = 2.0
+    burst_every_s: float | None = None
+    burst_size: int = 100
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulated exchange can be told; defaults are gentle."""
+
+    symbols: list[str] = field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (tests); the CLI defaults to 9443
+    diff_rate_hz: float = 10.0  # depth diffs per second, per symbol
+    trade_rate_hz: float = 2.0  # aggTrades per second, per symbol
+    seed: int = 0
+    market: MarketConfig = field(default_factory=MarketConfig)
+    ping_interval_s: float | None = 180.0  # Binance pings every 3 minutes
+    max_streams_per_connection: int = 200
+    max_queued_frames: int = 200_000  # per connection, before closing a slow consumer
+    rest_weight_limit: int = 2400  # per minute
+    rest_delay_s: float = 0.0  # extra latency of every REST answer
+    geo_blocked: bool = False  # answer 451 to every REST request
+    clock: Callable[[], float] = time.time  # wall clock: E/T stamps and the weight minute
+    replay: Path | None = None  # a capture to replay instead of the random market
+    replay_http: Path | None = None  # its REST snapshots, when not beside it
+    speed: float = 1.0  # replay pace factor; <= 0 means as fast as possible
+    replay_waits_for_subscriber: bool = True  # start the replay at the first subscription
+    periodic: PeriodicFaults = field(default_factory=PeriodicFaults)
+
+
+class _Connection:
+    """One client WebSocket: its streams, its outgoing queue and writer task."""
+
+    def __init__(
+        self, cid: int, ws: web.WebSocketResponse, request: web.Request, route: str, raw: bool
+    ) -> None:
+        self.cid = cid
+        self.ws = ws
+        self.request = request
+        self.route = route
+        self.raw = raw  # raw streams send the payload without the {"stream","data"} envelope
+        self.streams: dict[str, StreamName] = {}  # insertion-ordered, for LIST_SUBSCRIPTIONS
+        self.queue: deque[bytes] = deque()
+        self.wakeup = asyncio.Event()
+        self.closed = False
+        self.writer: asyncio.Task[None] | None = None
+
+    def push(self, frame: bytes) -> None:
+        if not self.closed:
+            self.queue.append(frame)
+            if not self.wakeup.is_set():
+                self.wakeup.set()
+
+    async def write_forever(self) -> None:
+        send = self.ws.send_frame
+        queue = self.queue
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while queue:
+                    await send(queue.popleft(), WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("connection %d: write stopped: %s", self.cid, exc)
+            self.closed = True
+
+    def abort(self) -> None:
+        """Cut the TCP connection without a close frame."""
+        self.closed = True
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+class SimExchange:
+    """The simulated exchange; ``async with SimExchange(config) as sim:`` runs it."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.counters = FaultCounters()
+        self.rest_requests = 0
+        self.geo_blocked = self.config.geo_blocked
+        self.replay_finished = asyncio.Event()
+        self._budget = WeightBudget(self.config.rest_weight_limit)
+        self._connections: dict[int, _Connection] = {}
+        self._ids = itertools.count(1)
+        self._subscribers: dict[str, set[_Connection]] = {}
+        self._channel_names: dict[tuple[str, str], set[str]] = {}
+        self._partials: dict[tuple[str, str], StreamName] = {}
+        self._partial_due: dict[tuple[str, str], float] = {}
+        self._prefixes: dict[str, bytes] = {}
+        self._drops: dict[str, int] = {}
+        self._paused_until: dict[str, float] = {}  # symbol ("" = all) -> loop time
+        self._first_subscriber = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._capture: Capture | None = None
+        self._replay_channels: set[tuple[str, str]] = set()
+        self._replay_pos_ns = 0
+        self._market: SimMarket | None = None
+        if self.config.replay is not None:
+            self._capture = load_capture(self.config.replay, self.config.replay_http)
+            for frame in self._capture.frames:
+                parsed = parse_stream(frame.stream)
+                if parsed is not None:
+                    self._replay_channels.add(parsed.channel)
+        else:
+            self._market = SimMarket(
+                self.config.symbols,
+                seed=self.config.seed,
+                config=self.config.market,
+                now_ms=self._now_ms(),
+            )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> SimExchange:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        app = web.Application()
+        for route in ("", "/public", "/market"):
+            app.router.add_get(f"{route}/stream", functools.partial(self._ws, route, False))
+            app.router.add_get(f"{route}/ws", functools.partial(self._ws, route, True))
+            app.router.add_get(f"{route}/ws/{{streams}}", functools.partial(self._ws, route, True))
+        app.router.add_get("/fapi/v1/depth", self._rest_depth)
+        app.router.add_get("/fapi/v1/ping", self._rest_ping)
+        app.router.add_get("/fapi/v1/time", self._rest_time)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise SimExchangeError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc}"
+            ) from exc
+        self._port = int(self._runner.addresses[0][1])
+        main = self._run_replay() if self._capture is not None else self._run_live()
+        self._tasks.append(asyncio.create_task(main, name="sim-emitter"))
+        self._tasks.extend(self._periodic_tasks())
+        log.info("simulated exchange on %s and %s", self.ws_base_url, self.rest_base_url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for conn in list(self._connections.values()):
+            conn.closed = True
+            if conn.writer is not None:
+                conn.writer.cancel()
+            await conn.ws.close(code=1001, message=b"server shutdown")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ----------------------------------------------------------------- public view
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def ws_base_url(self) -> str:
+        return f"ws://{self.config.host}:{self._port}"
+
+    @property
+    def rest_base_url(self) -> str:
+        return f"http://{self.config.host}:{self._port}"
+
+    @property
+    def market(self) -> SimMarket:
+        """The live market model (ground truth for tests); not available in replay mode."""
+        if self._market is None:
+            raise SimExchangeError("a replaying exchange has no market model")
+        return self._market
+
+    @property
+    def capture(self) -> Capture | None:
+        return self._capture
+
+    @property
+    def connection_ids(self) -> list[int]:
+        return list(self._connections)
+
+    def subscriber_count(self, stream: str) -> int:
+        return len(self._subscribers.get(stream, ()))
+
+    # ----------------------------------------------------------------- faults
+
+    def drop_next_diff(self, symbol: str, count: int = 1) -> None:
+        """Do not send the next ``count`` diffs of ``symbol``: subscribers see a pu gap."""
+        key = symbol.upper()
+        self._drops[key] = self._drops.get(key, 0) + count
+
+    def disconnect(self, connection_id: int | None = None) -> int:
+        """Cut one connection (or all) abruptly, without a close frame; returns how many."""
+        targets = [
+            conn
+            for cid, conn in self._connections.items()
+            if connection_id is None or cid == connection_id
+        ]
+        for conn in targets:
+            conn.abort()
+        self.counters.disconnects += len(targets)
+        return len(targets)
+
+    def send_malformed(self, kind: MalformedKind, symbol: str | None = None) -> int:
+        """Send a broken frame on every diff-depth stream of ``symbol`` (or of all symbols)."""
+        sent = 0
+        now_ms = self._now_ms()
+        for sym in self._symbols() if symbol is None else [symbol.upper()]:
+            last_u = self._market.current_update_id(sym) if self._market is not None else 0
+            data = malformed_payload(kind, sym, last_u, now_ms)
+            sent += self._fan_out((sym, StreamKind.DIFF_DEPTH.value), data)
+        self.counters.malformed[kind] += 1
+        return sent
+
+    def pause(self, seconds: float, symbol: str | None = None) -> None:
+        """Emit nothing for ``seconds`` (one symbol or all): a silent but open stream."""
+        until = asyncio.get_running_loop().time() + seconds
+        self._paused_until["" if symbol is None else symbol.upper()] = until
+        self.counters.pauses += 1
+
+    def burst(self, symbol: str, count: int) -> None:
+        """Emit ``count`` diffs of ``symbol`` at once (live mode only)."""
+        now_ms = self._now_ms()
+        for _ in range(count):
+            self._emit_diff(symbol.upper(), now_ms)
+        self.counters.burst_diffs += count
+
+    def set_geo_blocked(self, blocked: bool) -> None:
+        self.geo_blocked = blocked
+
+    # ----------------------------------------------------------------- emission
+
+    def _now_ms(self) -> int:
+        return int(self.config.clock() * 1000)
+
+    def _symbols(self) -> list[str]:
+        if self._market is not None:
+            return self._market.symbols
+        assert self._capture is not None
+        return self._capture.symbols
+
+    def _is_paused(self, symbol: str, now: float) -> bool:
+        return now < self._paused_until.get("", 0.0) or now < self._paused_until.get(symbol, 0.0)
+
+    def _fan_out(self, channel: tuple[str, str], data: bytes) -> int:
+        """Send one event to every connection on any stream of ``channel``."""
+        names = self._channel_names.get(channel)
+        if not names:
+            return 0
+        sent = 0
+        for name in names:
+            frame = self._prefixes[name] + data + b"}"
+            for conn in self._subscribers[name]:
+                conn.push(data if conn.raw else frame)
+                sent += 1
+        return sent
+
+    def _emit_diff(self, symbol: str, now_ms: int) -> None:
+        market = self.market
+        data = _encode(market.step(symbol, now_ms))
+        if self._drops.get(symbol):
+            self._drops[symbol] -= 1
+            self.counters.dropped_diffs += 1
+        else:
+            self._fan_out((symbol, StreamKind.DIFF_DEPTH.value), data)
+        if self._channel_names.get((symbol, StreamKind.BOOK_TICKER.value)):
+            ticker = _encode(market.book_ticker(symbol, now_ms))
+            self._fan_out((symbol, StreamKind.BOOK_TICKER.value), ticker)
+
+    async def _run_live(self) -> None:
+        market = self.market
+        loop = asyncio.get_running_loop()
+        rate, trade_rate = self.config.diff_rate_hz, self.config.trade_rate_hz
+        tick = min(0.01, 1.0 / max(rate, trade_rate, 1.0))
+        max_per_tick = max(1, int(rate * 0.5))
+        diff_due = dict.fromkeys(market.symbols, 0.0)
+        trade_due = dict.fromkeys(market.symbols, 0.0)
+        last = loop.time()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            elapsed, last = now - last, now
+            now_ms = self._now_ms()
+            for symbol in market.symbols:
+                if self._is_paused(symbol, now):
+                    diff_due[symbol] = trade_due[symbol] = 0.0
+                    continue
+                diff_due[symbol] += rate * elapsed
+                count = int(diff_due[symbol])
+                diff_due[symbol] -= count
+                for _ in range(min(count, max_per_tick)):
+                    self._emit_diff(symbol, now_ms)
+                trade_due[symbol] += trade_rate * elapsed
+                trades = int(trade_due[symbol])
+                trade_due[symbol] -= trades
+                for _ in range(trades):
+                    trade = _encode(market.trade(symbol, now_ms))
+                    self._fan_out((symbol, StreamKind.AGG_TRADE.value), trade)
+            self._emit_partials(now, now_ms)
+
+    def _emit_partials(self, now: float, now_ms: int) -> None:
+        for channel, stream in self._partials.items():
+            if now < self._partial_due.get(channel, 0.0) or self._is_paused(stream.symbol, now):
+                continue
+            self._partial_due[channel] = now + stream.interval_ms / 1000
+            payload = self.market.partial_depth(stream.symbol, stream.levels, now_ms)
+            self._fan_out(channel, _encode(payload))
+
+    async def _run_replay(self) -> None:
+        capture = self._capture
+        assert capture is not None
+        if self.config.replay_waits_for_subscriber:
+            await self._first_subscriber.wait()
+        loop = asyncio.get_running_loop()
+        speed = self.config.speed
+        start = loop.time()
+        first_ns = capture.frames[0].recv_ns if capture.frames else 0
+        channels = {frame.stream: parse_stream(frame.stream) for frame in capture.frames}
+        for index, frame in enumerate(capture.frames):
+            if speed > 0:
+                delay = start + (frame.recv_ns - first_ns) / 1e9 / speed - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif index % 256 == 0:
+                await asyncio.sleep(0)
+            stream = channels[frame.stream]
+            if stream is None:
+                continue
+            while self._is_paused(stream.symbol, loop.time()):
+                await asyncio.sleep(0.01)
+                start += 0.01  # the recorded timeline moves on after the silence
+            self._replay_pos_ns = frame.recv_ns
+            if stream.kind is StreamKind.DIFF_DEPTH and self._drops.get(stream.symbol):
+                self._drops[stream.symbol] -= 1
+                self.counters.dropped_diffs += 1
+                continue
+            self._fan_out(stream.channel, frame.data)
+        self.replay_finished.set()
+
+    def _periodic_tasks(self) -> list[asyncio.Task[None]]:
+        plan = self.config.periodic
+        kinds = itertools.cycle(MalformedKind)
+
+        def drop() -> None:
+            for symbol in self._symbols():
+                self.drop_next_diff(symbol)
+
+        def burst() -> None:
+            if self._market is not None:
+                for symbol in self._symbols():
+                    self.burst(symbol, plan.burst_size)
+
+        actions: list[tuple[float | None, Callable[[], object]]] = [
+            (plan.drop_every_s, drop),
+            (plan.disconnect_every_s, self.disconnect),
+            (plan.malformed_every_s, lambda: self.send_malformed(next(kinds))),
+            (plan.pause_every_s, lambda: self.pause(plan.pause_seconds)),
+            (plan.burst_every_s, burst),
+        ]
+        return [
+            asyncio.create_task(_every(interval, action), name="sim-periodic-fault")
+            for interval, action in actions
+            if interval
+        ]
+
+    # ----------------------------------------------------------------- WebSocket
+
+    async def _ws(self, route: str, raw: bool, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.config.ping_interval_s, compress=False, max_msg_size=1 << 16
+        )
+        await ws.prepare(request)
+        conn = _Connection(next(self._ids), ws, request, route, raw)
+        self._connections[conn.cid] = conn
+        conn.writer = asyncio.create_task(conn.write_forever(), name=f"sim-writer-{conn.cid}")
+        try:
+            names = request.match_info.get("streams") or request.query.get("streams", "")
+            initial = [name for name in names.split("/") if name]
+            if initial:
+                error = self._subscribe(conn, initial)
+                if error:
+                    conn.push(_error_reply(error, None))
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    self._on_request(conn, message.data)
+        finally:
+            self._drop_connection(conn)
+        return ws
+
+    def _on_request(self, conn: _Connection, text: str) -> None:
+        try:
+            request = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            conn.push(_error_reply("Invalid JSON: expected value", None, code=3))
+            return
+        if not isinstance(request, dict):
+            conn.push(_error_reply("Invalid request: expected an object", None))
+            return
+        request_id = request.get("id")
+        method = request.get("method")
+        params = request.get("params", [])
+        if method == "LIST_SUBSCRIPTIONS":
+            conn.push(_encode({"result": list(conn.streams), "id": request_id}))
+            return
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list):
+            conn.push(_error_reply(f"Invalid request: unknown method {method!r}", request_id))
+            return
+        if not all(isinstance(param, str) for param in params):
+            conn.push(_error_reply("Invalid request: params must be strings", request_id))
+            return
+        if method == "SUBSCRIBE":
+            error = self._subscribe(conn, params)
+        else:
+            error = None
+            self._unsubscribe(conn, params)
+        if error:
+            conn.push(_error_reply(error, request_id))
+        else:
+            conn.push(_encode({"result": None, "id": request_id}))
+
+    def _subscribe(self, conn: _Connection, names: list[str]) -> str | None:
+        """Subscribe all of ``names`` or none; returns the error message if refused."""
+        parsed: list[StreamName] = []
+        for name in names:
+            stream = parse_stream(name)
+            if stream is None or not self._serves(stream):
+                return f"Invalid request: unknown stream {name!r}"
+            if not route_allows(conn.route, stream):
+                where = conn.route or "/"
+                return f"Invalid request: stream {name!r} is not served on {where}"
+            parsed.append(stream)
+        new = {stream.name for stream in parsed} - conn.streams.keys()
+        if len(conn.streams) + len(new) > self.config.max_streams_per_connection:
+            limit = self.config.max_streams_per_connection
+            return f"Invalid request: too many streams, at most {limit} per connection"
+        for stream in parsed:
+            if stream.name in conn.streams:
+                continue
+            conn.streams[stream.name] = stream
+            self._subscribers.setdefault(stream.name, set()).add(conn)
+            self._channel_names.setdefault(stream.channel, set()).add(stream.name)
+            self._prefixes.setdefault(stream.name, b'{"stream":"%s","data":' % stream.name.encode())
+            if stream.kind is StreamKind.PARTIAL_DEPTH:
+                self._partials[stream.channel] = stream
+        self._first_subscriber.set()
+        return None
+
+    def _unsubscribe(self, conn: _Connection, names: list[str]) -> None:
+        for name in names:
+            stream = conn.streams.pop(name, None)
+            if stream is None:
+                continue
+            subscribers = self._subscribers.get(name)
+            if subscribers is not None:
+                subscribers.discard(conn)
+                if not subscribers:
+                    del self._subscribers[name]
+                    channel_names = self._channel_names.get(stream.channel, set())
+                    channel_names.discard(name)
+                    if not channel_names:
+                        self._channel_names.pop(stream.channel, None)
+                        self._partials.pop(stream.channel, None)
+
+    def _serves(self, stream: StreamName) -> bool:
+        if self._market is not None:
+            return self._market.has_symbol(stream.symbol) and stream.kind in (
+                StreamKind.DIFF_DEPTH,
+                StreamKind.PARTIAL_DEPTH,
+                StreamKind.AGG_TRADE,
+                StreamKind.BOOK_TICKER,
+            )
+        return stream.channel in self._replay_channels
+
+    def _drop_connection(self, conn: _Connection) -> None:
+        conn.closed = True
+        self._unsubscribe(conn, list(conn.streams))
+        self._connections.pop(conn.cid, None)
+        if conn.writer is not None:
+            conn.writer.cancel()
+
+    # ----------------------------------------------------------------- REST
+
+    def _rest_error(self, status: int, code: int, msg: str, now: float) -> web.Response:
+        return web.Response(
+            status=status,
+            body=_encode({"code": code, "msg": msg}),
+            content_type="application/json",
+            headers={USED_WEIGHT_HEADER: str(self._budget.used(now))},
+        )
+
+    async def _rest_depth(self, request: web.Request) -> web.Response:
+        now = self.config.clock()
+        self.rest_requests += 1
+        if self.geo_blocked:
+            return self._rest_error(451, 0, GEO_BLOCKED_MSG, now)
+        symbol = request.query.get("symbol", "").upper()
+        if not symbol:
+            msg = "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            return self._rest_error(400, -1102, msg, now)
+        limit_text = request.query.get("limit", str(DEFAULT_DEPTH_LIMIT))
+        if not limit_text.isdigit() or int(limit_text) not in DEPTH_LIMITS:
+            allowed = ", ".join(map(str, DEPTH_LIMITS))
+            msg = f"Illegal characters found in parameter 'limit'; legal range is '{allowed}'."
+            return self._rest_error(400, -1100, msg, now)
+        limit = int(limit_text)
+        if symbol not in self._symbols():
+            return self._rest_error(400, -1121, "Invalid symbol.", now)
+        if not self._budget.charge(depth_weight(limit), now):
+            response = self._rest_error(
+                429,
+                -1003,
+                f"Too many requests; current limit of IP is {self.config.rest_weight_limit} "
+                "request weight per 1 MINUTE.",
+                now,
+            )
+            response.headers["Retry-After"] = str(self._budget.seconds_to_reset(now))
+            return response
+        if self.config.rest_delay_s > 0:
+            await asyncio.sleep(self.config.rest_delay_s)
+        if self._market is not None:
+            body = _encode(self._market.snapshot(symbol, limit, self._now_ms()))
+        else:
+            body = self._replay_snapshot(symbol, limit)
+        return web.Response(
+            body=body,
+            content_type="application/json",
+            headers={USED_WEIGHT_HEADER: str(self._budget.used(now))},
+        )
+
+    def _replay_snapshot(self, symbol: str, limit: int) -> bytes:
+        """The capture's latest snapshot of ``symbol`` at the replay position."""
+        assert self._capture is not None
+        own = [snap for snap in self._capture.snapshots if snap.symbol == symbol]
+        if not own:
+            return _encode({"lastUpdateId": 0, "E": 0, "T": 0, "bids": [], "asks": []})
+        seen = [snap for snap in own if snap.recv_ns <= self._replay_pos_ns]
+        chosen: CaptureSnapshot = seen[-1] if seen else own[0]
+        body: dict[str, Any] = msgspec.json.decode(chosen.body)
+        if len(body.get("bids", ())) <= limit and len(body.get("asks", ())) <= limit:
+            return chosen.body
+        body["bids"] = body["bids"][:limit]
+        body["asks"] = body["asks"][:limit]
+        return _encode(body)
+
+    async def _rest_ping(self, request: web.Request) -> web.Response:
+        return await self._light_answer({})
+
+    async def _rest_time(self, request: web.Request) -> web.Response:
+        return await self._light_answer({"serverTime": self._now_ms()})
+
+    async def _light_answer(self, body: dict[str, Any]) -> web.Response:
+        now = self.config.clock()
+        if self.geo_blocked:
+            return self._rest_error(451, 0, GEO_BLOCKED_MSG, now)
+        if not self._budget.charge(1, now):
+            return self._rest_error(429, -1003, "Too many requests.", now)
+        return web.Response(
+            body=_encode(body),
+            content_type="application/json",
+            headers={USED_WEIGHT_HEADER: str(self._budget.used(now))},
+        )
+
+
+def _error_reply(msg: str, request_id: Any, code: int = 2) -> bytes:
+    """Binance's WebSocket error answer: ``{"error":{"code":2,"msg":...},"id":1}``."""
+    return _encode({"error": {"code": code, "msg": msg}, "id": request_id})
+
+
+async def _every(interval_s: float, action: Callable[[], object]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        action()
