@@ -363,6 +363,18 @@ def test_describe_lists_every_key_and_hides_the_redis_password() -> None:
     assert described["symbols"] == ["BTCUSDT", "ETHUSDT"]
 
 
+def test_repr_hides_the_redis_password_too() -> None:
+    text = repr(Config(redis_url="redis://:s3cret@redis.internal:6379/0"))
+    assert "s3cret" not in text
+    assert "redis://:***@redis.internal:6379/0" in text and "health_port=8080" in text
+
+
+def test_describe_written_back_as_yaml_loads_to_the_same_config(tmp_path: Path) -> None:
+    config = Config(symbols=("SOLUSDT",), cpu_affinity=(1,), log_json=True, health_port=0)
+    path = write(tmp_path, yaml.safe_dump(config.describe()))
+    assert load_config(path, env={}) == config
+
+
 @pytest.mark.parametrize(
     ("url", "redacted"),
     [

@@ -96,6 +96,11 @@ class Config:
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
+    def __repr__(self) -> str:
+        # Redacted, so that logging a Config never leaks the Redis password.
+        fields = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
+        return f"Config({fields})"
+
     @property
     def reconnect_delay_s(self) -> float:
         return self.reconnect_delay_ms / 1000.0
