@@ -27,6 +27,8 @@ import hiredis
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from market_data.errors import MarketDataError
+
 HOST = "127.0.0.1"
 _STARTUP_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -34,7 +36,7 @@ _LOG_TAIL_LINES = 20
 _PORT_ATTEMPTS = 5
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(MarketDataError):
     """The embedded redis-server could not be found, started or reached."""
 
 
