@@ -64,7 +64,7 @@ _MAX_SLEEP_S = 1e-3
 class _Attachment:
     """One mapped segment file and the cursor reading it."""
 
-    def __init__(self, path: Path, *, from_oldest: bool) -> None:
+    def __init__(self, path: Path, *, from_oldest: bool = False, from_first: bool = False) -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -89,7 +89,9 @@ class _Attachment:
         except ShmLayoutError as exc:
             self.mapping.close()
             raise ShmLayoutError(f"{path}: {exc}") from None
-        self.cursor = RingCursor(memoryview(self.mapping), self.header, from_oldest=from_oldest)
+        self.cursor = RingCursor(
+            memoryview(self.mapping), self.header, from_oldest=from_oldest, from_first=from_first
+        )
 
     def close(self) -> None:
         self.cursor.release()
@@ -229,7 +231,7 @@ class ShmRingReader:
         if inode == self._att.inode:
             return []
         try:
-            fresh = _Attachment(self.path, from_oldest=True)
+            fresh = _Attachment(self.path, from_first=True)
         except ShmRingError:
             return []  # replaced by something we cannot read (yet): keep looking
         old = self._att

