@@ -391,6 +391,9 @@ class RedisSink:
                 batch = self._take_batch()
                 try:
                     await self._send(self._connection, batch)
+                except asyncio.CancelledError:  # aclose() timed out mid-batch: count it as unsent
+                    self._requeue(batch)
+                    raise
                 except RedisUnavailableError as exc:
                     self._requeue(batch)
                     self._fail_pings(f"disconnected: {exc}", batch.pings)
