@@ -1,0 +1,37 @@
+"""Minimal shared-memory consumer: print books and trades as the service publishes them.
+
+    .venv/bin/python examples/shm_consumer.py [segment name, default market_data]
+
+Needs a running writer (the service with shared memory enabled). Reading takes
+no lock and no system call per record; see docs/SHM.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from market_data.shm_reader import BookRecord, ShmRingReader, TradeRecord
+
+
+def main(name: str) -> int:
+    with ShmRingReader.attach(name) as reader:
+        print(f"attached to {reader.path}, generation {reader.generation}")
+        for record in reader:  # blocks between records; reader.poll() never blocks
+            lag_us = (time.monotonic_ns() - getattr(record, "local_ts_ns", 0)) / 1e3
+            if isinstance(record, BookRecord) and record.bids and record.asks:
+                bid, ask = record.bids[0], record.asks[0]
+                print(
+                    f"{record.symbol:<12} book  {bid[1]:g} @ {bid[0]:g} | {ask[0]:g} @ {ask[1]:g}"
+                    f"  (u={record.last_update_id}, {lag_us:.0f} μs old)"
+                )
+            elif isinstance(record, TradeRecord):
+                side = "SELL" if record.is_buyer_maker else "BUY "
+                print(f"{record.symbol:<12} trade {side} {record.qty:g} @ {record.price:g}")
+            if reader.missed:
+                print(f"(missed {reader.missed} records so far: this consumer is too slow)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "market_data"))
