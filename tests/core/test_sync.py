@@ -1,0 +1,274 @@
+"""The synchronisation state machine: the official procedure, step by step,
+and a property test against a model exchange with injected faults."""
+
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market_data.core.book import Level
+from market_data.core.state import BookState
+from market_data.core.sync import BookLive, BookReset, DepthSync, SnapshotNeeded
+
+
+@dataclass
+class Ev:
+    U: int  # noqa: N815
+    u: int
+    pu: int
+    b: list[Level] = field(default_factory=list)
+    a: list[Level] = field(default_factory=list)
+
+
+@dataclass
+class Snap:
+    lastUpdateId: int  # noqa: N815
+    bids: list[Level] = field(default_factory=list)
+    asks: list[Level] = field(default_factory=list)
+
+
+def _live(sync: DepthSync) -> None:
+    """Bring a sync live on snapshot 100 with event 95..105."""
+    sync.on_depth(Ev(95, 105, 90, [(10.0, 1.0)], [(11.0, 1.0)]))
+    sync.on_snapshot(Snap(100, [(10.0, 5.0), (9.0, 1.0)], [(12.0, 1.0)]))
+    assert sync.is_live
+
+
+def test_waits_for_an_event_before_asking_for_a_snapshot() -> None:
+    sync = DepthSync("BTCUSDT")
+    assert sync.state is BookState.WAITING and sync.drain() == []
+    sync.on_depth(Ev(1, 2, 0))
+    assert sync.state is BookState.SYNCING
+    assert sync.drain() == [SnapshotNeeded("BTCUSDT", "first event buffered")]
+    sync.on_depth(Ev(3, 4, 2))
+    assert sync.drain() == []  # one request at a time
+    assert sync.snapshot_pending and sync.buffered == 2
+
+
+def test_drops_events_before_the_snapshot_and_bridges_with_U_le_L_le_u() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(80, 90, 70, [(1.0, 1.0)]))  # u < L: dropped
+    sync.on_depth(Ev(95, 105, 90, [(10.0, 2.0)], [(11.0, 1.0)]))  # U <= L <= u: first
+    sync.on_depth(Ev(106, 110, 105, [(9.0, 0.0)]))
+    sync.drain()
+    sync.on_snapshot(Snap(100, [(10.0, 5.0), (9.0, 1.0), (1.0, 7.0)], [(12.0, 1.0)]))
+    assert sync.is_live
+    assert sync.book.top(5) == ([(10.0, 2.0), (1.0, 7.0)], [(11.0, 1.0), (12.0, 1.0)])
+    assert sync.book.last_update_id == 110
+    assert sync.drain() == [BookLive("X", 100, 95, 105, 90, 105)]
+    assert sync.dropped_before_sync == 1 and sync.applied == 2
+
+
+def test_u_equal_to_L_bridges() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(95, 100, 90, [(10.0, 2.0)]))
+    sync.on_snapshot(Snap(100, [(10.0, 2.0)], [(11.0, 1.0)]))
+    assert sync.is_live and sync.book.last_update_id == 100
+
+
+def test_pu_equal_to_L_bridges() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(95, 100, 90))
+    sync.on_depth(Ev(103, 107, 100, [(10.0, 3.0)]))
+    sync.on_snapshot(Snap(101, [(10.0, 2.0)], [(11.0, 1.0)]))
+    # 95..100 is dropped (u < L) and 103..107 does not contain 101: only pu == L bridges it.
+    assert not sync.is_live
+    sync2 = DepthSync("X")
+    sync2.on_depth(Ev(103, 107, 100, [(10.0, 3.0)]))
+    sync2.on_snapshot(Snap(100, [(10.0, 2.0)], [(11.0, 1.0)]))
+    assert sync2.is_live and sync2.book.bids.top(1) == [(10.0, 3.0)]
+
+
+def test_snapshot_older_than_the_buffer_is_rejected_and_the_buffer_kept() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(200, 210, 190, [(10.0, 1.0)], [(11.0, 1.0)]))
+    sync.drain()
+    sync.on_snapshot(Snap(150))
+    assert not sync.is_live and sync.snapshots_rejected == 1
+    assert sync.drain() == [SnapshotNeeded("X", "snapshot older than buffered events")]
+    assert sync.buffered == 1
+    sync.on_snapshot(Snap(205, [(10.0, 4.0)], [(11.0, 2.0)]))
+    assert sync.is_live
+
+
+def test_snapshot_newer_than_the_buffer_waits_for_the_bridging_event() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(90, 95, 80))
+    sync.on_snapshot(Snap(100, [(10.0, 1.0)], [(11.0, 1.0)]))
+    assert sync.state is BookState.SYNCING and sync.dropped_before_sync == 1
+    sync.on_depth(Ev(96, 99, 95))  # still before L
+    assert not sync.is_live and sync.dropped_before_sync == 2
+    assert sync.on_depth(Ev(99, 103, 99, [(10.0, 2.0)]))
+    assert sync.is_live and sync.book.bids.top(1) == [(10.0, 2.0)]
+
+
+def test_a_stream_that_jumped_past_a_loaded_snapshot_asks_again() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(90, 95, 80))
+    sync.on_snapshot(Snap(100, [(10.0, 1.0)], [(11.0, 1.0)]))
+    sync.drain()
+    sync.on_depth(Ev(120, 130, 110))
+    assert not sync.is_live and sync.book.top(1) == ([], [])
+    assert sync.drain() == [SnapshotNeeded("X", "snapshot older than the stream")]
+
+
+def test_gap_resets_rebuilds_from_empty_and_keeps_buffering() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    sync.drain()
+    assert sync.on_depth(Ev(106, 108, 105, [(8.0, 1.0)]))
+    assert not sync.on_depth(Ev(112, 115, 110, [(7.0, 1.0)]))  # pu 110 != 108
+    assert sync.gaps == 1 and sync.state is BookState.SYNCING
+    assert sync.book.top(5) == ([], [])
+    assert sync.drain() == [BookReset("X", "gap"), SnapshotNeeded("X", "first event buffered")]
+    assert sync.buffered == 1  # the event that revealed the gap starts the new buffer
+    sync.on_snapshot(Snap(113, [(5.0, 1.0)], [(9.0, 1.0)]))
+    assert sync.is_live
+    assert sync.book.top(5) == ([(7.0, 1.0), (5.0, 1.0)], [(9.0, 1.0)])  # no stale levels
+
+
+def test_stale_duplicates_are_dropped_without_reset() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    sync.on_depth(Ev(106, 108, 105, [(8.0, 1.0)]))
+    before = sync.book.top(10)
+    assert not sync.on_depth(Ev(106, 108, 105, [(8.0, 5.0)]))  # duplicate
+    assert not sync.on_depth(Ev(95, 105, 90, [(8.0, 6.0)]))  # older still
+    assert sync.is_live and sync.stale == 2 and sync.book.top(10) == before
+
+
+def test_crossed_book_resets() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    sync.drain()
+    assert not sync.on_depth(Ev(106, 107, 105, [(13.0, 1.0)]))
+    assert sync.crossed == 1 and sync.state is BookState.WAITING
+    assert sync.drain() == [BookReset("X", "crossed")]
+
+
+def test_reconnect_resets_and_clears_the_buffer() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    sync.drain()
+    sync.on_disconnect()
+    assert sync.state is BookState.WAITING and sync.buffered == 0
+    assert sync.book.top(5) == ([], [])
+    assert sync.drain() == [BookReset("X", "reconnect")]
+
+
+def test_buffer_overflow_is_a_reset_and_the_request_is_not_repeated() -> None:
+    sync = DepthSync("X", max_buffer=3)
+    for i in range(4):
+        sync.on_depth(Ev(10 * i + 1, 10 * i + 5, 10 * i - 5))
+    assert sync.overflows == 1 and sync.buffered == 1
+    outputs = sync.drain()
+    assert outputs == [
+        SnapshotNeeded("X", "first event buffered"),
+        BookReset("X", "buffer_overflow"),
+    ]
+    assert sync.snapshot_pending  # the request in flight still counts
+
+
+def test_failed_snapshot_is_asked_again_with_the_buffer_kept() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(1, 5, 0))
+    sync.drain()
+    sync.on_snapshot_failed("HTTP 429")
+    assert sync.drain() == [SnapshotNeeded("X", "HTTP 429")] and sync.buffered == 1
+
+
+def test_snapshot_nobody_asked_for_is_ignored() -> None:
+    sync = DepthSync("X")
+    sync.on_snapshot(Snap(5, [(1.0, 1.0)], [(2.0, 1.0)]))
+    assert sync.snapshots_ignored == 1 and sync.state is BookState.WAITING
+
+
+# ---------------------------------------------------------------- property test
+
+
+class ModelExchange:
+    """A tiny exchange: one symbol, global non-contiguous ids, full history."""
+
+    def __init__(self, draw_levels: list[list[tuple[int, int, int]]], id_steps: list[int]) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self.u = 1000
+        self.history: dict[int, tuple[dict[float, float], dict[float, float]]] = {self.u: ({}, {})}
+        self.events: list[Ev] = []
+        for changes, step in zip(draw_levels, id_steps, strict=False):
+            U = self.u + step  # noqa: N806
+            u = U + step % 3
+            ev = Ev(U, u, self.u)
+            for side, tick, qty in changes:
+                # bids on ticks 1..20 (prices 80..99), asks on 101..120: never crossed.
+                price = 79.0 + tick if side == 0 else 100.0 + tick
+                book = self.bids if side == 0 else self.asks
+                (ev.b if side == 0 else ev.a).append((price, float(qty)))
+                if qty:
+                    book[price] = float(qty)
+                else:
+                    book.pop(price, None)  # deleting an absent level is legal
+            self.u = u
+            self.history[u] = (dict(self.bids), dict(self.asks))
+            self.events.append(ev)
+
+    def snapshot_at(self, u: int) -> Snap:
+        bids, asks = self.history[u]
+        return Snap(u, sorted(bids.items(), reverse=True), sorted(asks.items()))
+
+
+changes = st.lists(
+    st.tuples(st.integers(0, 1), st.integers(1, 20), st.integers(0, 3)), min_size=1, max_size=6
+)
+actions = st.sampled_from(
+    ["deliver"] * 6 + ["drop", "duplicate", "stale", "reconnect", "snapshot", "old_snapshot"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(changes, min_size=5, max_size=60),
+    st.lists(st.integers(1, 7), min_size=60, max_size=60),
+    st.lists(actions, min_size=60, max_size=60),
+)
+def test_never_publishes_a_wrong_book_and_detects_every_gap(
+    draw_levels: list[list[tuple[int, int, int]]], id_steps: list[int], plan: list[str]
+) -> None:
+    exchange = ModelExchange(draw_levels, id_steps)
+    sync = DepthSync("X", max_buffer=8)
+    delivered: list[Ev] = []
+    gaps_expected = 0
+
+    def deliver(ev: Ev) -> None:
+        nonlocal gaps_expected
+        was_live, last = sync.is_live, sync.book.last_update_id
+        sync.on_depth(ev)
+        if was_live and ev.pu != last and ev.u > last:
+            gaps_expected += 1  # a live book met a discontinuity: it must notice
+            assert not sync.is_live
+        delivered.append(ev)
+
+    for ev, action in zip(exchange.events, plan, strict=False):
+        if action == "drop":
+            continue
+        if action == "reconnect":
+            sync.on_disconnect()
+        deliver(ev)
+        if action == "duplicate":
+            deliver(ev)
+        elif action == "stale" and len(delivered) > 3:
+            deliver(delivered[-4])
+        sync.drain()
+        if sync.snapshot_pending and action in ("snapshot", "deliver"):
+            sync.on_snapshot(exchange.snapshot_at(ev.u))
+        elif sync.snapshot_pending and action == "old_snapshot":
+            sync.on_snapshot(exchange.snapshot_at(exchange.events[0].u))
+        sync.drain()
+        if sync.is_live:
+            bids, asks = exchange.history[sync.book.last_update_id]
+            assert sync.book.bids.qty == bids
+            assert sync.book.asks.qty == asks
+            assert sync.book.bids.prices == sorted(bids)
+            assert sync.book.asks.prices == sorted(asks)
+    # Gaps met while draining the buffer after a snapshot are detected too, hence >=.
+    assert sync.gaps >= gaps_expected
