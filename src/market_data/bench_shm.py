@@ -103,7 +103,7 @@ def _wait_until(deadline_ns: int) -> None:
 # --- shared-memory children -------------------------------------------------------------
 
 
-def _shm_latency_reader(name: str, expected: int, conn: Connection) -> None:
+def _shm_latency_reader(name: str, expected: int, busy_poll: bool, conn: Connection) -> None:
     reader = ShmRingReader.attach(name)
     conn.send("ready")
     samples = array("q")
@@ -111,7 +111,7 @@ def _shm_latency_reader(name: str, expected: int, conn: Connection) -> None:
     clock = time.monotonic_ns
     read = reader.read
     while len(samples) + reader.missed < expected and time.monotonic() < deadline:
-        record = read(timeout=1.0, busy_poll=True)
+        record = read(timeout=1.0, busy_poll=busy_poll)
         if type(record) is BookRecord:
             samples.append(clock() - record.local_ts_ns)
     conn.send((samples.tobytes(), reader.missed))
@@ -158,10 +158,10 @@ def _finish_child(process: Any, conn: Connection) -> Any:
     return result
 
 
-def bench_shm_latency(name: str, count: int, rate: float) -> LatencyResult:
+def bench_shm_latency(name: str, count: int, rate: float, busy_poll: bool = True) -> LatencyResult:
     bids, asks = _book_levels()
     with ShmRingWriter.create(name) as writer:
-        process, conn = _start_child(_shm_latency_reader, name, count)
+        process, conn = _start_child(_shm_latency_reader, name, count, busy_poll)
         interval_ns = int(1e9 / rate)
         start = time.monotonic_ns() + 1_000_000
         clock = time.monotonic_ns
@@ -173,7 +173,8 @@ def bench_shm_latency(name: str, count: int, rate: float) -> LatencyResult:
     samples = array("q")
     samples.frombytes(raw)
     p50, p99, p999, worst = percentiles(samples)
-    label = f"shm ring @ {rate / 1e3:.0f}k/s"
+    mode = "busy-poll" if busy_poll else "sleeping"
+    label = f"shm ring @ {rate / 1e3:.0f}k/s, {mode}"
     return LatencyResult(label, count, len(samples), missed, p50, p99, p999, worst)
 
 
@@ -276,7 +277,8 @@ def run_bench(
         results.append(result)
         print(result.line(), file=stream, flush=True)
 
-    report(bench_shm_latency(name, latency_records, rate))
+    report(bench_shm_latency(name, latency_records, rate, busy_poll=True))
+    report(bench_shm_latency(name, latency_records, rate, busy_poll=False))
     if with_redis:
         report(bench_redis_latency(redis_records, rate))
     for kind in ("json", "book"):

@@ -97,24 +97,36 @@ class ShmRingWriter:
                 old_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 writer = cls._build(path, mode, slot_size, slot_count, generation=1)
-                try:
-                    os.link(writer._temp_path, path)
-                except FileExistsError:  # another writer won the race: look again
-                    writer._discard()
-                    continue
-                writer._finish_publish()
-                return writer
+                if writer._publish_as(path, replace=False):
+                    return writer
+                continue  # another writer won the race for the name: look again
             try:
                 generation = _take_over_generation(path, old_fd)
                 if generation is None:  # the name moved under us: look again
                     continue
                 writer = cls._build(path, mode, slot_size, slot_count, generation)
-                os.rename(writer._temp_path, path)
-                writer._finish_publish(renamed=True)
+                writer._publish_as(path, replace=True)
                 return writer
             finally:
                 os.close(old_fd)
         raise ShmRingError(f"segment {path} keeps changing; is another writer starting?")
+
+    def _publish_as(self, path: Path, replace: bool) -> bool:
+        """Give the finished temporary segment its public name; False if the name got taken."""
+        try:
+            if replace:
+                os.rename(self._temp_path, path)
+            else:
+                try:
+                    os.link(self._temp_path, path)
+                except FileExistsError:
+                    self._discard()
+                    return False
+                self._temp_path.unlink()
+        except BaseException:
+            self._discard()
+            raise
+        return True
 
     @classmethod
     def _build(
@@ -141,10 +153,6 @@ class ShmRingWriter:
         with memoryview(mapping) as view:
             encode_header(view, header)
         return cls(path, fd, mapping, header, temp)
-
-    def _finish_publish(self, renamed: bool = False) -> None:
-        if not renamed:
-            self._temp_path.unlink()
 
     def _discard(self) -> None:
         self._release()
