@@ -65,7 +65,7 @@ class Config:
     snapshot_limit: int = 1000
     rest_weight_budget_per_minute: int = 2400
     max_levels_per_side: int = 5000
-    sync_buffer_max: int = 10_000
+    sync_buffer_max: int = 1_000
     silence_timeout_s: float = 30.0
     connection_max_age_s: float = 23 * 3600.0
     ready_max_book_age_s: float = 10.0

@@ -75,18 +75,33 @@ def decode_frame(raw: bytes | str) -> tuple[StreamKind, StreamData]:
         frame = _frame_decoder.decode(raw)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise _explain(raw, exc) from None
-    symbol, _, suffix = frame.stream.partition("@")
+    data = frame.data
+    route = _routes.get(frame.stream) or _route(frame.stream)
+    kind, expected_type, symbol = route
+    if type(data) is not expected_type:
+        raise DecodeError(f"stream {frame.stream!r} carries an unexpected {type(data).__name__}")
+    if data.s != symbol:
+        raise DecodeError(f"stream {frame.stream!r} carries symbol {data.s!r}")
+    if expected_type is DepthUpdate and data.U > data.u:  # type: ignore[union-attr]
+        raise DecodeError(f"depth event with U={data.U} > u={data.u}")  # type: ignore[union-attr]
+    return kind, data
+
+
+_Route = tuple[StreamKind, type, str]
+_routes: dict[str, _Route] = {}
+_MAX_ROUTES = 10_000  # streams seen so far; bounded against junk stream names
+
+
+def _route(stream: str) -> _Route:
+    """Kind, payload type and upper-case symbol of a stream name, cached."""
+    symbol, _, suffix = stream.partition("@")
     kind = SUFFIX_KINDS.get(suffix)
     if kind is None:
-        raise UnsupportedStreamError(f"unknown stream {frame.stream!r}")
-    data = frame.data
-    if type(data) is not _EXPECTED_TYPE[kind]:
-        raise DecodeError(f"stream {frame.stream!r} carries an unexpected {type(data).__name__}")
-    if symbol != data.s.lower():
-        raise DecodeError(f"stream {frame.stream!r} carries symbol {data.s!r}")
-    if type(data) is DepthUpdate and data.U > data.u:
-        raise DecodeError(f"depth event with U={data.U} > u={data.u}")
-    return kind, data
+        raise UnsupportedStreamError(f"unknown stream {stream!r}")
+    route = (kind, _EXPECTED_TYPE[kind], symbol.upper())
+    if len(_routes) < _MAX_ROUTES:
+        _routes[stream] = route
+    return route
 
 
 def decode_snapshot(raw: bytes | str) -> DepthSnapshot:

@@ -39,7 +39,7 @@ from typing import Protocol
 from market_data.core.book import DEFAULT_MAX_LEVELS, Level, OrderBook
 from market_data.core.state import BookState
 
-DEFAULT_MAX_BUFFER = 10_000
+DEFAULT_MAX_BUFFER = 1_000
 
 
 class DepthDiff(Protocol):
@@ -136,6 +136,12 @@ class DepthSync:
     def on_depth(self, ev: DepthDiff) -> bool:
         """Feed one diff event; ``True`` when the live book changed."""
         self.events += 1
+        if self.state is BookState.LIVE:  # the hot path, inlined
+            last_u = self._last_u
+            if ev.pu == last_u:
+                self.book.apply(ev.b, ev.a, ev.u)
+                self._last_u = ev.u
+                return self._after_apply(ev)
         return self._feed(ev)
 
     def _feed(self, ev: DepthDiff) -> bool:

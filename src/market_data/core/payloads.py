@@ -1,0 +1,101 @@
+"""JSON payloads published to consumers (Redis channels, HTTP, shared memory).
+
+The shapes are the seed service's, so its consumers keep working; every
+payload also says whether the book can be trusted (``initialized`` and the
+more precise ``state``), so a stale book is never presented as live.
+
+Prices are JSON object keys (strings) written as the shortest decimal equal to
+the exchange's value; quantities and figures are JSON numbers. Time is passed
+in (``now_ms``): this module never reads a clock.
+"""
+
+from collections.abc import Sequence
+
+import msgspec
+
+from market_data.core.book import Level, format_decimal
+from market_data.core.state import BookState
+from market_data.core.stats import Stats24h
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _side(levels: Sequence[Level]) -> dict[str, float]:
+    return {format_decimal(price): qty for price, qty in levels}
+
+
+def orderbook_payload(
+    symbol: str,
+    bids: Sequence[Level],
+    asks: Sequence[Level],
+    *,
+    last_update_id: int,
+    event_time_ms: int,
+    now_ms: int,
+    state: BookState,
+) -> bytes:
+    """``orderbook:{SYMBOL}``: the top levels, best first, and the book's state.
+
+    A book that is not live is published with ``initialized: false`` and no
+    levels, so no consumer can read stale levels as current.
+    """
+    trusted = state is BookState.LIVE or state is BookState.PARTIAL
+    return _encode(
+        {
+            "symbol": symbol,
+            "bids": _side(bids) if trusted else {},
+            "asks": _side(asks) if trusted else {},
+            "last_update_id": last_update_id if trusted else 0,
+            "timestamp": now_ms,
+            "initialized": trusted,
+            "state": state.label,
+            "event_time": event_time_ms,
+        }
+    )
+
+
+def market_data_payload(
+    symbol: str,
+    *,
+    best_bid: float | None,
+    best_ask: float | None,
+    stats: Stats24h,
+    now_ms: int,
+) -> bytes:
+    """``market_data:{SYMBOL}``: last price, best bid/ask and real 24h figures."""
+    return _encode(
+        {
+            "symbol": symbol,
+            "last_price": stats.last_price,
+            "bid_price": best_bid,
+            "ask_price": best_ask,
+            "volume_24h": stats.volume,
+            "quote_volume_24h": stats.quote_volume,
+            "high_24h": stats.high,
+            "low_24h": stats.low,
+            "trade_count_24h": stats.trade_count,
+            "updated_at": now_ms,
+        }
+    )
+
+
+def trade_payload(
+    symbol: str,
+    *,
+    trade_id: int,
+    price: float,
+    quantity: float,
+    timestamp_ms: int,
+    is_buyer_maker: bool,
+) -> bytes:
+    """``trades:{SYMBOL}``: one aggregate trade."""
+    return _encode(
+        {
+            "symbol": symbol,
+            "trade_id": trade_id,
+            "price": price,
+            "quantity": quantity,
+            "timestamp": timestamp_ms,
+            "is_buyer_maker": is_buyer_maker,
+        }
+    )
