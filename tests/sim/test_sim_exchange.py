@@ -356,3 +356,17 @@ async def test_shutdown_closes_client_connections(session: aiohttp.ClientSession
             aiohttp.WSMsgType.CLOSING,
         )
         assert sim.connection_ids == []
+
+
+async def test_a_client_that_falls_behind_is_cut_off(session: aiohttp.ClientSession) -> None:
+    config = SimConfig(symbols=["ETHUSDT"], diff_rate_hz=1, max_queued_frames=50)
+    async with SimExchange(config) as sim:
+        async with session.ws_connect(f"{sim.ws_base_url}/stream") as ws:
+            await ws.send_json({"method": "SUBSCRIBE", "params": ["ethusdt@depth"], "id": 1})
+            assert await receive_json(ws) == {"result": None, "id": 1}
+            sim.burst("ETHUSDT", 200)  # queued at once, faster than any socket drains
+            assert await _drain_until_closed(ws) in (
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            )
+        assert sim.counters.slow_consumers_closed == 1

@@ -104,9 +104,18 @@ class _Connection:
     """One client WebSocket: its streams, its outgoing queue and writer task."""
 
     def __init__(
-        self, cid: int, ws: web.WebSocketResponse, request: web.Request, route: str, raw: bool
+        self,
+        cid: int,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        route: str,
+        raw: bool,
+        max_queued: int,
+        on_overflow: Callable[[_Connection], None],
     ) -> None:
         self.cid = cid
+        self.max_queued = max_queued
+        self.on_overflow = on_overflow
         self.ws = ws
         self.request = request
         self.route = route
@@ -118,10 +127,13 @@ class _Connection:
         self.writer: asyncio.Task[None] | None = None
 
     def push(self, frame: bytes) -> None:
-        if not self.closed:
-            self.queue.append(frame)
-            if not self.wakeup.is_set():
-                self.wakeup.set()
+        if self.closed:
+            return
+        self.queue.append(frame)
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+        elif len(self.queue) > self.max_queued:
+            self.on_overflow(self)
 
     async def write_forever(self) -> None:
         send = self.ws.send_frame
@@ -458,7 +470,15 @@ class SimExchange:
             heartbeat=self.config.ping_interval_s, compress=False, max_msg_size=1 << 16
         )
         await ws.prepare(request)
-        conn = _Connection(next(self._ids), ws, request, route, raw)
+        conn = _Connection(
+            next(self._ids),
+            ws,
+            request,
+            route,
+            raw,
+            self.config.max_queued_frames,
+            self._close_slow_consumer,
+        )
         self._connections[conn.cid] = conn
         conn.writer = asyncio.create_task(conn.write_forever(), name=f"sim-writer-{conn.cid}")
         try:
@@ -558,6 +578,12 @@ class SimExchange:
                 StreamKind.BOOK_TICKER,
             )
         return stream.channel in self._replay_channels
+
+    def _close_slow_consumer(self, conn: _Connection) -> None:
+        log.info("connection %d: %d frames queued, closing it", conn.cid, len(conn.queue))
+        conn.queue.clear()
+        conn.abort()
+        self.counters.slow_consumers_closed += 1
 
     def _drop_connection(self, conn: _Connection) -> None:
         conn.closed = True
