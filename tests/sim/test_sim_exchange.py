@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from market_data.sim.exchange import SimConfig, SimExchange
+from market_data.sim.exchange import PeriodicFaults, SimConfig, SimExchange
 from market_data.sim.faults import MalformedKind
 from market_data.sim.market import MarketConfig
 from tests.sim.sim_client import ClientBook, receive_json, receive_until
@@ -370,3 +370,29 @@ async def test_a_client_that_falls_behind_is_cut_off(session: aiohttp.ClientSess
                 aiohttp.WSMsgType.ERROR,
             )
         assert sim.counters.slow_consumers_closed == 1
+
+
+async def test_periodic_faults_fire_on_their_timers(session: aiohttp.ClientSession) -> None:
+    plan = PeriodicFaults(drop_every_s=0.1, malformed_every_s=0.1, burst_every_s=0.1, burst_size=5)
+    config = SimConfig(symbols=["ETHUSDT"], diff_rate_hz=50, periodic=plan)
+    async with SimExchange(config) as sim:
+        async with session.ws_connect(f"{sim.ws_base_url}/stream?streams=ethusdt@depth") as ws:
+            malformed = gaps = 0
+            last_u = None
+            async with asyncio.timeout(5):
+                while malformed < 2 or gaps < 2:
+                    try:
+                        data = json.loads((await ws.receive()).data)["data"]
+                        if not isinstance(data.get("u"), int) or data["b"][:1] == [
+                            ["-1.00", "1.000"]
+                        ]:
+                            raise ValueError("malformed")
+                    except (ValueError, KeyError):
+                        malformed += 1
+                        continue
+                    if data["u"] == data["pu"]:  # the well-formed negative-price frame
+                        continue
+                    gaps += last_u is not None and data["pu"] != last_u
+                    last_u = data["u"]
+        assert sim.counters.dropped_diffs >= 2 and sim.counters.malformed_total >= 2
+        assert sim.counters.burst_diffs >= 10
