@@ -16,6 +16,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -55,7 +56,9 @@ def synthetic(symbols: int, frames_per_symbol: int, levels: int = 1000, seed: in
         snapshots[name] = _encode(
             {
                 "lastUpdateId": 1_000_000,
-                "bids": [[f"{p / 100:.2f}", f"{q / 1000:.3f}"] for p, q in sorted(bids.items())[::-1]],
+                "bids": [
+                    [f"{p / 100:.2f}", f"{q / 1000:.3f}"] for p, q in sorted(bids.items())[::-1]
+                ],
                 "asks": [[f"{p / 100:.2f}", f"{q / 1000:.3f}"] for p, q in sorted(asks.items())],
             }
         )
@@ -99,8 +102,9 @@ def synthetic(symbols: int, frames_per_symbol: int, levels: int = 1000, seed: in
         )
         last_u[name] = next_id
         next_id += rng.randint(1, 3)
-    return Workload(f"{symbols} symbol(s), 20 changes/frame, {levels} levels/side", frames,
-                    snapshots, changes)
+    return Workload(
+        f"{symbols} symbol(s), 20 changes/frame, {levels} levels/side", frames, snapshots, changes
+    )
 
 
 def eth_capture(path: Path = ETH_CAPTURE) -> Workload:
@@ -135,7 +139,9 @@ def project_runner(work: Workload, top_n: int) -> Step:
     for name, snapshot in work.snapshots.items():
         sync = DepthSync(name)
         syncs[name] = sync
-        first = work.frames[[i for i, f in enumerate(work.frames) if name.lower().encode() in f[:30]][0]]
+        first = work.frames[
+            [i for i, f in enumerate(work.frames) if name.lower().encode() in f[:30]][0]
+        ]
         _, ev = decode_frame(first)
         assert isinstance(ev, DepthUpdate)
         sync.on_depth(ev)
@@ -148,7 +154,7 @@ def project_runner(work: Workload, top_n: int) -> Step:
 
         def step_top(raw: bytes) -> object:
             _, data = decode_frame(raw)
-            sync = get(data.s)  # type: ignore[union-attr]
+            sync = get(data.s)
             sync.on_depth(data)  # type: ignore[arg-type]
             return sync.book.top(top_n)
 
@@ -156,7 +162,7 @@ def project_runner(work: Workload, top_n: int) -> Step:
 
     def step(raw: bytes) -> object:
         _, data = decode_frame(raw)
-        return get(data.s).on_depth(data)  # type: ignore[union-attr, arg-type]
+        return get(data.s).on_depth(data)  # type: ignore[arg-type]
 
     return step
 
@@ -172,7 +178,7 @@ def baseline_runner(work: Workload, top_n: int) -> Step:
         bids = SortedDict({float(p): float(q) for p, q in snap["bids"]})
         asks = SortedDict({float(p): float(q) for p, q in snap["asks"]})
         books[name] = (bids, asks, [snap["lastUpdateId"]])
-    loads = orjson.loads
+    loads: Callable[[bytes], Any] = orjson.loads
 
     def step(raw: bytes) -> object:
         data = loads(raw)["data"]
@@ -224,7 +230,7 @@ def measure(make: Callable[[Workload, int], Step], work: Workload, top_n: int) -
             step(raw)
         rate = split / (time.perf_counter() - start)
         clock = time.perf_counter_ns
-        samples = []
+        samples: list[int] = []
         append = samples.append
         for raw in rest[split:]:
             t0 = clock()
@@ -271,7 +277,9 @@ def run_bench(frames: int = 100_000) -> list[str]:
         synthetic(100, max(frames // 100, 100)),
         eth_capture(),
     ]
-    header = f"{'workload':<48} {'runner':<22} {'msg/s':>10} {'p50 μs':>8} {'p99 μs':>8} {'p999 μs':>9}"
+    header = (
+        f"{'workload':<48} {'runner':<22} {'msg/s':>10} {'p50 μs':>8} {'p99 μs':>8} {'p999 μs':>9}"
+    )
     lines.append(header)
     for work in workloads:
         for top_n in (0, 20):
@@ -287,7 +295,9 @@ def run_bench(frames: int = 100_000) -> list[str]:
             if "capture" in work.name:
                 per_frame = work.level_changes / len(work.frames)
                 extra = f", {ours.rate * per_frame:,.0f} level updates/s ({per_frame:.0f}/frame)"
-            lines.append(f"{'':<48} ratio market-data/baseline: {ours.rate / base.rate:.2f}x{extra}")
+            lines.append(
+                f"{'':<48} ratio market-data/baseline: {ours.rate / base.rate:.2f}x{extra}"
+            )
     book_bytes, buffer_bytes = book_memory()
     lines.append(
         f"memory: one live symbol, 1000 levels/side: {book_bytes / 1e6:.2f} MB;"

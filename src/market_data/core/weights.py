@@ -1,0 +1,52 @@
+"""Client-side REST request-weight budget (pure: time passed in).
+
+Binance counts request weight per IP in fixed one-minute windows and answers
+429 (then 418, a ban) past the limit. Snapshot requests are the only REST
+calls here, and a 1000-level snapshot weighs 20, so a burst of resyncs over
+100+ symbols could exceed 2400/minute: the fetcher asks this budget first and
+waits when it says so. The exchange's own count (``X-MBX-USED-WEIGHT-1M``)
+corrects ours when it is higher.
+"""
+
+SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+def snapshot_weight(limit: int) -> int:
+    """Weight of ``GET /fapi/v1/depth`` for ``limit`` levels."""
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+class WeightBudget:
+    """Fixed one-minute windows, like the exchange's."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.used = 0
+        self.total = 0
+        self._window = -1
+
+    def _roll(self, now_s: float) -> None:
+        window = int(now_s // 60)
+        if window != self._window:
+            self._window = window
+            self.used = 0
+
+    def try_acquire(self, weight: int, now_s: float) -> float:
+        """Take ``weight`` and return 0, or return how long to wait before asking again."""
+        self._roll(now_s)
+        if self.used + weight > self.per_minute:
+            return (self._window + 1) * 60.0 - now_s
+        self.used += weight
+        self.total += weight
+        return 0.0
+
+    def observe_server_count(self, used: int, now_s: float) -> None:
+        """Trust the exchange when it has counted more than we have."""
+        self._roll(now_s)
+        self.used = max(self.used, used)

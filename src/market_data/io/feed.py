@@ -1,0 +1,149 @@
+"""One WebSocket connection to the exchange, kept alive: the feed loop.
+
+Receive, hand the frame to the handler, repeat. Around that: reconnect with
+capped exponential backoff plus jitter, a watchdog that reconnects a stream
+that went silent, and a planned rotation before the exchange's 24-hour cut.
+Pings are answered by aiohttp (autoping). Every disconnect is reported to the
+handler, which treats it as a gap: the stream does not replay missed events.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import aiohttp
+
+from market_data.binance.streams import StreamPlan
+from market_data.core.backoff import backoff
+
+log = logging.getLogger(__name__)
+
+
+class FeedHandler(Protocol):
+    """What the feed loop drives."""
+
+    def on_frame(self, raw: str | bytes) -> None: ...
+
+    def on_connected(self, plan: StreamPlan) -> None: ...
+
+    def on_disconnected(self, plan: StreamPlan, reason: str) -> None: ...
+
+
+class FeedConnection:
+    """Keeps one planned connection open until cancelled."""
+
+    def __init__(
+        self,
+        plan: StreamPlan,
+        handler: FeedHandler,
+        session: aiohttp.ClientSession,
+        *,
+        reconnect_delay_s: float,
+        max_reconnect_delay_s: float,
+        silence_timeout_s: float,
+        max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self.handler = handler
+        self.session = session
+        self.reconnect_delay_s = reconnect_delay_s
+        self.max_reconnect_delay_s = max_reconnect_delay_s
+        self.silence_timeout_s = silence_timeout_s
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self.connected = False
+        self.connects = 0
+        self.disconnects = 0
+        self.last_message_at = 0.0
+        self.last_disconnect_reason = ""
+
+    async def run(self) -> None:
+        """Connect, read, reconnect: forever, until the task is cancelled."""
+        delays = backoff(self.reconnect_delay_s, self.max_reconnect_delay_s)
+        while True:
+            reason = await self._session_once()
+            if reason == "rotation":
+                delays = backoff(self.reconnect_delay_s, self.max_reconnect_delay_s)
+                continue  # planned: reconnect at once
+            if self.connects and self.clock() - self._opened_at > 60.0:
+                delays = backoff(self.reconnect_delay_s, self.max_reconnect_delay_s)
+            delay = next(delays)
+            log.info(
+                "feed %s: reconnecting in %.2fs",
+                self.plan.name,
+                delay,
+                extra={"connection": self.plan.name, "delay_s": round(delay, 3)},
+            )
+            await asyncio.sleep(delay)
+
+    _opened_at = 0.0
+
+    async def _session_once(self) -> str:
+        """One connection's life; returns why it ended."""
+        plan = self.plan
+        try:
+            async with self.session.ws_connect(
+                plan.url, autoping=True, heartbeat=None, max_msg_size=16 << 20, compress=0
+            ) as ws:
+                self._opened_at = self.clock()
+                self.connected = True
+                self.connects += 1
+                self.last_message_at = self._opened_at
+                log.info(
+                    "feed %s: connected (%d streams)",
+                    plan.name,
+                    len(plan.streams),
+                    extra={"connection": plan.name, "streams": len(plan.streams)},
+                )
+                self.handler.on_connected(plan)
+                try:
+                    return await self._read(ws)
+                finally:
+                    self._lost()
+        except asyncio.CancelledError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            reason = f"connect failed: {exc or type(exc).__name__}"
+            self.last_disconnect_reason = reason
+            log.warning("feed %s: %s", plan.name, reason, extra={"connection": plan.name})
+            return reason
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        on_frame = self.handler.on_frame
+        clock = self.clock
+        silence = self.silence_timeout_s
+        deadline = self._opened_at + self.max_age_s
+        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        while True:
+            now = clock()
+            if now >= deadline:
+                return self._ended("rotation", "connection rotated before the 24 h limit")
+            try:
+                msg = await ws.receive(timeout=min(silence, deadline - now))
+            except TimeoutError:
+                if clock() >= deadline:
+                    continue
+                return self._ended("silent", f"no message for {silence:.0f}s (watchdog)")
+            kind = msg.type
+            if kind is text or kind is binary:
+                self.last_message_at = clock()
+                on_frame(msg.data)
+            elif kind is aiohttp.WSMsgType.ERROR:
+                return self._ended("error", f"websocket error: {ws.exception()}")
+            else:  # CLOSE, CLOSING, CLOSED
+                return self._ended("closed", f"closed by server (code {ws.close_code})")
+
+    def _ended(self, reason: str, detail: str) -> str:
+        self.last_disconnect_reason = detail
+        level = logging.INFO if reason == "rotation" else logging.WARNING
+        log.log(level, "feed %s: %s", self.plan.name, detail, extra={"connection": self.plan.name})
+        return reason
+
+    def _lost(self) -> None:
+        if self.connected:
+            self.connected = False
+            self.disconnects += 1
+            self.handler.on_disconnected(self.plan, self.last_disconnect_reason or "cancelled")

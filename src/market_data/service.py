@@ -1,0 +1,482 @@
+"""The service: exchange feeds -> decoder -> sync core -> outputs.
+
+One :class:`MarketDataService` owns a book per symbol. The feed loops call
+:meth:`~MarketDataService.on_frame` for every message; the handler decodes it,
+feeds the symbol's state machine and marks the symbol for publication.
+Publication is conflated at the source: changed symbols are published once per
+pass of the event loop (``call_soon``), so under load a symbol's book is
+encoded once per batch of frames rather than once per frame, and never lags.
+
+Snapshot requests (:class:`SnapshotNeeded`) run as tasks beside the readers,
+never blocking them, within the REST weight budget, with retries. If REST
+answers 451, the service switches the depth connections to partial-depth
+streams and publishes those books with state ``partial``.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from market_data.binance.decode import (
+    DecodeError,
+    StreamKind,
+    UnsupportedStreamError,
+    decode_frame,
+    decode_snapshot,
+)
+from market_data.binance.rest import (
+    GeoBlockedError,
+    RateLimitedError,
+    SnapshotError,
+    fetch_snapshot,
+)
+from market_data.binance.schemas import AggTrade, DepthUpdate
+from market_data.binance.streams import StreamPlan, plan_connections
+from market_data.config import Config
+from market_data.core.backoff import backoff
+from market_data.core.latency import LatencyHistogram
+from market_data.core.partial import PartialDepthBook
+from market_data.core.payloads import market_data_payload, orderbook_payload, trade_payload
+from market_data.core.state import BookState
+from market_data.core.stats import Rolling24h
+from market_data.core.sync import BookLive, BookReset, DepthSync, SnapshotNeeded
+from market_data.core.weights import WeightBudget, snapshot_weight
+from market_data.io.feed import FeedConnection
+from market_data.io.sinks import BookUpdate, MarketDataUpdate, Sink, TradeUpdate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SymbolState:
+    """Everything the service keeps for one symbol."""
+
+    symbol: str
+    sync: DepthSync
+    stats: Rolling24h = field(default_factory=Rolling24h)
+    partial: PartialDepthBook | None = None
+    event_time_ms: int = 0  # exchange time of the last book change
+    updated_at: float = 0.0  # local monotonic time of the last book change
+    book_updates: int = 0
+    trades: int = 0
+    last_trade_id: int = 0
+    dirty: bool = False
+    trades_dirty: bool = False
+
+    @property
+    def state(self) -> BookState:
+        if self.partial is not None:
+            return self.partial.state
+        return self.sync.state
+
+    def top(self, depth: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        book = self.partial.book if self.partial is not None else self.sync.book
+        return book.top(depth)
+
+    @property
+    def last_update_id(self) -> int:
+        book = self.partial.book if self.partial is not None else self.sync.book
+        return book.last_update_id
+
+
+@dataclass
+class ServiceCounters:
+    """Plain counters, read by the metrics collector at scrape time."""
+
+    frames: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    malformed: int = 0
+    unsupported: int = 0
+    unknown_symbol: int = 0
+    book_publishes: int = 0
+    trade_publishes: int = 0
+    resets: Counter[str] = field(default_factory=Counter)
+    snapshot_requests: int = 0
+    snapshot_failures: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+class MarketDataService:
+    """Books for the configured symbols, fed by the exchange, published to sinks."""
+
+    def __init__(
+        self,
+        config: Config,
+        sinks: Sequence[Sink],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.sinks = list(sinks)
+        self.wall_clock = wall_clock
+        self.clock = clock
+        self.symbols: dict[str, SymbolState] = {
+            s: SymbolState(
+                s,
+                DepthSync(
+                    s, max_buffer=config.sync_buffer_max, max_levels=config.max_levels_per_side
+                ),
+            )
+            for s in config.symbols
+        }
+        self.counters = ServiceCounters()
+        self.weights = WeightBudget(config.rest_weight_budget_per_minute)
+        self.partial_mode = False
+        self.connections: list[FeedConnection] = []
+        self.started = False
+        self.stopping = False
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._malformed_logged_at = -1e9
+        self._malformed_since_log = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, shutdown: asyncio.Event) -> None:
+        """Run until ``shutdown`` is set; then stop feeds and publish final states."""
+        self._loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            for state in self.symbols.values():
+                self._mark(state)
+            self._start_feeds(self._plans())
+            self.started = True
+            try:
+                await shutdown.wait()
+            finally:
+                self.stopping = True
+                await self._stop_tasks()
+                self._flush()
+
+    def _plans(self) -> list[StreamPlan]:
+        cfg = self.config
+        return plan_connections(
+            cfg.exchange_ws_url,
+            cfg.symbols,
+            depth=cfg.depth_stream,
+            partial_levels=cfg.partial_depth_levels if self.partial_mode else None,
+            split_routes=cfg.use_split_routes,
+            per_connection=cfg.streams_per_connection,
+        )
+
+    def _start_feeds(self, plans: list[StreamPlan]) -> None:
+        assert self._session is not None
+        cfg = self.config
+        for plan in plans:
+            connection = FeedConnection(
+                plan,
+                self,
+                self._session,
+                reconnect_delay_s=cfg.reconnect_delay_s,
+                max_reconnect_delay_s=cfg.max_reconnect_delay_s,
+                silence_timeout_s=cfg.silence_timeout_s,
+                max_age_s=cfg.connection_max_age_s,
+                clock=self.clock,
+            )
+            self.connections.append(connection)
+            self._tasks[plan.name] = asyncio.create_task(connection.run(), name=f"feed-{plan.name}")
+
+    async def _stop_tasks(self) -> None:
+        tasks = [*self._tasks.values(), *self._fetching.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._fetching.clear()
+
+    # ------------------------------------------------------------ feed callbacks
+
+    def on_frame(self, raw: str | bytes) -> None:
+        """Decode one frame and feed the core; never raises for bad input."""
+        started = time.perf_counter_ns()
+        counters = self.counters
+        counters.frames += 1
+        try:
+            kind, data = decode_frame(raw)
+        except UnsupportedStreamError:
+            counters.unsupported += 1
+            return
+        except DecodeError as exc:
+            self._on_malformed(exc, raw)
+            return
+        state = self.symbols.get(data.s)
+        if state is None:
+            counters.unknown_symbol += 1
+            return
+        if kind is StreamKind.DIFF_DEPTH:
+            counters.by_type["depth"] += 1
+            if state.partial is None:
+                sync = state.sync
+                if sync.on_depth(data):  # type: ignore[arg-type]
+                    self._book_changed(state, data)  # type: ignore[arg-type]
+                if sync._outputs:
+                    self._handle_outputs(state)
+        elif kind is StreamKind.AGG_TRADE:
+            counters.by_type["trade"] += 1
+            self._on_trade(state, data)  # type: ignore[arg-type]
+        elif kind is StreamKind.PARTIAL_DEPTH:
+            counters.by_type["partial_depth"] += 1
+            if state.partial is not None and state.partial.on_partial(data):  # type: ignore[arg-type]
+                self._book_changed(state, data)  # type: ignore[arg-type]
+        else:
+            counters.by_type["book_ticker"] += 1
+        counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
+
+    def on_connected(self, plan: StreamPlan) -> None:
+        """Nothing to do: the first depth event will ask for a snapshot."""
+
+    def on_disconnected(self, plan: StreamPlan, reason: str) -> None:
+        """Every disconnect is a gap for the books that connection carried."""
+        if not plan.carries_depth or self.stopping:
+            return
+        for symbol in plan.symbols:
+            state = self.symbols.get(symbol)
+            if state is None:
+                continue
+            if state.partial is not None:
+                state.partial.on_disconnect()
+                self._mark(state)
+            else:
+                state.sync.on_disconnect()
+                self._handle_outputs(state)
+
+    # -------------------------------------------------------------------- core
+
+    def _book_changed(self, state: SymbolState, data: DepthUpdate) -> None:
+        state.event_time_ms = data.E
+        state.updated_at = self.clock()
+        state.book_updates += 1
+        if not state.dirty:
+            self._mark(state)
+
+    def _on_trade(self, state: SymbolState, trade: AggTrade) -> None:
+        state.stats.on_trade(trade.p, trade.q, trade.T)
+        state.trades += 1
+        state.last_trade_id = trade.a
+        update = TradeUpdate(
+            state.symbol,
+            trade.a,
+            trade.p,
+            trade.q,
+            trade.T,
+            trade.m,
+            time.monotonic_ns(),
+            trade_payload(
+                state.symbol,
+                trade_id=trade.a,
+                price=trade.p,
+                quantity=trade.q,
+                timestamp_ms=trade.T,
+                is_buyer_maker=trade.m,
+            ),
+        )
+        for sink in self.sinks:
+            sink.publish(update)
+        self.counters.trade_publishes += 1
+        state.trades_dirty = True
+        if not state.dirty:
+            self._mark(state)
+
+    def _handle_outputs(self, state: SymbolState) -> None:
+        for output in state.sync.drain():
+            if isinstance(output, SnapshotNeeded):
+                self._request_snapshot(state, output.reason)
+            elif isinstance(output, BookReset):
+                self.counters.resets[output.reason] += 1
+                level = logging.INFO if output.reason == "reconnect" else logging.WARNING
+                log.log(
+                    level,
+                    "%s: book reset (%s), resyncing",
+                    state.symbol,
+                    output.reason,
+                    extra={"symbol": state.symbol, "reason": output.reason},
+                )
+                self._mark(state)
+            elif isinstance(output, BookLive):
+                log.info(
+                    "%s: book live from snapshot %d (first event U=%d u=%d)",
+                    state.symbol,
+                    output.snapshot_id,
+                    output.first_U,
+                    output.first_u,
+                    extra={"symbol": state.symbol, "snapshot_id": output.snapshot_id},
+                )
+                state.updated_at = self.clock()
+                self._mark(state)
+
+    def _on_malformed(self, exc: DecodeError, raw: str | bytes) -> None:
+        """Count and skip; log at most every 10 s, with how many were skipped."""
+        self.counters.malformed += 1
+        self._malformed_since_log += 1
+        now = self.clock()
+        if now - self._malformed_logged_at >= 10.0:
+            log.warning(
+                "skipped %d malformed frame(s); latest: %s; frame starts %r",
+                self._malformed_since_log,
+                exc,
+                raw[:120],
+                extra={"malformed_total": self.counters.malformed},
+            )
+            self._malformed_logged_at = now
+            self._malformed_since_log = 0
+
+    # ------------------------------------------------------------- publication
+
+    def _mark(self, state: SymbolState) -> None:
+        state.dirty = True
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Publish every changed symbol once: the latest book and market data."""
+        self._flush_scheduled = False
+        now_ms = int(self.wall_clock() * 1000)
+        local_ns = time.monotonic_ns()
+        depth = self.config.order_book_depth
+        sinks = self.sinks
+        for state in self.symbols.values():
+            if not state.dirty:
+                continue
+            state.dirty = False
+            book_state = state.state
+            bids, asks = state.top(depth)
+            last_id = state.last_update_id
+            payload = orderbook_payload(
+                state.symbol,
+                bids,
+                asks,
+                last_update_id=last_id,
+                event_time_ms=state.event_time_ms,
+                now_ms=now_ms,
+                state=book_state,
+            )
+            update = BookUpdate(
+                state.symbol,
+                book_state,
+                last_id,
+                state.event_time_ms,
+                local_ns,
+                bids,
+                asks,
+                payload,
+            )
+            trusted = book_state is BookState.LIVE or book_state is BookState.PARTIAL
+            market = MarketDataUpdate(
+                state.symbol,
+                market_data_payload(
+                    state.symbol,
+                    best_bid=bids[0][0] if trusted and bids else None,
+                    best_ask=asks[0][0] if trusted and asks else None,
+                    stats=state.stats.snapshot(now_ms),
+                    now_ms=now_ms,
+                ),
+            )
+            for sink in sinks:
+                sink.publish(update)
+                sink.publish(market)
+            self.counters.book_publishes += 1
+            state.trades_dirty = False
+
+    # --------------------------------------------------------------- snapshots
+
+    def _request_snapshot(self, state: SymbolState, reason: str) -> None:
+        if state.symbol in self._fetching or self.stopping or self._session is None:
+            return
+        self.counters.snapshot_requests += 1
+        log.debug("%s: snapshot needed (%s)", state.symbol, reason)
+        self._fetching[state.symbol] = asyncio.create_task(
+            self._fetch_until_done(state), name=f"snapshot-{state.symbol}"
+        )
+
+    async def _fetch_until_done(self, state: SymbolState) -> None:
+        """Fetch until the book no longer needs a snapshot, backing off on failure."""
+        cfg = self.config
+        weight = snapshot_weight(cfg.snapshot_limit)
+        delays = backoff(cfg.reconnect_delay_s, cfg.max_reconnect_delay_s)
+        session = self._session
+        assert session is not None
+        try:
+            while state.sync.snapshot_pending and not self.partial_mode:
+                wait = self.weights.try_acquire(weight, self.wall_clock())
+                if wait > 0:
+                    log.warning(
+                        "REST weight budget used up: waiting %.1fs", wait, extra={"wait_s": wait}
+                    )
+                    await asyncio.sleep(wait)
+                    continue
+                try:
+                    body, used = await fetch_snapshot(
+                        session, cfg.exchange_rest_url, state.symbol, cfg.snapshot_limit
+                    )
+                    if used is not None:
+                        self.weights.observe_server_count(used, self.wall_clock())
+                    snapshot = decode_snapshot(body)
+                except GeoBlockedError as exc:
+                    self.counters.snapshot_failures["geo_blocked"] += 1
+                    self._enter_partial_mode(str(exc))
+                    return
+                except (SnapshotError, DecodeError) as exc:
+                    kind = "rate_limited" if isinstance(exc, RateLimitedError) else "error"
+                    self.counters.snapshot_failures[kind] += 1
+                    delay = next(delays)
+                    if isinstance(exc, RateLimitedError):
+                        delay = max(delay, exc.retry_after_s)
+                    log.warning(
+                        "%s: %s; retrying in %.2fs",
+                        state.symbol,
+                        exc,
+                        delay,
+                        extra={"symbol": state.symbol, "retry_s": round(delay, 3)},
+                    )
+                    state.sync.on_snapshot_failed(str(exc))
+                    self._handle_outputs(state)
+                    await asyncio.sleep(delay)
+                    continue
+                state.sync.on_snapshot(snapshot)
+                self._handle_outputs(state)
+                if state.sync.snapshot_pending:
+                    await asyncio.sleep(next(delays))
+        finally:
+            self._fetching.pop(state.symbol, None)
+
+    def _enter_partial_mode(self, reason: str) -> None:
+        """REST is geo-blocked: serve partial-depth books instead of diff books."""
+        if self.partial_mode:
+            return
+        self.partial_mode = True
+        levels = self.config.partial_depth_levels
+        log.warning(
+            "REST snapshots unavailable (%s): switching to partial depth (top %d), "
+            "published with state 'partial'",
+            reason,
+            levels,
+            extra={"reason": reason},
+        )
+        for state in self.symbols.values():
+            state.partial = PartialDepthBook(state.symbol, levels)
+            state.sync.on_disconnect()
+            state.sync.drain()
+            self._mark(state)
+        depth_names = [name for name, _ in self._tasks.items() if not name.startswith("trades")]
+        for name in depth_names:
+            self._tasks.pop(name).cancel()
+        self.connections = [c for c in self.connections if c.plan.name not in depth_names]
+        self._start_feeds([p for p in self._plans() if p.carries_depth and p.name in depth_names])
+
+    # ---------------------------------------------------------------- status
+
+    def book_age_s(self, state: SymbolState) -> float | None:
+        """Seconds since the book last changed (None before it ever did)."""
+        if not state.updated_at:
+            return None
+        return self.clock() - state.updated_at

@@ -1,0 +1,114 @@
+"""Run the whole service in-process against the simulator and a real Redis."""
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from market_data.app import App
+from market_data.config import Config
+from market_data.sim.exchange import SimConfig, SimExchange
+
+
+@dataclass
+class Received:
+    """What a Redis subscriber saw, per channel kind and symbol."""
+
+    books: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    trades: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    market: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+    def live_books(self, symbol: str) -> list[dict[str, Any]]:
+        return [b for b in self.books[symbol] if b["initialized"]]
+
+
+async def subscribe(url: str, received: Received, ready: asyncio.Event) -> None:
+    client = aioredis.from_url(url)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.psubscribe("orderbook:*", "trades:*", "market_data:*")
+        ready.set()
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if msg is None:
+                continue
+            channel = msg["channel"].decode()
+            kind, _, symbol = channel.partition(":")
+            payload = json.loads(msg["data"])
+            {
+                "orderbook": received.books,
+                "trades": received.trades,
+                "market_data": received.market,
+            }[kind][symbol].append(payload)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+def book_matches_truth(sim: SimExchange, payload: dict[str, Any]) -> str | None:
+    """None when the published top levels equal the simulator's book at that id."""
+    bids, asks = sim.market.true_book(payload["symbol"], payload["last_update_id"])
+    depth = len(payload["bids"])
+    for side, published, truth in (
+        ("bids", payload["bids"], bids),
+        ("asks", payload["asks"], asks),
+    ):
+        got = [(Decimal(p), Decimal(repr(q))) for p, q in published.items()]
+        want = [(Decimal(p), Decimal(q)) for p, q in truth[:depth]]
+        if got != want:
+            where = f"{payload['symbol']} {side} at u={payload['last_update_id']}"
+            return f"{where}: {got[:3]} != {want[:3]}"
+    return None
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    redis_url: str,
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+    *,
+    sim_config: SimConfig | None = None,
+    **overrides: Any,
+) -> AsyncIterator[tuple[App, SimExchange, Received]]:
+    sim_cfg = sim_config or SimConfig(symbols=list(symbols), diff_rate_hz=40, trade_rate_hz=10)
+    async with SimExchange(sim_cfg) as sim:
+        config = Config(
+            symbols=symbols,
+            exchange_ws_url=sim.ws_base_url,
+            exchange_rest_url=sim.rest_base_url,
+            redis_url=redis_url,
+            health_port=0,
+            shm_name=f"market_data_test_{uuid.uuid4().hex[:8]}",
+            reconnect_delay_ms=50,
+            max_reconnect_delay_ms=500,
+            **overrides,
+        )
+        received = Received()
+        ready = asyncio.Event()
+        subscriber = asyncio.create_task(subscribe(redis_url, received, ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        app = App(config)
+        shutdown = asyncio.Event()
+        task = asyncio.create_task(app.run(shutdown))
+        try:
+            yield app, sim, received
+        finally:
+            shutdown.set()
+            await asyncio.wait_for(task, 10)
+            subscriber.cancel()
+            # A subscriber whose Redis was killed on purpose ends with an error: fine here.
+            await asyncio.gather(subscriber, return_exceptions=True)
