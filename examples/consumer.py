@@ -1,0 +1,59 @@
+"""Example consumer: watch one symbol's book, trades and 24h figures from Redis.
+
+    .venv/bin/python examples/consumer.py [--redis-url URL] [--symbol BTCUSDT] [--depth 10]
+    .venv/bin/python examples/consumer.py --raw     # the JSON messages as published
+
+The service publishes three channels per symbol: ``orderbook:{SYMBOL}``,
+``market_data:{SYMBOL}`` (also stored under that key for 5 minutes) and
+``trades:{SYMBOL}``. Without ``--raw`` this draws them with ``market_data.view``
+(a live view on a terminal, one line per second otherwise). Ctrl+C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import redis.asyncio as redis
+
+from market_data.io.redis_url import redact_url
+from market_data.view import watch
+
+
+async def print_raw(redis_url: str, symbol: str, stop: asyncio.Event) -> None:
+    """All a consumer needs without the view: subscribe and decode JSON."""
+    client = redis.from_url(redis_url)
+    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(f"orderbook:{symbol}", f"market_data:{symbol}", f"trades:{symbol}")
+        while not stop.is_set():
+            message = await pubsub.get_message(timeout=0.5)
+            if message is not None:  # data is JSON: json.loads(message["data"])
+                print(message["channel"].decode(), message["data"].decode(), flush=True)
+    await client.aclose()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default="redis://localhost:6379/0")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--depth", type=int, default=10, help="book levels per side")
+    parser.add_argument("--raw", action="store_true", help="print the JSON messages instead")
+    args = parser.parse_args()
+    symbol = args.symbol.upper()
+
+    stop = asyncio.Event()  # Ctrl+C (or SIGTERM) ends the loop cleanly
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+
+    print(f"{symbol} from {redact_url(args.redis_url)} (Ctrl+C to stop)", file=sys.stderr)
+    if args.raw:
+        await print_raw(args.redis_url, symbol, stop)
+    else:
+        await watch(args.redis_url, symbol, depth=args.depth, stop=stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
