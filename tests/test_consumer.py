@@ -1,0 +1,107 @@
+"""examples/consumer.py as a user runs it: a subprocess against a real redis-server."""
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from market_data.core.payloads import orderbook_payload, trade_payload
+from market_data.core.state import BookState
+from market_data.io.embedded_redis import EmbeddedRedis
+
+CONSUMER = Path(__file__).resolve().parents[1] / "examples" / "consumer.py"
+
+
+@asynccontextmanager
+async def consumer(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The example running with ``args``; killed if the test did not stop it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(CONSUMER),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.communicate()
+
+
+async def wait_for_subscriber(url: str, channel: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        async with asyncio.timeout(10):
+            while (await client.pubsub_numsub(channel))[0][1] < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+
+
+async def publish(url: str, channel: str, payload: bytes) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.publish(channel, payload)
+    finally:
+        await client.aclose()
+
+
+async def stop_with_sigint(process: asyncio.subprocess.Process) -> tuple[int, bytes]:
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(10):
+        _, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stderr
+
+
+async def test_raw_mode_prints_published_messages_and_exits_cleanly_on_sigint(
+    redis_server: EmbeddedRedis,
+) -> None:
+    payload = trade_payload(
+        "ETHUSDT",
+        trade_id=123456,
+        price=3456.78,
+        quantity=1.5,
+        timestamp_ms=1_700_000_000_000,
+        is_buyer_maker=False,
+    )
+    async with consumer("--raw", "--redis-url", redis_server.url, "--symbol", "ethusdt") as proc:
+        await wait_for_subscriber(redis_server.url, "trades:ETHUSDT")
+        await publish(redis_server.url, "trades:ETHUSDT", payload)
+        assert proc.stdout is not None
+        async with asyncio.timeout(10):
+            line = await proc.stdout.readline()
+        assert line.decode().rstrip("\n") == f"trades:ETHUSDT {payload.decode()}"
+        returncode, stderr = await stop_with_sigint(proc)
+    assert returncode == 0, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_view_mode_prints_plain_lines_when_not_on_a_terminal(
+    redis_server: EmbeddedRedis,
+) -> None:
+    book = orderbook_payload(
+        "BTCUSDT",
+        [(64000.5, 2.0)],
+        [(64001.0, 1.0)],
+        last_update_id=55,
+        event_time_ms=1,
+        now_ms=2,
+        state=BookState.LIVE,
+    )
+    async with consumer("--redis-url", redis_server.url, "--symbol", "BTCUSDT") as proc:
+        await wait_for_subscriber(redis_server.url, "orderbook:BTCUSDT")
+        await publish(redis_server.url, "orderbook:BTCUSDT", book)
+        assert proc.stdout is not None
+        async with asyncio.timeout(10):
+            while b"| live |" not in (line := await proc.stdout.readline()):
+                assert line, "the consumer exited early"
+        assert "bid 64000.5 ask 64001" in line.decode()
+        returncode, stderr = await stop_with_sigint(proc)
+    assert returncode == 0, stderr.decode()
