@@ -422,3 +422,17 @@ async def test_watch_rejects_an_unusable_url_with_the_project_error() -> None:
     with pytest.raises(RedisUrlError) as raised:
         await watch("http://:pw@host/0", SYMBOL, console=Console(file=io.StringIO()))
     assert "pw" not in str(raised.value)
+
+
+async def test_cancelling_watch_closes_its_connections(redis_server: EmbeddedRedis) -> None:
+    """What Ctrl+C does under ``asyncio.run``: the task is cancelled."""
+    console = Console(file=io.StringIO())
+    task = asyncio.create_task(watch(redis_server.url, SYMBOL, console=console))
+    async with redis_client(redis_server.url) as client:
+        await wait_for_subscribers(client, CHANNELS.orderbook)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(5):
+            while (await client.pubsub_numsub(CHANNELS.orderbook))[0][1]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)

@@ -569,7 +569,9 @@ async def follow(
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(*channels)
-            stored = await client.get(channels.market_data)
+            stored = None
+            with contextlib.suppress(redis.exceptions.ResponseError):  # e.g. a key of another type
+                stored = await client.get(channels.market_data)
             if stored is not None:
                 with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                     state.add_market_data(symbol, _decode_market_data(stored))
@@ -624,7 +626,7 @@ async def watch(
                 render(state, symbol, depth), console=console, auto_refresh=False
             ) as live:  # redrawn from this loop: the state is never read from another thread
                 while not stop.is_set() and not feeder.done():
-                    await _wait(stop, 1.0 / refresh_hz)
+                    await _wait(stop, 1.0 / max(refresh_hz, 0.1))
                     live.update(render(state, symbol, depth), refresh=True)
         else:
             while not stop.is_set() and not feeder.done():
