@@ -1,6 +1,7 @@
 """Read recorded Binance sessions so the simulated exchange can replay them.
 
-Two formats, detected from the file name:
+Parsing is ``market_data.capture``'s; this module arranges frames and
+snapshots for serving. Two formats:
 
 - cryptofeed (``*.ws.*``): line 1 is the URL, then ``<recv_ts>: <frame json>``
   with seconds as a float; REST snapshots sit in the sibling ``*.http.*`` file
@@ -13,17 +14,15 @@ Frames keep the recorded bytes of ``data``: the replay is byte-exact.
 
 from __future__ import annotations
 
-import gzip
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
+from market_data.capture import CaptureError, read_capture, read_snapshots
 
-class CaptureError(Exception):
-    """The capture file cannot be read or has an unknown layout."""
+__all__ = ["Capture", "CaptureError", "CaptureFrame", "CaptureSnapshot", "load_capture"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,6 @@ class _SnapshotHead(msgspec.Struct):
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _snapshot_decoder = msgspec.json.Decoder(_SnapshotHead)
 _DATA_KEY = b'"data":'
-_HTTP_LINE = re.compile(rb"^(\S+) -> ([0-9.]+): (.*)$")
 
 
 def split_frame(frame: bytes) -> tuple[str, bytes]:
@@ -79,28 +77,11 @@ def split_frame(frame: bytes) -> tuple[str, bytes]:
     return stream, frame[start + len(_DATA_KEY) : end].strip()
 
 
-def iter_recorded_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (recv_time_ns, recorded json bytes) for every message line of a capture."""
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as lines:
-            for line in lines:
-                stamp, _, body = line.rstrip(b"\r\n").partition(b" ")
-                if body:
-                    yield int(stamp), body
-        return
-    with path.open("rb") as lines:
-        next(lines, None)  # the URL line
-        for line in lines:
-            stamp, _, body = line.rstrip(b"\r\n").partition(b": ")
-            if body:
-                yield _seconds_to_ns(stamp), body
-
-
 def iter_frames(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield (recv_time_ns, frame bytes) for the stream frames only, in recorded order."""
-    for recv_ns, body in iter_recorded_lines(path):
-        if body.startswith(b'{"stream"'):
-            yield recv_ns, body
+    for item in read_capture(path):
+        if not item.is_snapshot:
+            yield item.recv_ns, item.body
 
 
 def load_capture(path: Path, http_path: Path | None = None) -> Capture:
@@ -108,24 +89,17 @@ def load_capture(path: Path, http_path: Path | None = None) -> Capture:
     if not path.is_file():
         raise CaptureError(f"no capture file at {path}")
     capture = Capture()
-    unassigned: list[tuple[int, bytes]] = []
-    last_symbol = ""
-    for recv_ns, body in iter_recorded_lines(path):
-        if b'"stream"' not in body[:16]:
-            if last_symbol:
-                capture.snapshots.append(_snapshot(recv_ns, last_symbol, body))
-            else:
-                unassigned.append((recv_ns, body))
-            continue
-        stream, data = split_frame(body)
-        capture.frames.append(CaptureFrame(recv_ns, stream, data))
-        last_symbol = stream.split("@", 1)[0].upper()
-        for pending_ns, pending in unassigned:
-            capture.snapshots.append(_snapshot(pending_ns, last_symbol, pending))
-        unassigned.clear()
+    for item in read_capture(path):
+        if item.snapshot_symbol is not None:
+            capture.snapshots.append(_snapshot(item.recv_ns, item.snapshot_symbol, item.body))
+        else:
+            stream, data = split_frame(item.body)
+            capture.frames.append(CaptureFrame(item.recv_ns, stream, data))
     sibling = http_path or _http_sibling(path)
     if sibling is not None:
-        capture.snapshots.extend(_read_http_file(sibling))
+        for item in read_snapshots(sibling):
+            assert item.snapshot_symbol is not None
+            capture.snapshots.append(_snapshot(item.recv_ns, item.snapshot_symbol, item.body))
     capture.snapshots.sort(key=lambda snapshot: snapshot.recv_ns)
     return capture
 
@@ -138,19 +112,6 @@ def _snapshot(recv_ns: int, symbol: str, body: bytes) -> CaptureSnapshot:
     return CaptureSnapshot(recv_ns, symbol, head.lastUpdateId, body)
 
 
-def _read_http_file(path: Path) -> Iterator[CaptureSnapshot]:
-    with path.open("rb") as lines:
-        for line in lines:
-            match = _HTTP_LINE.match(line.rstrip(b"\r\n"))
-            if match is None or b"/depth" not in match.group(1):
-                continue
-            symbol_match = re.search(rb"symbol=([A-Za-z0-9_]+)", match.group(1))
-            if symbol_match is None:
-                continue
-            symbol = symbol_match.group(1).decode().upper()
-            yield _snapshot(_seconds_to_ns(match.group(2)), symbol, match.group(3))
-
-
 def _http_sibling(path: Path) -> Path | None:
     """cryptofeed writes ``NAME.ws.N.M`` next to ``NAME.http.N.M``."""
     if ".ws." not in path.name:
@@ -158,8 +119,3 @@ def _http_sibling(path: Path) -> Path | None:
     prefix = path.name.split(".ws.", 1)[0]
     candidates = sorted(path.parent.glob(f"{prefix}.http.*"))
     return candidates[0] if candidates else None
-
-
-def _seconds_to_ns(text: bytes) -> int:
-    whole, _, frac = text.partition(b".")
-    return int(whole) * 1_000_000_000 + int((frac + b"000000000")[:9] or b"0")

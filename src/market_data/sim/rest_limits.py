@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from market_data.core.weights import snapshot_weight
+
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 DEFAULT_DEPTH_LIMIT = 500
 
 
 def depth_weight(limit: int) -> int:
     """Weight of ``GET /fapi/v1/depth`` for a given ``limit``, as documented."""
-    if limit <= 50:
-        return 2
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 10
-    return 20
+    return snapshot_weight(limit)
 
 
 @dataclass
