@@ -1,0 +1,75 @@
+"""The feed keeps books correct through silence, rotation, pings and a geo-blocked REST."""
+
+from market_data.core.state import BookState
+from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.sim.exchange import SimConfig
+from tests.integration.service_harness import book_matches_truth, running_service, wait_for
+
+
+async def test_silent_stream_is_reconnected_by_the_watchdog(redis_server: EmbeddedRedis) -> None:
+    async with running_service(redis_server.url, ("BTCUSDT",), silence_timeout_s=0.5) as (
+        app,
+        sim,
+        received,
+    ):
+        service = app.service
+        await wait_for(lambda: service.symbols["BTCUSDT"].state is BookState.LIVE, what="live")
+        sim.pause(1.5)
+        depth = next(c for c in service.connections if c.plan.carries_depth)
+        await wait_for(lambda: depth.connects >= 2, what="watchdog reconnect")
+        assert "watchdog" in depth.last_disconnect_reason
+        await wait_for(lambda: service.symbols["BTCUSDT"].state is BookState.LIVE, what="resync")
+    problems = [p for b in received.live_books("BTCUSDT") if (p := book_matches_truth(sim, b))]
+    assert not problems
+
+
+async def test_connections_rotate_before_their_maximum_age(redis_server: EmbeddedRedis) -> None:
+    async with running_service(redis_server.url, ("BTCUSDT",), connection_max_age_s=1.0) as (
+        app,
+        sim,
+        received,
+    ):
+        service = app.service
+        await wait_for(
+            lambda: bool(service.connections) and all(c.connects >= 3 for c in service.connections),
+            within=8,
+            what="rotations",
+        )
+        await wait_for(lambda: service.symbols["BTCUSDT"].state is BookState.LIVE, what="live")
+        assert service.counters.resets["reconnect"] >= 2
+    problems = [p for b in received.live_books("BTCUSDT") if (p := book_matches_truth(sim, b))]
+    assert not problems and len(received.live_books("BTCUSDT")) > 10
+
+
+async def test_server_pings_are_answered(redis_server: EmbeddedRedis) -> None:
+    sim_config = SimConfig(symbols=["BTCUSDT"], diff_rate_hz=20, ping_interval_s=0.2)
+    async with running_service(redis_server.url, ("BTCUSDT",), sim_config=sim_config) as (
+        app,
+        sim,
+        received,
+    ):
+        service = app.service
+        await wait_for(lambda: service.symbols["BTCUSDT"].state is BookState.LIVE, what="live")
+        await wait_for(lambda: len(received.live_books("BTCUSDT")) > 30, what="1.5 s of books")
+        # The simulator drops a client that misses a pong within half an interval.
+        assert all(c.connects == 1 and c.connected for c in service.connections)
+
+
+async def test_geo_blocked_rest_falls_back_to_partial_depth(redis_server: EmbeddedRedis) -> None:
+    sim_config = SimConfig(symbols=["BTCUSDT", "ETHUSDT"], diff_rate_hz=20, geo_blocked=True)
+    async with running_service(
+        redis_server.url, ("BTCUSDT", "ETHUSDT"), sim_config=sim_config, partial_depth_levels=10
+    ) as (app, sim, received):
+        service = app.service
+        await wait_for(lambda: service.partial_mode, what="partial mode")
+        await wait_for(
+            lambda: all(len(received.live_books(s)) >= 3 for s in ("BTCUSDT", "ETHUSDT")),
+            what="partial books",
+        )
+        assert service.counters.snapshot_failures["geo_blocked"] >= 1
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        books = received.live_books(symbol)
+        assert {b["state"] for b in books} == {"partial"}
+        assert all(len(b["bids"]) == 10 for b in books)
+        problems = [p for b in books if (p := book_matches_truth(sim, b))]
+        assert not problems, problems[:2]
