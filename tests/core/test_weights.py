@@ -1,0 +1,31 @@
+"""The client-side REST weight budget."""
+
+import pytest
+
+from market_data.core.weights import WeightBudget, snapshot_weight
+
+
+@pytest.mark.parametrize(
+    ("limit", "weight"), [(5, 2), (10, 2), (20, 2), (50, 2), (100, 5), (500, 10), (1000, 20)]
+)
+def test_snapshot_weights_follow_the_exchange(limit: int, weight: int) -> None:
+    assert snapshot_weight(limit) == weight
+
+
+def test_budget_refuses_past_the_limit_until_the_next_minute() -> None:
+    budget = WeightBudget(per_minute=50)
+    assert budget.try_acquire(20, now_s=120.0) == 0.0
+    assert budget.try_acquire(20, now_s=130.0) == 0.0
+    assert budget.try_acquire(20, now_s=150.0) == pytest.approx(30.0)
+    assert budget.used == 40
+    assert budget.try_acquire(20, now_s=180.0) == 0.0  # a new one-minute window
+    assert budget.used == 20 and budget.total == 60
+
+
+def test_server_count_wins_when_higher() -> None:
+    budget = WeightBudget(per_minute=100)
+    budget.try_acquire(20, now_s=0.0)
+    budget.observe_server_count(95, now_s=1.0)
+    assert budget.try_acquire(20, now_s=2.0) == pytest.approx(58.0)
+    budget.observe_server_count(10, now_s=3.0)
+    assert budget.used == 95

@@ -1,0 +1,64 @@
+"""The service's frame handler, driven directly with an in-memory sink."""
+
+import json
+
+from market_data.config import Config
+from market_data.core.state import BookState
+from market_data.io.sinks import MemorySink, TradeUpdate
+from market_data.service import MarketDataService
+
+
+def trade(symbol: str, trade_id: int, price: str) -> bytes:
+    data = {
+        "e": "aggTrade", "E": 1, "s": symbol, "a": trade_id, "p": price, "q": "0.5",
+        "f": 1, "l": 1, "T": 1_700_000_000_000 + trade_id, "m": False,
+    }  # fmt: skip
+    return json.dumps({"stream": f"{symbol.lower()}@aggTrade", "data": data}).encode()
+
+
+def service() -> tuple[MarketDataService, MemorySink]:
+    sink = MemorySink()
+    return MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [sink]), sink
+
+
+def test_trades_are_published_in_order_and_feed_the_24h_stats() -> None:
+    svc, sink = service()
+    for i, price in enumerate(["100.5", "101.0", "99.5"], start=1):
+        svc.on_frame(trade("BTCUSDT", i, price))
+    trades = sink.trades("BTCUSDT")
+    assert [t.trade_id for t in trades] == [1, 2, 3]
+    assert isinstance(trades[0], TradeUpdate)
+    assert json.loads(trades[1].payload) == {
+        "symbol": "BTCUSDT", "trade_id": 2, "price": 101.0, "quantity": 0.5,
+        "timestamp": 1_700_000_000_002, "is_buyer_maker": False,
+    }  # fmt: skip
+    stats = svc.symbols["BTCUSDT"].stats.snapshot(1_700_000_000_010)
+    assert (stats.high, stats.low, stats.trade_count, stats.volume) == (101.0, 99.5, 3, 1.5)
+    assert svc.counters.by_type["trade"] == 3
+
+
+def test_bad_input_is_counted_and_skipped() -> None:
+    svc, sink = service()
+    svc.on_frame(b"{not json")
+    svc.on_frame(trade("BTCUSDT", 1, "-5"))
+    svc.on_frame(trade("DOGEUSDT", 1, "0.1"))  # not configured
+    svc.on_frame(b'{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}')
+    assert (svc.counters.malformed, svc.counters.unknown_symbol, svc.counters.unsupported) == (
+        2,
+        1,
+        1,
+    )
+    assert sink.updates == [] and svc.counters.frames == 4
+    assert svc.symbols["BTCUSDT"].state is BookState.WAITING
+
+
+def test_a_depth_event_starts_syncing() -> None:
+    svc, _ = service()
+    data = {
+        "e": "depthUpdate", "E": 1, "T": 1, "s": "BTCUSDT", "U": 5, "u": 9, "pu": 1,
+        "b": [["100.0", "1.0"]], "a": [["101.0", "1.0"]],
+    }  # fmt: skip
+    svc.on_frame(json.dumps({"stream": "btcusdt@depth@100ms", "data": data}).encode())
+    assert svc.symbols["BTCUSDT"].state is BookState.SYNCING
+    assert svc.symbols["BTCUSDT"].sync.snapshot_pending
+    assert svc.counters.latency.count == 1
