@@ -102,9 +102,10 @@ def synthetic(symbols: int, frames_per_symbol: int, levels: int = 1000, seed: in
         )
         last_u[name] = next_id
         next_id += rng.randint(1, 3)
-    return Workload(
-        f"{symbols} symbol(s), 20 changes/frame, {levels} levels/side", frames, snapshots, changes
-    )
+    name = f"(a) 1 symbol, 20 changes/frame, {levels} lv/side"
+    if symbols > 1:
+        name = f"(b) {symbols} symbols, 20 changes/frame, {levels} lv/side"
+    return Workload(name, frames, snapshots, changes)
 
 
 def eth_capture(path: Path = ETH_CAPTURE) -> Workload:
@@ -125,7 +126,7 @@ def eth_capture(path: Path = ETH_CAPTURE) -> Workload:
         if data.u >= last_id:
             kept.append(raw)
             changes += len(data.b) + len(data.a)
-    return Workload("real ETHUSDT @depth@0ms capture", kept, {"ETHUSDT": snapshot}, changes)
+    return Workload("(c) real ETHUSDT @depth@0ms capture", kept, {"ETHUSDT": snapshot}, changes)
 
 
 # --------------------------------------------------------------------- runners
@@ -278,26 +279,24 @@ def run_bench(frames: int = 100_000) -> list[str]:
         eth_capture(),
     ]
     header = (
-        f"{'workload':<48} {'runner':<22} {'msg/s':>10} {'p50 μs':>8} {'p99 μs':>8} {'p999 μs':>9}"
+        f"{'workload':<44} {'runner':<30} {'msg/s':>10} {'p50 μs':>8} {'p99 μs':>8} {'p999 μs':>9}"
     )
     lines.append(header)
     for work in workloads:
         for top_n in (0, 20):
-            label = "decode+sync+apply" + (" +top20" if top_n else "")
+            label = "decode+sync+apply" + ("+top20" if top_n else "")
             ours = measure(project_runner, work, top_n)
             base = measure(baseline_runner, work, top_n)
-            for name, r in (("market-data " + label, ours), ("baseline " + label, base)):
+            for name, r in (("ours " + label, ours), ("baseline " + label, base)):
                 lines.append(
-                    f"{work.name[:48]:<48} {name[:34]:<34}"
+                    f"{work.name[:44]:<44} {name:<30}"
                     f" {r.rate:>10,.0f} {r.p50:>8.2f} {r.p99:>8.2f} {r.p999:>9.2f}"
                 )
             extra = ""
             if "capture" in work.name:
                 per_frame = work.level_changes / len(work.frames)
                 extra = f", {ours.rate * per_frame:,.0f} level updates/s ({per_frame:.0f}/frame)"
-            lines.append(
-                f"{'':<48} ratio market-data/baseline: {ours.rate / base.rate:.2f}x{extra}"
-            )
+            lines.append(f"{'':<44} ratio ours/baseline: {ours.rate / base.rate:.2f}x{extra}")
     book_bytes, buffer_bytes = book_memory()
     lines.append(
         f"memory: one live symbol, 1000 levels/side: {book_bytes / 1e6:.2f} MB;"
