@@ -78,6 +78,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run_async(main)
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    from market_data import health_check
+
+    return health_check.run(args)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from market_data.capture import read_capture, read_snapshots
     from market_data.replay import Replayer, jsonl_trace
@@ -156,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--log-level", default="WARNING", help="log level during the view (WARNING)")
     p.set_defaults(run=_cmd_demo)
+
+    from market_data import health_check
+
+    p = sub.add_parser(
+        "health",
+        help="check a running service: health, readiness, connections, Redis, book freshness",
+    )
+    health_check.configure_parser(p)
+    p.set_defaults(run=_cmd_health)
 
     from market_data.sim import cli as sim_cli
 
