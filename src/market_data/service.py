@@ -349,8 +349,10 @@ class MarketDataService:
                 continue
             state.dirty = False
             book_state = state.state
-            bids, asks = state.top(depth)
-            last_id = state.last_update_id
+            trusted = book_state is BookState.LIVE or book_state is BookState.PARTIAL
+            # A book that is not live is published without levels, on every output.
+            bids, asks = state.top(depth) if trusted else ([], [])
+            last_id = state.last_update_id if trusted else 0
             payload = orderbook_payload(
                 state.symbol,
                 bids,
@@ -370,13 +372,12 @@ class MarketDataService:
                 asks,
                 payload,
             )
-            trusted = book_state is BookState.LIVE or book_state is BookState.PARTIAL
             market = MarketDataUpdate(
                 state.symbol,
                 market_data_payload(
                     state.symbol,
-                    best_bid=bids[0][0] if trusted and bids else None,
-                    best_ask=asks[0][0] if trusted and asks else None,
+                    best_bid=bids[0][0] if bids else None,
+                    best_ask=asks[0][0] if asks else None,
                     stats=state.stats.snapshot(now_ms),
                     now_ms=now_ms,
                 ),
