@@ -99,13 +99,18 @@ async def get(base_url: str, path: str) -> Answer:
 async def wait_for_answer(
     base_url: str, path: str, accept: Callable[[Answer], bool], within: float = 10.0
 ) -> Answer:
-    """Poll ``path`` until ``accept`` says yes; the last answer is in the failure message."""
+    """Poll ``path`` until ``accept`` says yes (a refused connection means: not yet)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
+    answer: Answer | str = "no answer"
     while True:
-        answer = await get(base_url, path)
-        if accept(answer):
-            return answer
+        try:
+            answer = await get(base_url, path)
+        except aiohttp.ClientConnectionError as error:
+            answer = f"connection failed: {error}"
+        else:
+            if accept(answer):
+                return answer
         if loop.time() > deadline:
             raise AssertionError(f"{path} never gave the awaited answer; last: {answer}")
         await asyncio.sleep(0.05)
