@@ -257,6 +257,8 @@ class RunResult:
     update_latency_ns: array[int]
     cpu_percent: float
     rss_bytes: int
+    driver_cpu_percent: float  # this process: load generator + subscriber
+    redis_cpu_percent: float
     report: dict[str, int] | None  # the service's own counters (None for the baseline)
 
     @property
@@ -380,7 +382,10 @@ async def measure(
                     tracker.primed, _SETTLE_TIMEOUT_S, "the first book of every symbol"
                 )
                 watched = [psutil.Process(process.pid) for process, _ in started]
+                driver = [psutil.Process()]
+                redis_process = [psutil.Process(redis.pid)] if redis.pid is not None else []
                 cpu_before = _cpu_seconds(watched)
+                driver_before, redis_before = _cpu_seconds(driver), _cpu_seconds(redis_process)
                 began = time.monotonic()
                 tracker.measuring = True
                 paced = await generator.run_paced(rate_hz, seconds)
@@ -388,7 +393,10 @@ async def measure(
                 with contextlib.suppress(TimeoutError):
                     await _wait_until(lambda: tracker.behind() == 0, _DRAIN_TIMEOUT_S, "drain")
                 ended = time.monotonic()
-                cpu_percent = 100.0 * (_cpu_seconds(watched) - cpu_before) / (ended - began)
+                window = ended - began
+                cpu_percent = 100.0 * (_cpu_seconds(watched) - cpu_before) / window
+                driver_percent = 100.0 * (_cpu_seconds(driver) - driver_before) / window
+                redis_percent = 100.0 * (_cpu_seconds(redis_process) - redis_before) / window
                 rss = sum(p.memory_info().rss for p in watched)
                 tracker.measuring = False
             finally:
@@ -408,6 +416,8 @@ async def measure(
         update_latency_ns=tracker.update_latency_ns,
         cpu_percent=cpu_percent,
         rss_bytes=rss,
+        driver_cpu_percent=driver_percent,
+        redis_cpu_percent=redis_percent,
         report=_merge_reports(reports) if pipeline == "service" else None,
     )
 
@@ -432,7 +442,7 @@ _HEADER = (
     f"{'symbols':>7} {'target/s':>8}  {'pipeline':<9} {'offered/s':>9} {'books/s':>8} "
     f"{'updates/s':>9} {'books/upd':>9} {'behind':>6} {'gaps':>4} {'resets':>6}  "
     f"{'book p50':>8} {'p99':>6} {'p99.9':>6}  {'upd p50':>7} {'p99':>6} {'p99.9':>6}  "
-    f"{'CPU%':>5} {'RSS MB':>6}"
+    f"{'CPU%':>5} {'RSS MB':>6}  {'drv%':>4} {'redis%':>6}"
 )
 
 
@@ -449,7 +459,8 @@ def format_row(result: RunResult) -> str:
         f"{result.book_percentile_ms(0.999):>6.2f}  "
         f"{result.update_percentile_ms(0.5):>7.2f} {result.update_percentile_ms(0.99):>6.2f} "
         f"{result.update_percentile_ms(0.999):>6.2f}  "
-        f"{result.cpu_percent:>5.0f} {result.rss_bytes / 2**20:>6.0f}"
+        f"{result.cpu_percent:>5.0f} {result.rss_bytes / 2**20:>6.0f}  "
+        f"{result.driver_cpu_percent:>4.0f} {result.redis_cpu_percent:>6.0f}"
     )
 
 
@@ -629,7 +640,11 @@ def run(args: argparse.Namespace) -> int:
         "  delivered book, upd = every update until a book including it arrives; CPU% of one core "
         "and RSS of the"
     )
-    emit("  service (or baseline) process(es) over the measured window.")
+    emit(
+        "  service (or baseline) process(es) over the measured window; drv%: the load generator "
+        "+ subscriber"
+    )
+    emit("  (this process), redis%: redis-server, same window (2 cores are shared by all three).")
     for result in results:
         for note in format_notes(result):
             emit(f"note: {note}")
