@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -36,23 +37,16 @@ def _run_async(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import signal
-
-    from market_data.app import run
+    from market_data.app import serve
     from market_data.logs import setup_logging
 
     config = _load(args)
     setup_logging(json_lines=True if args.log_json else config.log_json or None)
+    if args.workers > 1:
+        from market_data.workers import run_workers
 
-    async def main() -> None:
-        shutdown = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, shutdown.set)
-        await run(config, shutdown)
-
-    _run_async(main)
-    return 0
+        return run_workers(config, args.workers)
+    return _run_async(lambda: serve(config))
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -68,7 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from market_data.logs import setup_logging
 
     config = _load(args)
-    setup_logging(level=args.log_level)
+    setup_logging(level=args.log_level or os.environ.get("LOG_LEVEL") or "WARNING")
 
     async def main() -> int:
         return await run_demo(
@@ -146,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the service (production)")
     _add_config_option(p)
     p.add_argument("--log-json", action="store_true", help="JSON log lines (or LOG_JSON=1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, the symbols sharded across them (1)",
+    )
     p.set_defaults(run=_cmd_run)
 
     p = sub.add_parser("check-config", help="validate the configuration and print it")
@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", help="symbol to show (default: the first configured)")
     p.add_argument("--rate", type=float, default=20.0, help="simulated diffs/s per symbol (20)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--log-level", default="WARNING", help="log level during the view (WARNING)")
+    p.add_argument(
+        "--log-level", help="log level during the view (default: LOG_LEVEL, else WARNING)"
+    )
     p.set_defaults(run=_cmd_demo)
 
     from market_data import health_check
@@ -211,9 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("redis", help="Redis publisher vs one await per publish")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the Redis benchmark")
     p.set_defaults(run=_cmd_bench)
-    p = bench_sub.add_parser("e2e", help="simulator -> service -> Redis -> subscriber")
-    p.add_argument("--seconds", type=float, default=5.0, help="seconds per scenario (5)")
+    from market_data import bench_e2e
+
+    p = bench_sub.add_parser("e2e", help="load generator -> service -> Redis -> subscriber")
+    bench_e2e.configure_parser(p)
     p.set_defaults(run=_cmd_bench)
+
+    from market_data import view
+
+    p = sub.add_parser("watch", help="live terminal view of one symbol, read from Redis")
+    view.configure_parser(p)
+    p.set_defaults(run=view.run)
     return parser
 
 

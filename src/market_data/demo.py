@@ -64,6 +64,7 @@ async def run_demo(
                 exchange_ws_url=sim.ws_base_url,
                 exchange_rest_url=sim.rest_base_url,
                 redis_url=redis_url,
+                health_port=0,  # never clash with a service already on health_port
                 shm_name=f"{config.shm_name}_demo_{uuid.uuid4().hex[:6]}",
             )
             app = App(demo_config)

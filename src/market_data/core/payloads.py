@@ -4,8 +4,11 @@ The shapes are the seed service's, so its consumers keep working; every
 payload also says whether the book can be trusted (``initialized`` and the
 more precise ``state``), so a stale book is never presented as live.
 
-Prices are JSON object keys (strings) written as the shortest decimal equal to
-the exchange's value; quantities and figures are JSON numbers. Time is passed
+Prices are JSON object keys (strings) holding the shortest decimal that reads
+back as the same double (Python's ``str(float)`` form, e.g. ``"2681.1"``,
+``"100.0"``): equal to the exchange's decimal value, never rounded. Quantities
+and figures are JSON numbers. Keys are formatted by msgspec in C: formatting
+40 prices in Python cost ~17 μs per book, more than everything else. Time is passed
 in (``now_ms``): this module never reads a clock.
 """
 
@@ -13,15 +16,16 @@ from collections.abc import Sequence
 
 import msgspec
 
-from market_data.core.book import Level, format_decimal
+from market_data.core.book import Level
 from market_data.core.state import BookState
 from market_data.core.stats import Stats24h
 
 _encode = msgspec.json.Encoder().encode
 
 
-def _side(levels: Sequence[Level]) -> dict[str, float]:
-    return {format_decimal(price): qty for price, qty in levels}
+def _side(levels: Sequence[Level]) -> dict[float, float]:
+    """Price -> quantity; msgspec writes the float keys as JSON strings, in C."""
+    return dict(levels)
 
 
 def orderbook_payload(
