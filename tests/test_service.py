@@ -62,3 +62,12 @@ def test_a_depth_event_starts_syncing() -> None:
     assert svc.symbols["BTCUSDT"].state is BookState.SYNCING
     assert svc.symbols["BTCUSDT"].sync.snapshot_pending
     assert svc.counters.latency.count == 1
+
+
+def test_missed_and_redelivered_trades_are_counted_never_silent() -> None:
+    svc, sink = service()
+    for trade_id in (1, 2, 5, 5, 3, 6):
+        svc.on_frame(trade("BTCUSDT", trade_id, "100.0"))
+    state = svc.symbols["BTCUSDT"]
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 5, 6]
+    assert (state.trade_gaps, state.duplicate_trades, state.trades) == (2, 2, 4)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 from market_data.affinity import apply_cpu_affinity
 from market_data.config import Config
+from market_data.core.ring import slot_size_for_depth
+from market_data.core.state import BookState
 from market_data.io.http import HttpServer
 from market_data.io.redis_sink import RedisSink
 from market_data.io.redis_url import redact_url
@@ -44,7 +46,10 @@ class App:
         sinks: list[Sink] = [RedisOutput(self.redis)]
         if config.shm_enabled:
             self.shm = ShmRingWriter.create(
-                config.shm_name, config.shm_capacity_bytes, config.shm_group_access
+                config.shm_name,
+                config.shm_capacity_bytes,
+                config.shm_group_access,
+                slot_size=slot_size_for_depth(config.order_book_depth),
             )
             sinks.append(ShmOutput(self.shm))
         self.sinks = sinks
@@ -98,16 +103,21 @@ class App:
         await shutdown.wait()
         log.info("shutdown requested: /ready now 503, closing feeds, flushing publications")
 
-    def _final_books(self) -> list[str]:
-        return [
-            f"{symbol} {state.state.label} u={state.last_update_id}"
+    def _final(self) -> dict[str, tuple[BookState, int]]:
+        """Each book as it was when the service stopped (before it was retired)."""
+        final = self.service.final_books
+        return {
+            symbol: final.get(symbol, (state.state, state.last_update_id))
             for symbol, state in self.service.symbols.items()
-        ]
+        }
+
+    def _final_books(self) -> list[str]:
+        return [f"{symbol} {state.label} u={u}" for symbol, (state, u) in self._final().items()]
 
     def _final_books_detail(self) -> dict[str, dict[str, object]]:
         return {
-            symbol: {"state": state.state.label, "last_update_id": state.last_update_id}
-            for symbol, state in self.service.symbols.items()
+            symbol: {"state": state.label, "last_update_id": u}
+            for symbol, (state, u) in self._final().items()
         }
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from market_data.errors import ConfigError
+from market_data.io.redis_url import redact_url
 
 ENV_PREFIX = "MARKET_DATA_"
 DEFAULT_PATHS = (Path("config.yaml"), Path("config.example.yaml"))
@@ -119,7 +120,7 @@ class Config:
         for name in _KEYS:
             value = getattr(self, name)
             described[name] = list(value) if isinstance(value, tuple) else value
-        described["redis_url"] = _redact_password(self.redis_url)
+        described["redis_url"] = redact_url(self.redis_url)
         return described
 
 
@@ -354,11 +355,9 @@ def _url(*schemes: str) -> Callable[[Any], object]:
             raise _Invalid(f"{_show(url)} is not a valid URL ({error})") from None
         if parts.scheme not in schemes:
             raise _Invalid(f"{_show(url)} has scheme {_show(parts.scheme)}, expected {expected}")
-        if parts.scheme == "unix" and not parts.path:
-            raise _Invalid(f"{_show(url)} names no socket path")
-        if parts.scheme != "unix" and not parts.hostname:
+        if not parts.hostname:
             raise _Invalid(f"{_show(url)} names no host")
-        return url.rstrip("/") if parts.scheme != "unix" else url
+        return url.rstrip("/")
 
     return check
 
@@ -437,7 +436,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "symbols": _key("symbols", _check_symbols),
     "exchange_ws_url": _key("str", _url("ws", "wss")),
     "exchange_rest_url": _key("str", _url("http", "https")),
-    "redis_url": _key("str", _url("redis", "rediss", "unix")),
+    "redis_url": _key("str", _url("redis", "rediss")),
     "order_book_depth": _key("int", _in_range(1, 1000)),
     "health_port": _key("int", _in_range(0, 65535)),
     "shm_name": _key("str", _check_shm_name),
@@ -532,20 +531,6 @@ def _read_yaml(path: Path, problems: list[str]) -> dict[object, object]:
         problems.append(f"{path}: expected a mapping of key: value at the top level")
         return {}
     return document
-
-
-def _redact_password(url: str) -> str:
-    """The URL with any password replaced by ``***`` (in user info or a password= query)."""
-    scheme, separator, rest = url.partition("://")
-    if separator:
-        authority, slash, tail = rest.partition("/")
-        user_info, at, host = authority.rpartition("@")
-        if at:
-            user, colon, password = user_info.partition(":")
-            if colon and password:
-                authority = f"{user}:***@{host}"
-        url = f"{scheme}://{authority}{slash}{tail}"
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
 _DEFAULTS = Config()

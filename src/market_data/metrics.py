@@ -193,12 +193,22 @@ class ServiceCollector(Collector):
             "orderbook_state", "1 for the state each book is in", labels=["symbol", "state"]
         )
         updates = CounterMetricFamily(
-            "orderbook_updates", "Depth events applied to a book", labels=["symbol"]
+            "orderbook_updates",
+            "Exchange updates applied to a correct book (diffs or partial-depth messages)",
+            labels=["symbol"],
         )
         gaps = CounterMetricFamily(
             "sequence_errors", "Sequence gaps detected in the depth stream", labels=["symbol"]
         )
         trades = CounterMetricFamily("trades_processed", "Trades received", labels=["symbol"])
+        trade_gaps = CounterMetricFamily(
+            "trades_missed",
+            "Aggregate trade ids skipped by the stream (e.g. while disconnected)",
+            labels=["symbol"],
+        )
+        trade_dups = CounterMetricFamily(
+            "trades_duplicate", "Re-delivered trades dropped", labels=["symbol"]
+        )
         age = GaugeMetricFamily(
             "orderbook_age_seconds",
             "Seconds since the book last changed (NaN before it ever did)",
@@ -220,6 +230,8 @@ class ServiceCollector(Collector):
             updates.add_metric([symbol], state.book_updates)
             gaps.add_metric([symbol], sync.gaps)
             trades.add_metric([symbol], state.trades)
+            trade_gaps.add_metric([symbol], state.trade_gaps)
+            trade_dups.add_metric([symbol], state.duplicate_trades)
             book_age = service.book_age_s(state)
             age.add_metric([symbol], math.nan if book_age is None else book_age)
             last_id.add_metric([symbol], state.last_update_id)
@@ -227,7 +239,13 @@ class ServiceCollector(Collector):
             buffered.add_metric([symbol, "stale"], sync_counts["stale"])
             buffered.add_metric([symbol, "before_sync"], sync_counts["dropped_before_sync"])
             buffered.add_metric([symbol, "buffer_overflow"], sync_counts["buffer_overflows"])
-        yield from (states, updates, gaps, trades, age, last_id, buffered)
+        yield from (states, updates, gaps, trades, trade_gaps, trade_dups, age, last_id, buffered)
+        sink_errors = CounterMetricFamily(
+            "sink_errors", "Updates an output failed to take, by output", labels=["sink"]
+        )
+        for name, count in service.counters.sink_errors.items():
+            sink_errors.add_metric([name], count)
+        yield sink_errors
 
     # -------------------------------------------------------------------- Redis
 

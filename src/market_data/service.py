@@ -62,11 +62,16 @@ class SymbolState:
     partial: PartialDepthBook | None = None
     event_time_ms: int = 0  # exchange time of the last book change
     updated_at: float = 0.0  # local monotonic time of the last book change
-    book_updates: int = 0
     trades: int = 0
-    last_trade_id: int = 0
+    last_trade_id: int = 0  # aggregate trade ids are consecutive per symbol
+    trade_gaps: int = 0  # trades missed (e.g. while a connection was down)
+    duplicate_trades: int = 0  # re-delivered trades, dropped
     dirty: bool = False
-    trades_dirty: bool = False
+
+    @property
+    def book_updates(self) -> int:
+        """Exchange updates applied to a correct book (diffs, or partial-depth messages)."""
+        return self.sync.applied + (self.partial.applied if self.partial is not None else 0)
 
     @property
     def state(self) -> BookState:
@@ -98,6 +103,7 @@ class ServiceCounters:
     resets: Counter[str] = field(default_factory=Counter)
     snapshot_requests: int = 0
     snapshot_failures: Counter[str] = field(default_factory=Counter)
+    sink_errors: Counter[str] = field(default_factory=Counter)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
@@ -128,6 +134,8 @@ class MarketDataService:
         self.counters = ServiceCounters()
         self.weights = WeightBudget(config.rest_weight_budget_per_minute)
         self.partial_mode = False
+        #: State and last update id of every book when the service stopped.
+        self.final_books: dict[str, tuple[BookState, int]] = {}
         self.connections: list[FeedConnection] = []
         self.started = False
         self.stopping = False
@@ -155,7 +163,18 @@ class MarketDataService:
             finally:
                 self.stopping = True
                 await self._stop_tasks()
+                self._retire_books()
                 self._flush()
+
+    def _retire_books(self) -> None:
+        """Nobody maintains the books after a stop: publish them as not live."""
+        for state in self.symbols.values():
+            self.final_books[state.symbol] = (state.state, state.last_update_id)
+            if state.partial is not None:
+                state.partial.on_disconnect()
+            state.sync.on_disconnect()
+            state.sync.drain()
+            state.dirty = True
 
     def _plans(self) -> list[StreamPlan]:
         cfg = self.config
@@ -218,7 +237,7 @@ class MarketDataService:
                 sync = state.sync
                 if sync.on_depth(data):  # type: ignore[arg-type]
                     self._book_changed(state, data)  # type: ignore[arg-type]
-                if sync._outputs:
+                if sync.has_outputs:
                     self._handle_outputs(state)
         elif kind is StreamKind.AGG_TRADE:
             counters.by_type["trade"] += 1
@@ -254,14 +273,20 @@ class MarketDataService:
     def _book_changed(self, state: SymbolState, data: DepthUpdate) -> None:
         state.event_time_ms = data.E
         state.updated_at = self.clock()
-        state.book_updates += 1
         if not state.dirty:
             self._mark(state)
 
     def _on_trade(self, state: SymbolState, trade: AggTrade) -> None:
+        last = state.last_trade_id
+        if last:
+            if trade.a <= last:  # re-delivered (e.g. after a reconnect): already published
+                state.duplicate_trades += 1
+                return
+            if trade.a != last + 1:
+                state.trade_gaps += trade.a - last - 1
+        state.last_trade_id = trade.a
         state.stats.on_trade(trade.p, trade.q, trade.T)
         state.trades += 1
-        state.last_trade_id = trade.a
         update = TradeUpdate(
             state.symbol,
             trade.a,
@@ -279,10 +304,8 @@ class MarketDataService:
                 is_buyer_maker=trade.m,
             ),
         )
-        for sink in self.sinks:
-            sink.publish(update)
+        self._publish(update)
         self.counters.trade_publishes += 1
-        state.trades_dirty = True
         if not state.dirty:
             self._mark(state)
 
@@ -311,6 +334,9 @@ class MarketDataService:
                     extra={"symbol": state.symbol, "snapshot_id": output.snapshot_id},
                 )
                 state.updated_at = self.clock()
+                last = state.sync.last_applied
+                if isinstance(last, DepthUpdate):
+                    state.event_time_ms = last.E
                 self._mark(state)
 
     def _on_malformed(self, exc: DecodeError, raw: str | bytes) -> None:
@@ -343,13 +369,12 @@ class MarketDataService:
         now_ms = int(self.wall_clock() * 1000)
         local_ns = time.monotonic_ns()
         depth = self.config.order_book_depth
-        sinks = self.sinks
         for state in self.symbols.values():
             if not state.dirty:
                 continue
             state.dirty = False
             book_state = state.state
-            trusted = book_state is BookState.LIVE or book_state is BookState.PARTIAL
+            trusted = book_state.trusted
             # A book that is not live is published without levels, on every output.
             bids, asks = state.top(depth) if trusted else ([], [])
             last_id = state.last_update_id if trusted else 0
@@ -382,11 +407,27 @@ class MarketDataService:
                     now_ms=now_ms,
                 ),
             )
-            for sink in sinks:
-                sink.publish(update)
-                sink.publish(market)
+            self._publish(update)
+            self._publish(market)
             self.counters.book_publishes += 1
-            state.trades_dirty = False
+
+    def _publish(self, update: BookUpdate | TradeUpdate | MarketDataUpdate) -> None:
+        """Hand an update to every output; one failing output never stops the others."""
+        for sink in self.sinks:
+            try:
+                sink.publish(update)
+            except Exception as exc:  # an output bug or a full ring: count, log rarely
+                name = type(sink).__name__
+                errors = self.counters.sink_errors
+                errors[name] += 1
+                if errors[name] in (1, 10, 100, 1000) or errors[name] % 10_000 == 0:
+                    log.error(
+                        "%s failed to publish (%d so far): %s",
+                        name,
+                        errors[name],
+                        exc,
+                        extra={"sink": name, "errors": errors[name]},
+                    )
 
     # --------------------------------------------------------------- snapshots
 
@@ -447,8 +488,16 @@ class MarketDataService:
                 self._handle_outputs(state)
                 if state.sync.snapshot_pending:
                     await asyncio.sleep(next(delays))
-        finally:
+        except Exception:  # a bug must not leave the book waiting forever
+            log.exception("%s: snapshot task failed; asking again", state.symbol)
+            self.counters.snapshot_failures["internal"] += 1
             self._fetching.pop(state.symbol, None)
+            await asyncio.sleep(next(delays))
+            state.sync.on_snapshot_failed("internal error")
+            self._handle_outputs(state)
+        finally:
+            if self._fetching.get(state.symbol) is asyncio.current_task():
+                self._fetching.pop(state.symbol, None)
 
     def _enter_partial_mode(self, reason: str) -> None:
         """REST is geo-blocked: serve partial-depth books instead of diff books."""

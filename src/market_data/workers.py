@@ -51,7 +51,8 @@ def shard_configs(config: Config, workers: int) -> list[Config]:
     """One config per worker: a subset of the symbols and its own shm segment.
 
     A non-zero ``health_port`` is offset by the worker index so that workers
-    serving HTTP do not fight over one port.
+    serving HTTP do not fight over one port. The REST weight budget is per IP
+    address, which all workers share, so each gets its part of it.
     """
     shards = shard_symbols(config.symbols, workers)
     if len(shards) == 1:
@@ -61,6 +62,9 @@ def shard_configs(config: Config, workers: int) -> list[Config]:
             symbols=group,
             shm_name=f"{config.shm_name}-{index}",
             health_port=config.health_port + index if config.health_port else 0,
+            rest_weight_budget_per_minute=max(
+                20, config.rest_weight_budget_per_minute // len(shards)
+            ),
         )
         for index, group in enumerate(shards)
     ]

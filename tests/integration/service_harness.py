@@ -52,14 +52,15 @@ async def subscribe(url: str, received: Received, ready: asyncio.Event) -> None:
         await client.aclose()
 
 
-def book_matches_truth(sim: SimExchange, payload: dict[str, Any]) -> str | None:
-    """None when the published top levels equal the simulator's book at that id."""
+def book_matches_truth(sim: SimExchange, payload: dict[str, Any], depth: int = 20) -> str | None:
+    """None when the published top ``depth`` levels equal the simulator's book at that id."""
     bids, asks = sim.market.true_book(payload["symbol"], payload["last_update_id"])
-    depth = len(payload["bids"])
     for side, published, truth in (
         ("bids", payload["bids"], bids),
         ("asks", payload["asks"], asks),
     ):
+        if len(published) != min(depth, len(truth)):
+            return f"{payload['symbol']} {side}: {len(published)} levels, expected {depth}"
         got = [(Decimal(p), Decimal(repr(q))) for p, q in published.items()]
         want = [(Decimal(p), Decimal(q)) for p, q in truth[:depth]]
         if got != want:

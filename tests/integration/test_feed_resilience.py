@@ -71,5 +71,5 @@ async def test_geo_blocked_rest_falls_back_to_partial_depth(redis_server: Embedd
         books = received.live_books(symbol)
         assert {b["state"] for b in books} == {"partial"}
         assert all(len(b["bids"]) == 10 for b in books)
-        problems = [p for b in books if (p := book_matches_truth(sim, b))]
+        problems = [p for b in books if (p := book_matches_truth(sim, b, depth=10))]
         assert not problems, problems[:2]

@@ -104,14 +104,21 @@ async def test_sigterm_exits_0_after_publishing_the_last_state(
             final_books = logs[stopped]["final_books"]
 
             last: dict[str, dict[str, Any]] = {}
+            last_live: dict[str, dict[str, Any]] = {}
             while (message := await pubsub.get_message(timeout=0.5)) is not None:
                 if message["type"] == "message":
                     book = json.loads(message["data"])
                     last[book["symbol"]] = book
+                    if book["initialized"]:
+                        last_live[book["symbol"]] = book
             for symbol in SYMBOLS:
                 assert final_books[symbol]["state"] == "live"
-                assert last[symbol]["state"] == "live"
-                assert last[symbol]["last_update_id"] == final_books[symbol]["last_update_id"]
+                # The final publication says nobody maintains the book any more...
+                assert last[symbol]["state"] == "waiting" and not last[symbol]["initialized"]
+                assert last[symbol]["bids"] == {}
+                # ... after the last live one, which reached Redis before the exit.
+                uid = last_live[symbol]["last_update_id"]
+                assert uid == final_books[symbol]["last_update_id"]
                 assert await client.exists(f"market_data:{symbol}") == 1
         finally:
             await pubsub.aclose()

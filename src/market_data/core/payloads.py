@@ -1,8 +1,8 @@
 """JSON payloads published to consumers (Redis channels, HTTP, shared memory).
 
-The shapes are the seed service's, so its consumers keep working; every
-payload also says whether the book can be trusted (``initialized`` and the
-more precise ``state``), so a stale book is never presented as live.
+The shapes are kept stable for existing consumers; every payload also says
+whether the book can be trusted (``initialized`` and the more precise
+``state``), so a stale book is never presented as live.
 
 Prices are JSON object keys (strings) holding the shortest decimal that reads
 back as the same double (Python's ``str(float)`` form, e.g. ``"2681.1"``,
@@ -43,7 +43,7 @@ def orderbook_payload(
     A book that is not live is published with ``initialized: false`` and no
     levels, so no consumer can read stale levels as current.
     """
-    trusted = state is BookState.LIVE or state is BookState.PARTIAL
+    trusted = state.trusted
     return _encode(
         {
             "symbol": symbol,

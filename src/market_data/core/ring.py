@@ -246,6 +246,16 @@ def book_body_size(n_bids: int, n_asks: int) -> int:
     return BOOK_FIXED.size + LEVEL_SIZE * (n_bids + n_asks)
 
 
+def slot_size_for_depth(depth: int) -> int:
+    """The smallest valid slot that holds a book of ``depth`` levels per side.
+
+    Never below :data:`DEFAULT_SLOT_SIZE`, so 1 KB JSON records always fit.
+    """
+    needed = SLOT_HEADER_SIZE + book_body_size(depth, depth)
+    aligned = -(-needed // SLOT_ALIGN) * SLOT_ALIGN
+    return max(DEFAULT_SLOT_SIZE, aligned)
+
+
 # --- writer -------------------------------------------------------------------
 
 

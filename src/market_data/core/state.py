@@ -19,6 +19,11 @@ class BookState(enum.IntEnum):
     PARTIAL = 3  # fed by a partial-depth stream (top N only, no snapshot needed)
 
     @property
+    def trusted(self) -> bool:
+        """Whether the levels of a book in this state may be published as current."""
+        return self is BookState.LIVE or self is BookState.PARTIAL
+
+    @property
     def label(self) -> str:
         """Lower-case name used in JSON payloads and logs."""
         return self.name.lower()

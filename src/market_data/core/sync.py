@@ -89,7 +89,6 @@ class BookLive:
     first_U: int  # noqa: N815
     first_u: int
     first_pu: int
-    last_update_id: int
 
 
 SyncOutput = SnapshotNeeded | BookReset | BookLive
@@ -117,6 +116,8 @@ class DepthSync:
         self._snapshot_pending = False
         self._snapshot_id: int | None = None  # set while a loaded snapshot awaits its bridge
         self._last_u = 0
+        #: The last event applied to a correct book (its exchange time is the book's).
+        self.last_applied: DepthDiff | None = None
         # Counters (plain attributes: cheap on the hot path).
         self.events = 0
         self.applied = 0
@@ -216,6 +217,11 @@ class DepthSync:
         return self.state is BookState.LIVE
 
     @property
+    def has_outputs(self) -> bool:
+        """Whether :meth:`drain` has anything: a cheap check for the hot path."""
+        return bool(self._outputs)
+
+    @property
     def snapshot_pending(self) -> bool:
         return self._snapshot_pending
 
@@ -248,6 +254,7 @@ class DepthSync:
             self._reset("crossed", restart_from=None)
             return False
         self.applied += 1
+        self.last_applied = ev
         if self.on_applied is not None:
             self.on_applied(ev)
         return True
@@ -271,7 +278,7 @@ class DepthSync:
         self.book.apply(ev.b, ev.a, ev.u)
         self._last_u = ev.u
         if not self.book.is_crossed():
-            self._outputs.append(BookLive(self.symbol, snapshot_id, ev.U, ev.u, ev.pu, ev.u))
+            self._outputs.append(BookLive(self.symbol, snapshot_id, ev.U, ev.u, ev.pu))
         return self._after_apply(ev)
 
     def _buffer_event(self, ev: DepthDiff) -> None:

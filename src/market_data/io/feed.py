@@ -68,8 +68,9 @@ class FeedConnection:
             if reason == "rotation":
                 delays = backoff(self.reconnect_delay_s, self.max_reconnect_delay_s)
                 continue  # planned: reconnect at once
-            if self.connects and self.clock() - self._opened_at > 60.0:
+            if self._lived_s > 60.0:  # that session was healthy: start the backoff anew
                 delays = backoff(self.reconnect_delay_s, self.max_reconnect_delay_s)
+            self._lived_s = 0.0
             delay = next(delays)
             log.info(
                 "feed %s: reconnecting in %.2fs",
@@ -80,6 +81,7 @@ class FeedConnection:
             await asyncio.sleep(delay)
 
     _opened_at = 0.0
+    _lived_s = 0.0  # how long the last session stayed open (0 when it never opened)
 
     async def _session_once(self) -> str:
         """One connection's life; returns why it ended."""
@@ -106,10 +108,14 @@ class FeedConnection:
         except asyncio.CancelledError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            reason = f"connect failed: {exc or type(exc).__name__}"
+            reason = f"connection failed: {exc or type(exc).__name__}"
             self.last_disconnect_reason = reason
             log.warning("feed %s: %s", plan.name, reason, extra={"connection": plan.name})
             return reason
+        except Exception:  # a bug must not end the feed for good: log, reconnect, resync
+            self.last_disconnect_reason = "internal error"
+            log.exception("feed %s: internal error; reconnecting", plan.name)
+            return "internal error"
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         on_frame = self.handler.on_frame
@@ -143,6 +149,7 @@ class FeedConnection:
         return reason
 
     def _lost(self) -> None:
+        self._lived_s = self.clock() - self._opened_at
         if self.connected:
             self.connected = False
             self.disconnects += 1

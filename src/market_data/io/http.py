@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from market_data import __version__
 from market_data.core.book import format_decimal
-from market_data.core.state import BookState
 from market_data.errors import MarketDataError
 from market_data.readiness import check_readiness
 from market_data.service import SymbolState
@@ -140,7 +139,7 @@ class HttpServer:
             )
         service = self.app.service
         book_state = state.state
-        trusted = book_state is BookState.LIVE or book_state is BookState.PARTIAL
+        trusted = book_state.trusted
         bids, asks = state.top(depth) if trusted else ([], [])
         age = service.book_age_s(state)
         return _json(

@@ -10,6 +10,7 @@ so a URL can be logged or put in an error message safely.
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -59,12 +60,15 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc
     except ValueError:
         return "<unparseable redis url>"
-    if "@" not in netloc:
-        return url
-    userinfo, _, hostport = netloc.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    redacted_userinfo = f"{user}:{_REDACTED}" if has_password else user
-    return parts._replace(netloc=f"{redacted_userinfo}@{hostport}").geturl()
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        redacted_userinfo = f"{user}:{_REDACTED}" if has_password else user
+        url = parts._replace(netloc=f"{redacted_userinfo}@{hostport}").geturl()
+    return _PASSWORD_QUERY.sub(rf"\1{_REDACTED}", url)
+
+
+_PASSWORD_QUERY = re.compile(r"([?&]password=)[^&#]*")
 
 
 def parse_redis_url(url: str) -> RedisEndpoint:
