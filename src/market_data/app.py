@@ -7,7 +7,7 @@ handling around it.
 
 Shutdown order, so that nothing is lost and load balancers stop first:
 readiness answers 503 ("shutting down") from the moment ``shutdown`` is set,
-then the feeds close, the last state of every book is published, the Redis
+then the feeds close, every book is published as no longer live, the Redis
 publisher flushes what is pending (bounded), and only then does the HTTP
 server stop.
 """

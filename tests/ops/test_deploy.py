@@ -86,13 +86,13 @@ async def test_rules_and_dashboard_use_only_exposed_metrics(redis_server: Embedd
         )
         answer = await get(run.base_url, "/metrics")
     _, exposed = parse_metrics(answer.body)
-    seed = {
+    compatible = {
         "websocket_connected", "websocket_disconnects_total", "messages_processed_total",
         "messages_error_total", "processing_latency_microseconds_bucket",
         "orderbook_updates_total", "sequence_errors_total", "trades_processed_total",
         "redis_publishes_total", "redis_errors_total",
     }  # fmt: skip
-    assert seed <= exposed, seed - exposed
+    assert compatible <= exposed, compatible - exposed
     available = exposed | PROMETHEUS_SYNTHETIC
     for rule in alert_rules():
         unknown = promql_metric_names(rule["expr"]) - available
