@@ -357,9 +357,9 @@ class RingWriter:
         self._commit(seq, offset)
         return seq
 
-    def write_json(self, symbol: str, payload: bytes) -> int:
+    def write_json(self, symbol: str, payload: bytes, local_ts_ns: int = 0) -> int:
         size = len(payload)
-        seq, offset = self._begin(RecordKind.JSON, symbol, 0, size)
+        seq, offset = self._begin(RecordKind.JSON, symbol, local_ts_ns, size)
         body = offset + SLOT_HEADER_SIZE
         self._buf[body : body + size] = payload
         self._commit(seq, offset)

@@ -197,9 +197,9 @@ class ShmRingWriter:
         """Publish one trade."""
         self._write_trade(symbol, trade_id, price, qty, trade_time_ms, is_buyer_maker, local_ts_ns)
 
-    def write_json(self, symbol: str, payload: bytes) -> None:
+    def write_json(self, symbol: str, payload: bytes, local_ts_ns: int = 0) -> None:
         """Publish opaque JSON bytes (at most slot_size - 48 bytes)."""
-        self._write_json(symbol, payload)
+        self._write_json(symbol, payload, local_ts_ns)
 
     def close(self, unlink: bool = True) -> None:
         """Mark the ring closed for readers, remove its name (by default), release it."""
