@@ -113,7 +113,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench_e2e.run(args)
     from market_data.io import bench_redis
 
-    return bench_redis.main(args.rest)
+    return bench_redis.run(args)
 
 
 # ------------------------------------------------------------------- parsers
@@ -210,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("shm", help="shared-memory ring vs Redis pub/sub latency")
     bench_shm.configure_parser(p)
     p.set_defaults(run=_cmd_bench)
+    from market_data.io import bench_redis
+
     p = bench_sub.add_parser("redis", help="Redis publisher vs one await per publish")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the Redis benchmark")
+    bench_redis.configure_parser(p)
     p.set_defaults(run=_cmd_bench)
     from market_data import bench_e2e
 

@@ -109,13 +109,21 @@ def format_results(results: dict[str, float], n: int, payload_bytes: int) -> str
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: ``market-data bench redis`` can call ``main(argv)``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``market-data bench redis``."""
     parser.add_argument("--n", type=int, default=20_000, help="messages per variant")
     parser.add_argument("--payload-bytes", type=int, default=512)
     parser.add_argument("--url", help="an existing Redis (default: start an embedded one)")
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run with parsed options and print the figures."""
     if args.url:
         results = asyncio.run(bench_publish(args.url, args.n, args.payload_bytes))
     else:
