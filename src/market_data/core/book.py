@@ -86,9 +86,8 @@ class BookSide:
 
     def top(self, n: int) -> list[Level]:
         """The best ``n`` levels, best first."""
-        qty = self.qty
         keys = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
-        return [(p, qty[p]) for p in keys]
+        return list(zip(keys, map(self.qty.__getitem__, keys), strict=True))
 
 
 class OrderBook:

@@ -20,6 +20,8 @@ from market_data.core.backoff import backoff
 
 log = logging.getLogger(__name__)
 
+_CLOSE_TIMEOUT_S = 2.0  # how long a close handshake may take before the socket is dropped
+
 
 class FeedHandler(Protocol):
     """What the feed loop drives."""
@@ -88,7 +90,12 @@ class FeedConnection:
         plan = self.plan
         try:
             async with self.session.ws_connect(
-                plan.url, autoping=True, heartbeat=None, max_msg_size=16 << 20, compress=0
+                plan.url,
+                autoping=True,
+                heartbeat=None,
+                max_msg_size=16 << 20,
+                compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT_S),
             ) as ws:
                 self._opened_at = self.clock()
                 self.connected = True
@@ -118,29 +125,50 @@ class FeedConnection:
             return "internal error"
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Receive until the connection ends; the watchdog ends silent or old ones.
+
+        No per-message timeout: arming one for every receive cost more than
+        decoding the frame. A watchdog task checks the clock a few times per
+        timeout instead, and closes the socket, which ends ``receive``.
+        """
         on_frame = self.handler.on_frame
         clock = self.clock
+        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        self._end: tuple[str, str] | None = None
+        watchdog = asyncio.create_task(self._watch(ws), name=f"watchdog-{self.plan.name}")
+        try:
+            while True:
+                msg = await ws.receive()
+                kind = msg.type
+                if kind is text or kind is binary:
+                    self.last_message_at = clock()
+                    on_frame(msg.data)
+                elif self._end is not None:
+                    return self._ended(*self._end)
+                elif kind is aiohttp.WSMsgType.ERROR:
+                    return self._ended("error", f"websocket error: {ws.exception()}")
+                else:  # CLOSE, CLOSING, CLOSED
+                    return self._ended("closed", f"closed by server (code {ws.close_code})")
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+
+    async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Close the connection when it went silent or reached its maximum age."""
         silence = self.silence_timeout_s
         deadline = self._opened_at + self.max_age_s
-        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        period = max(0.05, min(1.0, silence / 4))
         while True:
-            now = clock()
+            await asyncio.sleep(period)
+            now = self.clock()
             if now >= deadline:
-                return self._ended("rotation", "connection rotated before the 24 h limit")
-            try:
-                msg = await ws.receive(timeout=min(silence, deadline - now))
-            except TimeoutError:
-                if clock() >= deadline:
-                    continue
-                return self._ended("silent", f"no message for {silence:.0f}s (watchdog)")
-            kind = msg.type
-            if kind is text or kind is binary:
-                self.last_message_at = clock()
-                on_frame(msg.data)
-            elif kind is aiohttp.WSMsgType.ERROR:
-                return self._ended("error", f"websocket error: {ws.exception()}")
-            else:  # CLOSE, CLOSING, CLOSED
-                return self._ended("closed", f"closed by server (code {ws.close_code})")
+                self._end = ("rotation", "connection rotated before the 24 h limit")
+            elif now - self.last_message_at >= silence:
+                self._end = ("silent", f"no message for {silence:g}s (watchdog)")
+            else:
+                continue
+            await ws.close()
+            return
 
     def _ended(self, reason: str, detail: str) -> str:
         self.last_disconnect_reason = detail
