@@ -6,6 +6,8 @@ feeds the symbol's state machine and marks the symbol for publication.
 Publication is conflated at the source: changed symbols are published once per
 pass of the event loop (``call_soon``), so under load a symbol's book is
 encoded once per batch of frames rather than once per frame, and never lags.
+``market_data`` (best bid/ask, last price, 24h figures) is published when its
+best prices or trades changed, and refreshed every 30 s regardless.
 
 Snapshot requests (:class:`SnapshotNeeded`) run as tasks beside the readers,
 never blocking them, within the REST weight budget, with retries. If REST
@@ -51,6 +53,10 @@ from market_data.io.sinks import BookUpdate, MarketDataUpdate, Sink, TradeUpdate
 
 log = logging.getLogger(__name__)
 
+#: ``market_data:{SYMBOL}`` is republished at least this often even when nothing
+#: changed, so its 300 s key never expires on a quiet symbol and 24h figures age.
+MARKET_DATA_REFRESH_MS = 30_000
+
 
 @dataclass
 class SymbolState:
@@ -67,6 +73,10 @@ class SymbolState:
     trade_gaps: int = 0  # trades missed (e.g. while a connection was down)
     duplicate_trades: int = 0  # re-delivered trades, dropped
     dirty: bool = False
+    # What the last market_data publication showed (best bid, best ask, trades seen)
+    # and when: it is published again only when that changes, or to refresh the key.
+    market_signature: tuple[float | None, float | None, int] = (None, None, -1)
+    market_published_ms: int = 0
 
     @property
     def book_updates(self) -> int:
@@ -397,19 +407,25 @@ class MarketDataService:
                 asks,
                 payload,
             )
-            market = MarketDataUpdate(
-                state.symbol,
-                market_data_payload(
+            self._publish(update)
+            self.counters.book_publishes += 1
+            best_bid = bids[0][0] if bids else None
+            best_ask = asks[0][0] if asks else None
+            signature = (best_bid, best_ask, state.trades)
+            if (
+                signature != state.market_signature
+                or now_ms - state.market_published_ms >= MARKET_DATA_REFRESH_MS
+            ):
+                state.market_signature = signature
+                state.market_published_ms = now_ms
+                market = market_data_payload(
                     state.symbol,
-                    best_bid=bids[0][0] if bids else None,
-                    best_ask=asks[0][0] if asks else None,
+                    best_bid=best_bid,
+                    best_ask=best_ask,
                     stats=state.stats.snapshot(now_ms),
                     now_ms=now_ms,
-                ),
-            )
-            self._publish(update)
-            self._publish(market)
-            self.counters.book_publishes += 1
+                )
+                self._publish(MarketDataUpdate(state.symbol, market))
 
     def _publish(self, update: BookUpdate | TradeUpdate | MarketDataUpdate) -> None:
         """Hand an update to every output; one failing output never stops the others."""
