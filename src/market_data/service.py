@@ -41,6 +41,7 @@ from market_data.binance.schemas import AggTrade, DepthUpdate
 from market_data.binance.streams import StreamPlan, plan_connections
 from market_data.config import Config
 from market_data.core.backoff import backoff
+from market_data.core.book import Level
 from market_data.core.latency import LatencyHistogram
 from market_data.core.partial import PartialDepthBook
 from market_data.core.payloads import market_data_payload, orderbook_payload, trade_payload
@@ -72,7 +73,8 @@ class SymbolState:
     last_trade_id: int = 0  # aggregate trade ids are consecutive per symbol
     trade_gaps: int = 0  # trades missed (e.g. while a connection was down)
     duplicate_trades: int = 0  # re-delivered trades, dropped
-    dirty: bool = False
+    dirty: bool = False  # the book changed since it was last published
+    market_dirty: bool = False  # a trade arrived since market data was last published
     # What the last market_data publication showed (best bid, best ask, trades seen)
     # and when: it is published again only when that changes, or to refresh the key.
     market_signature: tuple[float | None, float | None, int] = (None, None, -1)
@@ -316,8 +318,8 @@ class MarketDataService:
         )
         self._publish(update)
         self.counters.trade_publishes += 1
-        if not state.dirty:
-            self._mark(state)
+        if not state.market_dirty:
+            self._mark(state, book=False)
 
     def _handle_outputs(self, state: SymbolState) -> None:
         for output in state.sync.drain():
@@ -367,8 +369,12 @@ class MarketDataService:
 
     # ------------------------------------------------------------- publication
 
-    def _mark(self, state: SymbolState) -> None:
-        state.dirty = True
+    def _mark(self, state: SymbolState, book: bool = True) -> None:
+        """Schedule a publication: of the book (and market data), or market data only."""
+        if book:
+            state.dirty = True
+        else:
+            state.market_dirty = True
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -380,24 +386,35 @@ class MarketDataService:
         local_ns = time.monotonic_ns()
         depth = self.config.order_book_depth
         for state in self.symbols.values():
-            if not state.dirty:
+            if state.dirty:
+                state.dirty = False
+                bids, asks = self._publish_book(state, depth, now_ms, local_ns)
+            elif state.market_dirty:
+                bids, asks = state.top(1) if state.state.trusted else ([], [])
+            else:
                 continue
-            state.dirty = False
-            book_state = state.state
-            trusted = book_state.trusted
-            # A book that is not live is published without levels, on every output.
-            bids, asks = state.top(depth) if trusted else ([], [])
-            last_id = state.last_update_id if trusted else 0
-            payload = orderbook_payload(
-                state.symbol,
-                bids,
-                asks,
-                last_update_id=last_id,
-                event_time_ms=state.event_time_ms,
-                now_ms=now_ms,
-                state=book_state,
-            )
-            update = BookUpdate(
+            state.market_dirty = False
+            self._publish_market_data(state, bids, asks, now_ms)
+
+    def _publish_book(
+        self, state: SymbolState, depth: int, now_ms: int, local_ns: int
+    ) -> tuple[list[Level], list[Level]]:
+        """Publish the top of the book; a book that is not live goes out without levels."""
+        book_state = state.state
+        trusted = book_state.trusted
+        bids, asks = state.top(depth) if trusted else ([], [])
+        last_id = state.last_update_id if trusted else 0
+        payload = orderbook_payload(
+            state.symbol,
+            bids,
+            asks,
+            last_update_id=last_id,
+            event_time_ms=state.event_time_ms,
+            now_ms=now_ms,
+            state=book_state,
+        )
+        self._publish(
+            BookUpdate(
                 state.symbol,
                 book_state,
                 last_id,
@@ -407,25 +424,32 @@ class MarketDataService:
                 asks,
                 payload,
             )
-            self._publish(update)
-            self.counters.book_publishes += 1
-            best_bid = bids[0][0] if bids else None
-            best_ask = asks[0][0] if asks else None
-            signature = (best_bid, best_ask, state.trades)
-            if (
-                signature != state.market_signature
-                or now_ms - state.market_published_ms >= MARKET_DATA_REFRESH_MS
-            ):
-                state.market_signature = signature
-                state.market_published_ms = now_ms
-                market = market_data_payload(
-                    state.symbol,
-                    best_bid=best_bid,
-                    best_ask=best_ask,
-                    stats=state.stats.snapshot(now_ms),
-                    now_ms=now_ms,
-                )
-                self._publish(MarketDataUpdate(state.symbol, market))
+        )
+        self.counters.book_publishes += 1
+        return bids, asks
+
+    def _publish_market_data(
+        self, state: SymbolState, bids: list[Level], asks: list[Level], now_ms: int
+    ) -> None:
+        """Publish market data when best prices or trades changed, or to refresh the key."""
+        best_bid = bids[0][0] if bids else None
+        best_ask = asks[0][0] if asks else None
+        signature = (best_bid, best_ask, state.trades)
+        if (
+            signature == state.market_signature
+            and now_ms - state.market_published_ms < MARKET_DATA_REFRESH_MS
+        ):
+            return
+        state.market_signature = signature
+        state.market_published_ms = now_ms
+        payload = market_data_payload(
+            state.symbol,
+            best_bid=best_bid,
+            best_ask=best_ask,
+            stats=state.stats.snapshot(now_ms),
+            now_ms=now_ms,
+        )
+        self._publish(MarketDataUpdate(state.symbol, payload))
 
     def _publish(self, update: BookUpdate | TradeUpdate | MarketDataUpdate) -> None:
         """Hand an update to every output; one failing output never stops the others."""
