@@ -167,6 +167,7 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "streams_per_connection": 100,
         "order_book_depth": 10,
         "connection_max_age_s": 3600.0,
+        "exchange_ca_file": str(EXAMPLE),  # any existing file passes the check
     }
     value = overrides[key] if key in overrides else changed[type(default)](default)
     if isinstance(value, tuple):
@@ -388,3 +389,8 @@ def test_describe_written_back_as_yaml_loads_to_the_same_config(tmp_path: Path) 
 )
 def test_redact_password(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
+
+
+def test_a_missing_ca_file_is_named() -> None:
+    with pytest.raises(ConfigError, match='exchange_ca_file: "/nonexistent/ca.pem" is not a file'):
+        Config(exchange_ca_file="/nonexistent/ca.pem")

@@ -79,6 +79,7 @@ class Config:
     shm_capacity_bytes: int = 64 * 1024 * 1024
     shm_group_access: bool = False
     log_json: bool = False
+    exchange_ca_file: str = ""
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -418,6 +419,13 @@ def _no_check(value: object) -> object:
     return value
 
 
+def _check_ca_file(path: str) -> str:
+    """Empty (the system's CAs only) or a readable PEM file."""
+    if path and not Path(path).is_file():
+        raise _Invalid(f"{_show(path)} is not a file")
+    return path
+
+
 def _key(kind: str, check: Callable[[Any], object] = _no_check) -> _Key:
     coerce, from_env = _KINDS[kind]
     return _Key(coerce, from_env, check)
@@ -461,6 +469,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "shm_capacity_bytes": _key("int", _in_range(4096)),
     "shm_group_access": _key("bool"),
     "log_json": _key("bool"),
+    "exchange_ca_file": _key("str", _check_ca_file),
 }
 
 

@@ -17,6 +17,7 @@ streams and publishes those books with state ``partial``.
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -164,7 +165,8 @@ class MarketDataService:
     async def run(self, shutdown: asyncio.Event) -> None:
         """Run until ``shutdown`` is set; then stop feeds and publish final states."""
         self._loop = asyncio.get_running_loop()
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(ssl=_tls_context(self.config.exchange_ca_file))
+        async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             for state in self.symbols.values():
                 self._mark(state)
@@ -570,3 +572,11 @@ class MarketDataService:
         if not state.updated_at:
             return None
         return self.clock() - state.updated_at
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    """Verify the exchange's certificates against the system's CAs (plus ``ca_file``)."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(ca_file)
+    return context

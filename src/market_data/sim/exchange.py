@@ -25,6 +25,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class SimConfig:
     speed: float = 1.0  # replay pace factor; <= 0 means as fast as possible
     replay_waits_for_subscriber: bool = True  # start the replay at the first subscription
     periodic: PeriodicFaults = field(default_factory=PeriodicFaults)
+    ssl_context: ssl.SSLContext | None = None  # serve wss:// and https:// with it
 
 
 class _Connection:
@@ -222,7 +224,9 @@ class SimExchange:
         app.router.add_get("/fapi/v1/time", self._rest_time)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -258,11 +262,13 @@ class SimExchange:
 
     @property
     def ws_base_url(self) -> str:
-        return f"ws://{self.config.host}:{self._port}"
+        scheme = "wss" if self.config.ssl_context is not None else "ws"
+        return f"{scheme}://{self.config.host}:{self._port}"
 
     @property
     def rest_base_url(self) -> str:
-        return f"http://{self.config.host}:{self._port}"
+        scheme = "https" if self.config.ssl_context is not None else "http"
+        return f"{scheme}://{self.config.host}:{self._port}"
 
     @property
     def market(self) -> SimMarket:
