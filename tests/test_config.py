@@ -2,6 +2,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import trustme
 import yaml
 
 from market_data.config import ENV_PREFIX, Config, load_config
@@ -34,7 +35,7 @@ def problems_of(path: Path | None = None, env: dict[str, str] | None = None) -> 
 # --- defaults and sources -----------------------------------------------------------------
 
 
-def test_defaults_are_the_seed_services() -> None:
+def test_defaults() -> None:
     config = Config()
     assert config.symbols == ("BTCUSDT", "ETHUSDT")
     assert config.exchange_ws_url == "wss://fstream.binance.com"
@@ -52,7 +53,7 @@ def test_defaults_are_the_seed_services() -> None:
 
 def test_example_file_lists_every_key_with_its_default() -> None:
     document = yaml.safe_load(EXAMPLE.read_text())
-    assert list(document) == [k for k in document]  # a mapping, read in order
+    assert isinstance(document, dict)
     assert set(document) == set(KEYS)
     assert load_config(EXAMPLE, env={}) == Config()
 
@@ -167,8 +168,12 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "streams_per_connection": 100,
         "order_book_depth": 10,
         "connection_max_age_s": 3600.0,
-        "exchange_ca_file": str(EXAMPLE),  # any existing file passes the check
+        "rest_weight_share": 0.5,
     }
+    if key == "exchange_ca_file":
+        pem = tmp_path / "ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(pem))
+        overrides[key] = str(pem)
     value = overrides[key] if key in overrides else changed[type(default)](default)
     if isinstance(value, tuple):
         text = ",".join(str(v) for v in value)
@@ -394,3 +399,10 @@ def test_redact_password(url: str, redacted: str) -> None:
 def test_a_missing_ca_file_is_named() -> None:
     with pytest.raises(ConfigError, match='exchange_ca_file: "/nonexistent/ca.pem" is not a file'):
         Config(exchange_ca_file="/nonexistent/ca.pem")
+
+
+def test_a_ca_file_without_certificates_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="holds no usable PEM certificate"):
+        Config(exchange_ca_file=str(junk))

@@ -4,7 +4,7 @@ import json
 
 from market_data.config import Config
 from market_data.core.state import BookState
-from market_data.io.sinks import MemorySink, TradeUpdate
+from market_data.io.sinks import MarketDataUpdate, MemorySink, TradeUpdate
 from market_data.service import MarketDataService
 
 
@@ -71,3 +71,47 @@ def test_missed_and_redelivered_trades_are_counted_never_silent() -> None:
     state = svc.symbols["BTCUSDT"]
     assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 5, 6]
     assert (state.trade_gaps, state.duplicate_trades, state.trades) == (2, 2, 4)
+
+
+class BrokenSink(MemorySink):
+    """An output that fails every publish."""
+
+    def publish(self, update: object) -> None:  # type: ignore[override]
+        raise RuntimeError("disk full")
+
+
+def test_a_failing_output_never_stops_the_others() -> None:
+    good = MemorySink()
+    svc = MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [BrokenSink(), good])
+    svc.on_frame(trade("BTCUSDT", 1, "100.0"))
+    svc.on_frame(trade("BTCUSDT", 2, "100.0"))
+    assert [t.trade_id for t in good.trades()] == [1, 2]
+    assert svc.counters.sink_errors["BrokenSink"] == 2
+
+
+def test_market_data_is_republished_on_change_and_refreshed() -> None:
+    now = [1_700_000_000.0]
+    sink = MemorySink()
+    svc = MarketDataService(
+        Config(symbols=("BTCUSDT",), health_port=0), [sink], wall_clock=lambda: now[0]
+    )
+    state = svc.symbols["BTCUSDT"]
+
+    def market_publications() -> int:
+        return sum(1 for u in sink.updates if isinstance(u, MarketDataUpdate))
+
+    svc.on_frame(trade("BTCUSDT", 1, "100.0"))
+    svc._flush()
+    assert market_publications() == 1 and not sink.books()  # a trade: market data only
+    svc._mark(state, book=False)
+    svc._flush()
+    assert market_publications() == 1  # nothing changed: not republished
+    now[0] += 31  # past the refresh period: republished although unchanged
+    svc._mark(state, book=False)
+    svc._flush()
+    assert market_publications() == 2
+    last = json.loads(sink.updates[-1].payload)  # type: ignore[union-attr]
+    assert last["last_price"] == 100.0 and last["updated_at"] == int(now[0] * 1000)
+    svc.on_frame(trade("BTCUSDT", 2, "101.0"))
+    svc._flush()
+    assert market_publications() == 3  # a new trade: republished at once

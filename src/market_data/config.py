@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class Config:
     shm_group_access: bool = False
     log_json: bool = False
     exchange_ca_file: str = ""
+    rest_weight_share: float = 1.0
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -420,10 +422,22 @@ def _no_check(value: object) -> object:
 
 
 def _check_ca_file(path: str) -> str:
-    """Empty (the system's CAs only) or a readable PEM file."""
-    if path and not Path(path).is_file():
+    """Empty (the system's CAs only) or a readable file of PEM certificates."""
+    if not path:
+        return path
+    if not Path(path).is_file():
         raise _Invalid(f"{_show(path)} is not a file")
+    try:
+        ssl.create_default_context().load_verify_locations(path)
+    except (ssl.SSLError, OSError) as exc:
+        raise _Invalid(f"{_show(path)} holds no usable PEM certificate ({exc})") from None
     return path
+
+
+def _check_share(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise _Invalid(f"{value} is out of range (0, 1]")
+    return value
 
 
 def _key(kind: str, check: Callable[[Any], object] = _no_check) -> _Key:
@@ -470,6 +484,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "shm_group_access": _key("bool"),
     "log_json": _key("bool"),
     "exchange_ca_file": _key("str", _check_ca_file),
+    "rest_weight_share": _key("float", _check_share),
 }
 
 

@@ -3,7 +3,7 @@
 Liveness only says the process answers; readiness says its data can be
 trusted: Redis answers a PING, at least one exchange connection is up, and
 every book is live (or partial) and has changed within ``ready_max_book_age_s``.
-Each failed condition becomes one short reason (``"redis: connection refused"``,
+Each failed condition becomes one short reason (``"redis: disconnected: connection refused"``,
 ``"BTCUSDT: syncing"``), so an operator reads the cause straight from ``/ready``.
 """
 

@@ -145,7 +145,9 @@ class MarketDataService:
             for s in config.symbols
         }
         self.counters = ServiceCounters()
-        self.weights = WeightBudget(config.rest_weight_budget_per_minute)
+        self.weights = WeightBudget(
+            config.rest_weight_budget_per_minute, share=config.rest_weight_share
+        )
         self.partial_mode = False
         #: State and last update id of every book when the service stopped.
         self.final_books: dict[str, tuple[BookState, int]] = {}
@@ -171,6 +173,9 @@ class MarketDataService:
             for state in self.symbols.values():
                 self._mark(state)
             self._start_feeds(self._plans())
+            self._tasks["market-data-refresh"] = asyncio.create_task(
+                self._refresh_market_data(), name="market-data-refresh"
+            )
             self.started = True
             try:
                 await shutdown.wait()
@@ -189,6 +194,13 @@ class MarketDataService:
             state.sync.on_disconnect()
             state.sync.drain()
             state.dirty = True
+
+    async def _refresh_market_data(self) -> None:
+        """Republish market data of quiet symbols, so their 300 s keys never expire."""
+        while True:
+            await asyncio.sleep(MARKET_DATA_REFRESH_MS / 1000 / 3)
+            for state in self.symbols.values():
+                self._mark(state, book=False)
 
     def _plans(self) -> list[StreamPlan]:
         cfg = self.config
@@ -533,8 +545,8 @@ class MarketDataService:
         except Exception:  # a bug must not leave the book waiting forever
             log.exception("%s: snapshot task failed; asking again", state.symbol)
             self.counters.snapshot_failures["internal"] += 1
+            await asyncio.sleep(next(delays))  # still in _fetching: shutdown cancels it here
             self._fetching.pop(state.symbol, None)
-            await asyncio.sleep(next(delays))
             state.sync.on_snapshot_failed("internal error")
             self._handle_outputs(state)
         finally:
@@ -559,7 +571,9 @@ class MarketDataService:
             state.sync.on_disconnect()
             state.sync.drain()
             self._mark(state)
-        depth_names = [name for name, _ in self._tasks.items() if not name.startswith("trades")]
+        depth_names = [
+            plan.name for plan in (c.plan for c in self.connections) if plan.carries_depth
+        ]
         for name in depth_names:
             self._tasks.pop(name).cancel()
         self.connections = [c for c in self.connections if c.plan.name not in depth_names]

@@ -62,9 +62,7 @@ def shard_configs(config: Config, workers: int) -> list[Config]:
             symbols=group,
             shm_name=f"{config.shm_name}-{index}",
             health_port=config.health_port + index if config.health_port else 0,
-            rest_weight_budget_per_minute=max(
-                20, config.rest_weight_budget_per_minute // len(shards)
-            ),
+            rest_weight_share=config.rest_weight_share / len(shards),
         )
         for index, group in enumerate(shards)
     ]

@@ -28,4 +28,16 @@ def test_server_count_wins_when_higher() -> None:
     budget.observe_server_count(95, now_s=1.0)
     assert budget.try_acquire(20, now_s=2.0) == pytest.approx(58.0)
     budget.observe_server_count(10, now_s=3.0)
-    assert budget.used == 95
+    assert budget.address_used == 95 and budget.used == 20
+
+
+def test_a_worker_takes_its_share_but_the_address_limit_still_holds() -> None:
+    budget = WeightBudget(per_minute=100, share=0.5)  # one of two workers
+    assert budget.try_acquire(20, now_s=0.0) == 0.0
+    assert budget.try_acquire(20, now_s=1.0) == 0.0
+    assert budget.try_acquire(20, now_s=2.0) > 0  # 60 > its share of 50
+    other = WeightBudget(per_minute=100, share=0.5)
+    other.observe_server_count(50, now_s=3.0)  # the other worker used its half
+    assert other.try_acquire(20, now_s=4.0) == 0.0  # 70: the address is under 100
+    other.observe_server_count(90, now_s=5.0)
+    assert other.try_acquire(20, now_s=6.0) > 0  # 110 would exceed the address's 100

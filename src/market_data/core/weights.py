@@ -23,11 +23,18 @@ def snapshot_weight(limit: int) -> int:
 
 
 class WeightBudget:
-    """Fixed one-minute windows, like the exchange's."""
+    """Fixed one-minute windows, like the exchange's.
 
-    def __init__(self, per_minute: int) -> None:
+    ``per_minute`` is the IP address's budget. A process sharing the address
+    with others (``--workers``) takes at most ``share`` of it itself, and
+    also stops when the exchange's count for the whole address says so.
+    """
+
+    def __init__(self, per_minute: int, share: float = 1.0) -> None:
         self.per_minute = per_minute
-        self.used = 0
+        self.allowance = max(1, int(per_minute * share))
+        self.used = 0  # our own requests in this window
+        self.address_used = 0  # the whole address's, as the exchange last told us
         self.total = 0
         self._window = -1
 
@@ -36,17 +43,19 @@ class WeightBudget:
         if window != self._window:
             self._window = window
             self.used = 0
+            self.address_used = 0
 
     def try_acquire(self, weight: int, now_s: float) -> float:
         """Take ``weight`` and return 0, or return how long to wait before asking again."""
         self._roll(now_s)
-        if self.used + weight > self.per_minute:
+        if self.used + weight > self.allowance or self.address_used + weight > self.per_minute:
             return (self._window + 1) * 60.0 - now_s
         self.used += weight
+        self.address_used += weight
         self.total += weight
         return 0.0
 
     def observe_server_count(self, used: int, now_s: float) -> None:
-        """Trust the exchange when it has counted more than we have."""
+        """Trust the exchange's count for the address when it is higher than ours."""
         self._roll(now_s)
-        self.used = max(self.used, used)
+        self.address_used = max(self.address_used, used)
