@@ -158,6 +158,7 @@ class MarketDataService:
         self._fetching: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._flush_scheduled = False
+        self._pending: dict[str, SymbolState] = {}  # symbols marked since the last flush
         self._loop: asyncio.AbstractEventLoop | None = None
         self._malformed_logged_at = -1e9
         self._malformed_since_log = 0
@@ -194,6 +195,7 @@ class MarketDataService:
             state.sync.on_disconnect()
             state.sync.drain()
             state.dirty = True
+            self._pending[state.symbol] = state
 
     async def _refresh_market_data(self) -> None:
         """Republish market data of quiet symbols, so their 300 s keys never expire."""
@@ -389,6 +391,7 @@ class MarketDataService:
             state.dirty = True
         else:
             state.market_dirty = True
+        self._pending[state.symbol] = state  # the flush visits only changed symbols
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -399,7 +402,9 @@ class MarketDataService:
         now_ms = int(self.wall_clock() * 1000)
         local_ns = time.monotonic_ns()
         depth = self.config.order_book_depth
-        for state in self.symbols.values():
+        pending = self._pending
+        self._pending = {}
+        for state in pending.values():
             if state.dirty:
                 state.dirty = False
                 bids, asks = self._publish_book(state, depth, now_ms, local_ns)

@@ -86,8 +86,9 @@ class BookSide:
 
     def top(self, n: int) -> list[Level]:
         """The best ``n`` levels, best first."""
+        qty = self.qty
         keys = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
-        return list(zip(keys, map(self.qty.__getitem__, keys), strict=True))
+        return [(p, qty[p]) for p in keys]
 
 
 class OrderBook:
