@@ -561,6 +561,7 @@ class RedisSink:
                 "Redis unavailable at %s: %s; publishing paused, latest state per symbol kept",
                 self._shown_url,
                 reason,
+                extra={"event": "redis_outage_start", "redis": self._shown_url, "reason": reason},
             )
         else:
             self._outage_errors += 1
@@ -578,6 +579,12 @@ class RedisSink:
             duration,
             self._outage_errors,
             len(self._sent_books.keys() | self._sent_market_data.keys()),
+            extra={
+                "event": "redis_outage_end",
+                "redis": self._shown_url,
+                "outage_s": round(duration, 3),
+                "errors": self._outage_errors,
+            },
         )
         self._outage_started = None
         self._outage_errors = 0
