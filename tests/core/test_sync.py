@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from market_data.core.book import Level
 from market_data.core.state import BookState
-from market_data.core.sync import BookLive, BookReset, DepthSync, SnapshotNeeded
+from market_data.core.sync import (
+    MAX_STALE_RUN,
+    BookLive,
+    BookReset,
+    DepthSync,
+    SnapshotNeeded,
+)
 
 
 @dataclass
@@ -135,6 +141,18 @@ def test_stale_duplicates_are_dropped_without_reset() -> None:
     assert not sync.on_depth(Ev(106, 108, 105, [(8.0, 5.0)]))  # duplicate
     assert not sync.on_depth(Ev(95, 105, 90, [(8.0, 6.0)]))  # older still
     assert sync.is_live and sync.stale == 2 and sync.book.top(10) == before
+
+
+def test_a_stream_whose_ids_went_backwards_resets_instead_of_freezing() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    sync.drain()
+    for _ in range(MAX_STALE_RUN - 1):
+        assert not sync.on_depth(Ev(10, 12, 9))  # ids restarted far below the book's 105
+    assert sync.is_live and sync.stale == MAX_STALE_RUN - 1
+    sync.on_depth(Ev(13, 14, 12))
+    assert not sync.is_live
+    assert sync.drain() == [BookReset("X", "stale_stream")]
 
 
 def test_crossed_book_resets() -> None:

@@ -15,7 +15,8 @@ for USD-M futures (BINANCE_FUTURES.md §1), with no I/O and no clock:
    Anything else is a gap: the book is discarded, rebuilt from empty, and a
    new snapshot is requested while buffering continues from the event that
    revealed the gap. Events with ``u`` at or below the last applied ``u`` are
-   stale re-deliveries of what the book already holds: dropped and counted.
+   stale re-deliveries of what the book already holds: dropped and counted
+   (a long run of nothing else means the ids went backwards: a reset).
 6. Quantities are absolute; zero removes a level; removing an absent level is
    normal (``book.py``).
 
@@ -40,6 +41,8 @@ from market_data.core.book import DEFAULT_MAX_LEVELS, Level, OrderBook
 from market_data.core.state import BookState
 
 DEFAULT_MAX_BUFFER = 1_000
+#: Stale events in a row, with nothing applied between them, that reset a live book.
+MAX_STALE_RUN = 100
 
 
 class DepthDiff(Protocol):
@@ -73,7 +76,7 @@ class BookReset:
     """The book was discarded; it is not correct until the next BookLive."""
 
     symbol: str
-    reason: str  # "gap", "crossed", "reconnect", "buffer_overflow"
+    reason: str  # "gap", "crossed", "reconnect", "buffer_overflow", "stale_stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,8 @@ class DepthSync:
         self._snapshot_pending = False
         self._snapshot_id: int | None = None  # set while a loaded snapshot awaits its bridge
         self._last_u = 0
+        self._stale_mark = -1  # ``applied`` when the current run of stale events began
+        self._stale_run = 0
         #: The last event applied to a correct book (its exchange time is the book's).
         self.last_applied: DepthDiff | None = None
         # Counters (plain attributes: cheap on the hot path).
@@ -150,8 +155,7 @@ class DepthSync:
             last_u = self._last_u
             if ev.pu != last_u:
                 if ev.u <= last_u:
-                    self.stale += 1
-                    return False
+                    return self._on_stale()
                 self.gaps += 1
                 self._reset("gap", restart_from=ev)
                 return False
@@ -247,6 +251,22 @@ class DepthSync:
         }
 
     # ----------------------------------------------------------------- internals
+
+    def _on_stale(self) -> bool:
+        """An event the book already holds: drop it, unless nothing new comes any more.
+
+        A long run of them with nothing applied in between means the stream's
+        ids went backwards (not a re-delivery): the book would sit "live" and
+        frozen, so it is reset instead.
+        """
+        self.stale += 1
+        if self._stale_mark != self.applied:  # the first stale event since one was applied
+            self._stale_mark = self.applied
+            self._stale_run = 0
+        self._stale_run += 1
+        if self._stale_run >= MAX_STALE_RUN:
+            self._reset("stale_stream", restart_from=None)
+        return False
 
     def _after_apply(self, ev: DepthDiff) -> bool:
         if self.book.is_crossed():
