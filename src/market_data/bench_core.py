@@ -13,7 +13,7 @@ import gc
 import random
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,8 +271,9 @@ def book_memory(levels: int = 1000, buffer_events: int = 1000) -> tuple[int, int
     return book_bytes, buffer_bytes
 
 
-def run_bench(frames: int = 100_000) -> list[str]:
-    lines = []
+def run_bench(frames: int = 100_000) -> Iterator[str]:
+    """The report, one line at a time as each measurement completes."""
+    yield f"building workloads: {frames:,} synthetic frames, and the ETHUSDT capture ..."
     workloads = [
         synthetic(1, frames),
         synthetic(100, max(frames // 100, 100)),
@@ -281,14 +282,14 @@ def run_bench(frames: int = 100_000) -> list[str]:
     header = (
         f"{'workload':<44} {'runner':<30} {'msg/s':>10} {'p50 μs':>8} {'p99 μs':>8} {'p999 μs':>9}"
     )
-    lines.append(header)
+    yield header
     for work in workloads:
         for top_n in (0, 20):
             label = "decode+sync+apply" + ("+top20" if top_n else "")
             ours = measure(project_runner, work, top_n)
             base = measure(baseline_runner, work, top_n)
             for name, r in (("ours " + label, ours), ("baseline " + label, base)):
-                lines.append(
+                yield (
                     f"{work.name[:44]:<44} {name:<30}"
                     f" {r.rate:>10,.0f} {r.p50:>8.2f} {r.p99:>8.2f} {r.p999:>9.2f}"
                 )
@@ -296,14 +297,13 @@ def run_bench(frames: int = 100_000) -> list[str]:
             if "capture" in work.name:
                 per_frame = work.level_changes / len(work.frames)
                 extra = f", {ours.rate * per_frame:,.0f} level updates/s ({per_frame:.0f}/frame)"
-            lines.append(f"{'':<44} ratio ours/baseline: {ours.rate / base.rate:.2f}x{extra}")
+            yield f"{'':<44} ratio ours/baseline: {ours.rate / base.rate:.2f}x{extra}"
     book_bytes, buffer_bytes = book_memory()
-    lines.append(
+    yield (
         f"memory: one live symbol, 1000 levels/side: {book_bytes / 1e6:.2f} MB;"
         f" full sync buffer (1000 events x 20 changes): {buffer_bytes / 1e6:.2f} MB;"
         f" total {(book_bytes + buffer_bytes) / 1e6:.2f} MB per symbol"
     )
-    return lines
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
