@@ -16,7 +16,8 @@ from market_data.config import Config
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig, SimExchange
 from market_data.workers import Supervisor, shard_configs, shard_symbols
-from tests.integration.service_harness import Received, book_matches_truth, subscribe, wait_for
+from tests.integration.service_harness import Received, book_matches_truth, subscribe
+from tests.support import wait_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
 

@@ -3,9 +3,8 @@
 import asyncio
 import contextlib
 import json
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from market_data.app import App
-from market_data.config import Config
 from market_data.sim.exchange import SimConfig, SimExchange
+from tests.support import service_config
 
 
 @dataclass
@@ -69,14 +68,6 @@ def book_matches_truth(sim: SimExchange, payload: dict[str, Any], depth: int = 2
     return None
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
-
-
 @contextlib.asynccontextmanager
 async def running_service(
     redis_url: str,
@@ -87,17 +78,7 @@ async def running_service(
 ) -> AsyncIterator[tuple[App, SimExchange, Received]]:
     sim_cfg = sim_config or SimConfig(symbols=list(symbols), diff_rate_hz=40, trade_rate_hz=10)
     async with SimExchange(sim_cfg) as sim:
-        config = Config(
-            symbols=symbols,
-            exchange_ws_url=sim.ws_base_url,
-            exchange_rest_url=sim.rest_base_url,
-            redis_url=redis_url,
-            health_port=0,
-            shm_name=f"market_data_test_{uuid.uuid4().hex[:8]}",
-            reconnect_delay_ms=50,
-            max_reconnect_delay_ms=500,
-            **overrides,
-        )
+        config = service_config(sim, redis_url, symbols, **overrides)
         received = Received()
         ready = asyncio.Event()
         subscriber = asyncio.create_task(subscribe(redis_url, received, ready))

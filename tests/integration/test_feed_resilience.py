@@ -3,7 +3,8 @@
 from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig
-from tests.integration.service_harness import book_matches_truth, running_service, wait_for
+from tests.integration.service_harness import book_matches_truth, running_service
+from tests.support import wait_for
 
 
 async def test_silent_stream_is_reconnected_by_the_watchdog(redis_server: EmbeddedRedis) -> None:

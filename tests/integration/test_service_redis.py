@@ -7,7 +7,8 @@ import redis.asyncio as aioredis
 from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.sim.faults import MalformedKind
-from tests.integration.service_harness import book_matches_truth, running_service, wait_for
+from tests.integration.service_harness import book_matches_truth, running_service
+from tests.support import wait_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 

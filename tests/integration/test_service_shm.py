@@ -6,7 +6,8 @@ from market_data.core.ring import BookRecord, TradeRecord
 from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.shm_reader import ShmRingReader
-from tests.integration.service_harness import running_service, wait_for
+from tests.integration.service_harness import running_service
+from tests.support import wait_for
 
 
 async def test_books_and_trades_reach_the_ring_intact(redis_server: EmbeddedRedis) -> None:

@@ -2,13 +2,13 @@
 
 import asyncio
 import logging
-import socket
 
 import aiohttp
 import pytest
 
 from market_data.binance.streams import StreamPlan
 from market_data.io.feed import FeedConnection
+from tests.support import free_port
 
 
 class Handler:
@@ -25,14 +25,8 @@ class Handler:
         raise AssertionError("never connected, so never disconnected")
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_failed_connects_back_off_exponentially(caplog: pytest.LogCaptureFixture) -> None:
-    plan = StreamPlan("depth-1", f"ws://127.0.0.1:{closed_port()}/stream", (), (), True)
+    plan = StreamPlan("depth-1", f"ws://127.0.0.1:{free_port()}/stream", (), (), True)
     caplog.set_level(logging.INFO, logger="market_data.io.feed")
     async with aiohttp.ClientSession() as session:
         feed = FeedConnection(

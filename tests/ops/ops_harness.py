@@ -2,8 +2,6 @@
 
 import asyncio
 import contextlib
-import socket
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +10,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from market_data.app import App
-from market_data.config import Config
 from market_data.sim.exchange import SimConfig, SimExchange
+from tests.support import service_config, wait_for
 
 
 @dataclass
@@ -35,22 +33,6 @@ class Answer:
     headers: dict[str, str]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
-
-
 @contextlib.asynccontextmanager
 async def running_app(
     redis_url: str,
@@ -61,19 +43,7 @@ async def running_app(
 ) -> AsyncIterator[Running]:
     sim_cfg = sim_config or SimConfig(symbols=list(symbols), diff_rate_hz=40, trade_rate_hz=10)
     async with SimExchange(sim_cfg) as sim:
-        settings: dict[str, Any] = {
-            "symbols": symbols,
-            "exchange_ws_url": sim.ws_base_url,
-            "exchange_rest_url": sim.rest_base_url,
-            "redis_url": redis_url,
-            "health_port": 0,
-            "http_host": "127.0.0.1",
-            "shm_name": f"market_data_ops_{uuid.uuid4().hex[:8]}",
-            "reconnect_delay_ms": 50,
-            "max_reconnect_delay_ms": 500,
-        }
-        settings.update(overrides)
-        app = App(Config(**settings))
+        app = App(service_config(sim, redis_url, symbols, **overrides))
         shutdown = asyncio.Event()
         task = asyncio.create_task(app.run(shutdown))
         try:

@@ -19,7 +19,8 @@ import yaml
 
 from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
-from tests.ops.ops_harness import get, parse_metrics, running_app, wait_for
+from tests.ops.ops_harness import get, parse_metrics, running_app
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

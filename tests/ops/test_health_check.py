@@ -5,7 +5,8 @@ import sys
 
 from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
-from tests.ops.ops_harness import free_port, running_app, wait_for, wait_for_answer
+from tests.ops.ops_harness import running_app, wait_for_answer
+from tests.support import free_port, wait_for
 
 
 async def health_command(url: str) -> tuple[int, list[str]]:

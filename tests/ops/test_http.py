@@ -8,7 +8,8 @@ from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.readiness import check_readiness
 from market_data.sim.exchange import SimConfig
-from tests.ops.ops_harness import get, running_app, wait_for, wait_for_answer
+from tests.ops.ops_harness import get, running_app, wait_for_answer
+from tests.support import wait_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 

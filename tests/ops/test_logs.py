@@ -10,7 +10,8 @@ import pytest
 from market_data.core.state import BookState
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.logs import setup_logging
-from tests.ops.ops_harness import running_app, wait_for
+from tests.ops.ops_harness import running_app
+from tests.support import wait_for
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import yaml
 
 from market_data.io.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig, SimExchange
-from tests.ops.ops_harness import free_port, get, parse_metrics, wait_for_answer
+from tests.ops.ops_harness import get, parse_metrics, wait_for_answer
+from tests.support import free_port
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
