@@ -68,8 +68,7 @@ class SymbolState:
     sync: DepthSync
     stats: Rolling24h = field(default_factory=Rolling24h)
     partial: PartialDepthBook | None = None
-    event_time_ms: int = 0  # exchange time of the last book change
-    updated_at: float = 0.0  # local monotonic time of the last book change
+    updated_at: float = 0.0  # local monotonic time the changed book was last published
     trades: int = 0
     last_trade_id: int = 0  # aggregate trade ids are consecutive per symbol
     trade_gaps: int = 0  # trades missed (e.g. while a connection was down)
@@ -85,6 +84,12 @@ class SymbolState:
     def book_updates(self) -> int:
         """Exchange updates applied to a correct book (diffs, or partial-depth messages)."""
         return self.sync.applied + (self.partial.applied if self.partial is not None else 0)
+
+    @property
+    def event_time_ms(self) -> int:
+        """Exchange time (``E``) of the last event applied to the book; 0 before any."""
+        last = self.partial.last_applied if self.partial is not None else self.sync.last_applied
+        return last.E if isinstance(last, DepthUpdate) else 0
 
     @property
     def state(self) -> BookState:
@@ -264,7 +269,7 @@ class MarketDataService:
             if state.partial is None:
                 sync = state.sync
                 if sync.on_depth(data):  # type: ignore[arg-type]
-                    self._book_changed(state, data)  # type: ignore[arg-type]
+                    self._book_changed(state)
                 if sync.has_outputs:
                     self._handle_outputs(state)
         elif kind is StreamKind.AGG_TRADE:
@@ -273,7 +278,7 @@ class MarketDataService:
         elif kind is StreamKind.PARTIAL_DEPTH:
             counters.by_type["partial_depth"] += 1
             if state.partial is not None and state.partial.on_partial(data):  # type: ignore[arg-type]
-                self._book_changed(state, data)  # type: ignore[arg-type]
+                self._book_changed(state)
         else:
             counters.by_type["book_ticker"] += 1
         counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
@@ -298,9 +303,7 @@ class MarketDataService:
 
     # -------------------------------------------------------------------- core
 
-    def _book_changed(self, state: SymbolState, data: DepthUpdate) -> None:
-        state.event_time_ms = data.E
-        state.updated_at = self.clock()
+    def _book_changed(self, state: SymbolState) -> None:
         if not state.dirty:
             self._mark(state)
 
@@ -361,10 +364,6 @@ class MarketDataService:
                     output.first_u,
                     extra={"symbol": state.symbol, "snapshot_id": output.snapshot_id},
                 )
-                state.updated_at = self.clock()
-                last = state.sync.last_applied
-                if isinstance(last, DepthUpdate):
-                    state.event_time_ms = last.E
                 self._mark(state)
 
     def _on_malformed(self, exc: DecodeError, raw: str | bytes) -> None:
@@ -423,12 +422,15 @@ class MarketDataService:
         trusted = book_state.trusted
         bids, asks = state.top(depth) if trusted else ([], [])
         last_id = state.last_update_id if trusted else 0
+        if trusted:
+            state.updated_at = self.clock()  # freshness, once per publication not per event
+        event_time_ms = state.event_time_ms
         payload = orderbook_payload(
             state.symbol,
             bids,
             asks,
             last_update_id=last_id,
-            event_time_ms=state.event_time_ms,
+            event_time_ms=event_time_ms,
             now_ms=now_ms,
             state=book_state,
         )
@@ -437,7 +439,7 @@ class MarketDataService:
                 state.symbol,
                 book_state,
                 last_id,
-                state.event_time_ms,
+                event_time_ms,
                 local_ns,
                 bids,
                 asks,

@@ -35,6 +35,7 @@ async def test_published_books_equal_the_exchange_and_stats_are_real(
         problems = [p for b in books if (p := book_matches_truth(sim, b))]
         assert not problems, problems[:3]
         assert all(len(b["bids"]) == 20 and len(b["asks"]) == 20 for b in books)
+        assert all(b["event_time"] > 0 for b in books)  # the first live one included
         ids = [b["last_update_id"] for b in books]
         assert ids == sorted(ids)  # never an older book after a newer one
         trade_ids = [t["trade_id"] for t in received.trades[symbol]]

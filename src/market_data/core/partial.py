@@ -20,6 +20,8 @@ class PartialDepthBook:
         self.book = OrderBook(symbol, max_levels=levels)
         self.state = BookState.WAITING
         self.applied = 0
+        #: The last message taken (its exchange time is the book's).
+        self.last_applied: DepthDiff | None = None
         self.stale = 0
         self.rejected = 0
 
@@ -40,6 +42,7 @@ class PartialDepthBook:
         self.book = candidate
         self.state = BookState.PARTIAL
         self.applied += 1
+        self.last_applied = ev
         return True
 
     def on_disconnect(self) -> None:
