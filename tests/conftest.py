@@ -12,15 +12,19 @@ import pytest
 from market_data.io.embedded_redis import EmbeddedRedis
 
 
-@pytest.fixture
-def redis_server() -> Iterator[EmbeddedRedis]:
-    """A fresh embedded redis-server for one test (tests may stop/restart it)."""
+def _running_redis() -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis()
-    server.start()
+    server.start()  # raises if it cannot start: never a skip
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A fresh embedded redis-server for one test (tests may stop/restart it)."""
+    yield from _running_redis()
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +33,4 @@ def shared_redis_server() -> Iterator[EmbeddedRedis]:
 
     Tests using it must not stop it and should use keys/channels of their own.
     """
-    server = EmbeddedRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running_redis()

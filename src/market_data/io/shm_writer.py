@@ -25,7 +25,7 @@ import fcntl
 import mmap
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from market_data.core.ring import (
@@ -52,7 +52,19 @@ def segment_path(name: str) -> Path:
 
 
 class ShmRingWriter:
-    """Writes book, trade and JSON records into a named shared-memory ring."""
+    """Writes book, trade and JSON records into a named shared-memory ring.
+
+    ``write_book``, ``write_trade`` and ``write_json`` are the ring's own
+    methods (``core.ring.RingWriter``, which documents them), bound here with
+    no wrapper in between: the service calls them for every publication.
+    """
+
+    write_book: Callable[
+        [str, int, int, int, int, Sequence[tuple[float, float]], Sequence[tuple[float, float]]],
+        int,
+    ]
+    write_trade: Callable[[str, int, float, float, int, bool, int], int]
+    write_json: Callable[..., int]
 
     def __init__(
         self, path: Path, fd: int, mapping: mmap.mmap, header: RingHeader, temp_path: Path
@@ -64,10 +76,9 @@ class ShmRingWriter:
         self._mmap = mapping
         self._ring = RingWriter(memoryview(mapping), header)
         self._closed = False
-        # bound methods: the service calls these on its hot path
-        self._write_book = self._ring.write_book
-        self._write_trade = self._ring.write_trade
-        self._write_json = self._ring.write_json
+        self.write_book = self._ring.write_book
+        self.write_trade = self._ring.write_trade
+        self.write_json = self._ring.write_json
 
     @classmethod
     def create(
@@ -170,36 +181,6 @@ class ShmRingWriter:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def write_book(
-        self,
-        symbol: str,
-        state: int,
-        last_update_id: int,
-        event_time_ms: int,
-        local_ts_ns: int,
-        bids: Sequence[tuple[float, float]],
-        asks: Sequence[tuple[float, float]],
-    ) -> None:
-        """Publish the top-N of a book (levels as (price, qty) float pairs, best first)."""
-        self._write_book(symbol, state, last_update_id, event_time_ms, local_ts_ns, bids, asks)
-
-    def write_trade(
-        self,
-        symbol: str,
-        trade_id: int,
-        price: float,
-        qty: float,
-        trade_time_ms: int,
-        is_buyer_maker: bool,
-        local_ts_ns: int,
-    ) -> None:
-        """Publish one trade."""
-        self._write_trade(symbol, trade_id, price, qty, trade_time_ms, is_buyer_maker, local_ts_ns)
-
-    def write_json(self, symbol: str, payload: bytes, local_ts_ns: int = 0) -> None:
-        """Publish opaque JSON bytes (at most slot_size - 48 bytes)."""
-        self._write_json(symbol, payload, local_ts_ns)
 
     def close(self, unlink: bool = True) -> None:
         """Mark the ring closed for readers, remove its name (by default), release it."""
