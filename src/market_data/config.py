@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from market_data.core.weights import SNAPSHOT_LIMITS
 from market_data.errors import ConfigError
 from market_data.io.redis_url import redact_url
 
@@ -30,7 +31,6 @@ ENV_PREFIX = "MARKET_DATA_"
 DEFAULT_PATHS = (Path("config.yaml"), Path("config.example.yaml"))
 
 DEPTH_STREAMS = ("depth", "depth@100ms", "depth@500ms", "depth@0ms")
-SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 PARTIAL_DEPTH_LEVELS = (5, 10, 20)
 MAX_STREAMS_PER_CONNECTION = 200  # Binance USD-M limit per WebSocket connection
 MAX_CONNECTION_AGE_S = 86_400  # Binance closes every connection after 24h

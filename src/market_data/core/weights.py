@@ -55,6 +55,11 @@ class WeightBudget:
         self.total += weight
         return 0.0
 
+    def used_now(self, now_s: float) -> int:
+        """Weight used in the current window (what ``X-MBX-USED-WEIGHT-1M`` reports)."""
+        self._roll(now_s)
+        return self.address_used
+
     def observe_server_count(self, used: int, now_s: float) -> None:
         """Trust the exchange's count for the address when it is higher than ours."""
         self._roll(now_s)

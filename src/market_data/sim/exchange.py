@@ -25,6 +25,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import math
 import ssl
 import time
 from collections import deque
@@ -37,18 +38,15 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from market_data.core.weights import SNAPSHOT_LIMITS, WeightBudget, snapshot_weight
 from market_data.sim.capture_source import Capture, CaptureSnapshot, load_capture
 from market_data.sim.faults import FaultCounters, MalformedKind, malformed_payload
 from market_data.sim.market import MarketConfig, SimMarket
-from market_data.sim.rest_limits import (
-    DEFAULT_DEPTH_LIMIT,
-    DEPTH_LIMITS,
-    WeightBudget,
-    depth_weight,
-)
 from market_data.sim.streams import StreamKind, StreamName, parse_stream, route_allows
 
 log = logging.getLogger(__name__)
+
+_DEFAULT_DEPTH_LIMIT = 500  # the exchange's default for GET /fapi/v1/depth
 
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 GEO_BLOCKED_MSG = (
@@ -605,7 +603,7 @@ class SimExchange:
             status=status,
             body=_encode({"code": code, "msg": msg}),
             content_type="application/json",
-            headers={USED_WEIGHT_HEADER: str(self._budget.used(now))},
+            headers={USED_WEIGHT_HEADER: str(self._budget.used_now(now))},
         )
 
     async def _rest_depth(self, request: web.Request) -> web.Response:
@@ -617,15 +615,16 @@ class SimExchange:
         if not symbol:
             msg = "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
             return self._rest_error(400, -1102, msg, now)
-        limit_text = request.query.get("limit", str(DEFAULT_DEPTH_LIMIT))
-        if not limit_text.isdigit() or int(limit_text) not in DEPTH_LIMITS:
-            allowed = ", ".join(map(str, DEPTH_LIMITS))
+        limit_text = request.query.get("limit", str(_DEFAULT_DEPTH_LIMIT))
+        if not limit_text.isdigit() or int(limit_text) not in SNAPSHOT_LIMITS:
+            allowed = ", ".join(map(str, SNAPSHOT_LIMITS))
             msg = f"Illegal characters found in parameter 'limit'; legal range is '{allowed}'."
             return self._rest_error(400, -1100, msg, now)
         limit = int(limit_text)
         if symbol not in self._symbols():
             return self._rest_error(400, -1121, "Invalid symbol.", now)
-        if not self._budget.charge(depth_weight(limit), now):
+        wait_s = self._budget.try_acquire(snapshot_weight(limit), now)
+        if wait_s > 0:
             response = self._rest_error(
                 429,
                 -1003,
@@ -633,7 +632,7 @@ class SimExchange:
                 "request weight per 1 MINUTE.",
                 now,
             )
-            response.headers["Retry-After"] = str(self._budget.seconds_to_reset(now))
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
             return response
         if self.config.rest_delay_s > 0:
             await asyncio.sleep(self.config.rest_delay_s)
@@ -644,7 +643,7 @@ class SimExchange:
         return web.Response(
             body=body,
             content_type="application/json",
-            headers={USED_WEIGHT_HEADER: str(self._budget.used(now))},
+            headers={USED_WEIGHT_HEADER: str(self._budget.used_now(now))},
         )
 
     def _replay_snapshot(self, symbol: str, limit: int) -> bytes:
@@ -672,12 +671,12 @@ class SimExchange:
         now = self.config.clock()
         if self.geo_blocked:
             return self._rest_error(451, 0, GEO_BLOCKED_MSG, now)
-        if not self._budget.charge(1, now):
+        if self._budget.try_acquire(1, now) > 0:
             return self._rest_error(429, -1003, "Too many requests.", now)
         return web.Response(
             body=_encode(body),
             content_type="application/json",
-            headers={USED_WEIGHT_HEADER: str(self._budget.used(now))},
+            headers={USED_WEIGHT_HEADER: str(self._budget.used_now(now))},
         )
 
 
