@@ -40,18 +40,18 @@ def orderbook_payload(
 ) -> bytes:
     """``orderbook:{SYMBOL}``: the top levels, best first, and the book's state.
 
-    A book that is not live is published with ``initialized: false`` and no
-    levels, so no consumer can read stale levels as current.
+    ``initialized`` says whether the book can be trusted. The caller passes no
+    levels for a book that cannot (the service decides that once, for every
+    output), so no consumer can read stale levels as current.
     """
-    trusted = state.trusted
     return _encode(
         {
             "symbol": symbol,
-            "bids": _side(bids) if trusted else {},
-            "asks": _side(asks) if trusted else {},
-            "last_update_id": last_update_id if trusted else 0,
+            "bids": _side(bids),
+            "asks": _side(asks),
+            "last_update_id": last_update_id,
             "timestamp": now_ms,
-            "initialized": trusted,
+            "initialized": state.trusted,
             "state": state.label,
             "event_time": event_time_ms,
         }
