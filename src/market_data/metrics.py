@@ -102,13 +102,15 @@ class ServiceCollector(Collector):
         yield resyncs
 
         yield CounterMetricFamily(
-            "snapshot_requests", "REST depth snapshots requested", value=counters.snapshot_requests
+            "snapshot_requests",
+            "REST depth snapshots asked for (each one fetch attempt)",
+            value=sum(state.sync.snapshots_requested for state in service.symbols.values()),
         )
         failures = CounterMetricFamily(
             "snapshot_failures", "REST depth snapshots that failed", labels=["reason"]
         )
-        for reason in ("error", "rate_limited", "geo_blocked"):
-            failures.add_metric([reason], counters.snapshot_failures.get(reason, 0))
+        for reason in sorted({"error", "rate_limited", "geo_blocked", *counters.snapshot_failures}):
+            failures.add_metric([reason], counters.snapshot_failures[reason])
         yield failures
 
         weights = service.weights

@@ -119,7 +119,6 @@ class ServiceCounters:
     book_publishes: int = 0
     trade_publishes: int = 0
     resets: Counter[str] = field(default_factory=Counter)
-    snapshot_requests: int = 0
     snapshot_failures: Counter[str] = field(default_factory=Counter)
     sink_errors: Counter[str] = field(default_factory=Counter)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -495,7 +494,6 @@ class MarketDataService:
     def _request_snapshot(self, state: SymbolState, reason: str) -> None:
         if state.symbol in self._fetching or self.stopping or self._session is None:
             return
-        self.counters.snapshot_requests += 1
         log.debug("%s: snapshot needed (%s)", state.symbol, reason)
         self._fetching[state.symbol] = asyncio.create_task(
             self._fetch_until_done(state), name=f"snapshot-{state.symbol}"

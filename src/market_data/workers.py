@@ -86,7 +86,7 @@ def service_report(app: Any) -> dict[str, int]:
         "book_publishes": counters.book_publishes,
         "resets": sum(counters.resets.values()),
         "malformed": counters.malformed,
-        "snapshot_requests": counters.snapshot_requests,
+        "snapshot_requests": totals.get("snapshots_requested", 0),
         "gaps": totals.get("gaps", 0),
         "crossed": totals.get("crossed", 0),
         "buffer_overflows": totals.get("buffer_overflows", 0),
