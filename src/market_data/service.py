@@ -117,7 +117,6 @@ class ServiceCounters:
     unsupported: int = 0
     unknown_symbol: int = 0
     book_publishes: int = 0
-    trade_publishes: int = 0
     resets: Counter[str] = field(default_factory=Counter)
     snapshot_failures: Counter[str] = field(default_factory=Counter)
     sink_errors: Counter[str] = field(default_factory=Counter)
@@ -335,7 +334,6 @@ class MarketDataService:
             ),
         )
         self._publish(update)
-        self.counters.trade_publishes += 1
         if not state.market_dirty:
             self._mark(state, book=False)
 

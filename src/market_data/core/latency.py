@@ -39,15 +39,3 @@ class LatencyHistogram:
             out.append((bound, running))
         out.append((float("inf"), self.count))
         return out
-
-    def quantile(self, q: float) -> float:
-        """Upper bound of the bucket holding quantile ``q`` (0 when empty)."""
-        if not self.count:
-            return 0.0
-        rank = q * self.count
-        running = 0
-        for bound, n in zip(self.bounds, self.counts, strict=False):
-            running += n
-            if running >= rank:
-                return bound
-        return float("inf")

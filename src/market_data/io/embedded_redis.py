@@ -88,7 +88,6 @@ class EmbeddedRedis:
         extra_args: Sequence[str] = (),
         startup_timeout: float = _STARTUP_TIMEOUT_S,
     ) -> None:
-        self._requested_port = port
         self._port = port
         self._password = password
         self._extra_args = tuple(extra_args)
