@@ -197,8 +197,7 @@ class MarketDataService:
                 state.partial.on_disconnect()
             state.sync.on_disconnect()
             state.sync.drain()
-            state.dirty = True
-            self._pending[state.symbol] = state
+            self._mark(state)
 
     async def _refresh_market_data(self) -> None:
         """Republish market data of quiet symbols, so their 300 s keys never expire."""
