@@ -5,7 +5,7 @@
 
 The service publishes three channels per symbol: ``orderbook:{SYMBOL}``,
 ``market_data:{SYMBOL}`` (also stored under that key for 5 minutes) and
-``trades:{SYMBOL}``. Without ``--raw`` this draws them with ``market_data.view``
+``trades:{SYMBOL}``. Without ``--raw`` this draws them with ``market_data.client.watch``
 (a live view on a terminal, one line per second otherwise). Ctrl+C stops it.
 """
 
@@ -18,8 +18,8 @@ import sys
 
 import redis.asyncio as redis
 
-from market_data.io.redis_url import redact_url
-from market_data.view import watch
+from market_data.client.watch import watch
+from market_data.outputs.redis_url import redact_url
 
 
 async def print_raw(redis_url: str, symbol: str, stop: asyncio.Event) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from market_data.shm_reader import BookRecord, ShmRingReader, TradeRecord
+from market_data.client.shm import BookRecord, ShmRingReader, TradeRecord
 
 
 def main(name: str) -> int:

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
+
+#: Shared-memory fixtures (segment names, ring worker processes) for wire/, outputs/, client/.
+pytest_plugins = ["tests.shm_fixtures"]
 
 
 def _running_redis() -> Iterator[EmbeddedRedis]:

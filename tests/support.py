@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from market_data.config import Config
+from market_data.ops.config import Config
 from market_data.sim.exchange import SimExchange
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from market_data.core.payloads import orderbook_payload, trade_payload
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.wire.payloads import orderbook_payload, trade_payload
 
 CONSUMER = Path(__file__).resolve().parents[1] / "examples" / "consumer.py"
 

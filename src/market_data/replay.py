@@ -27,7 +27,7 @@ from market_data.binance.decode import (
     decode_frame,
     decode_snapshot,
 )
-from market_data.binance.schemas import AggTrade, DepthSnapshot, DepthUpdate
+from market_data.binance.schemas import DepthSnapshot
 from market_data.capture import CaptureItem
 from market_data.core.book import Level, format_decimal
 from market_data.core.partial import PartialDepthBook
@@ -175,36 +175,35 @@ class Replayer:
         summary = self.summary
         summary.frames += 1
         try:
-            kind, data = decode_frame(body)
+            frame = decode_frame(body)
         except UnsupportedStreamError as exc:
             summary.unsupported[str(exc)] += 1
             return
         except DecodeError:
             summary.malformed += 1
             return
-        if self.only_symbol and data.s != self.only_symbol:
+        symbol = frame[1].s
+        if self.only_symbol and symbol != self.only_symbol:
             return
-        if kind is StreamKind.DIFF_DEPTH:
-            assert isinstance(data, DepthUpdate)
+        if frame[0] is StreamKind.DIFF_DEPTH:
             summary.depth_events += 1
-            state = self._symbol(data.s)
+            state = self._symbol(symbol)
             if self.trace is not None:
                 text = _frame_text.decode(body).data
                 state.spellings.learn(text.b)
                 state.spellings.learn(text.a)
-            state.sync.on_depth(data)
+            state.sync.on_depth(frame[1])
             self._handle_outputs(state)
-        elif kind is StreamKind.PARTIAL_DEPTH:
-            assert isinstance(data, DepthUpdate)
+        elif frame[0] is StreamKind.PARTIAL_DEPTH:
             summary.partial_events += 1
-            state = self._symbol(data.s)
+            update = frame[1]
+            state = self._symbol(symbol)
             if state.partial is None:
-                state.partial = PartialDepthBook(data.s, levels=max(len(data.b), len(data.a)))
-            state.partial.on_partial(data)
-        elif kind is StreamKind.AGG_TRADE:
-            assert isinstance(data, AggTrade)
+                state.partial = PartialDepthBook(symbol, levels=max(len(update.b), len(update.a)))
+            state.partial.on_partial(update)
+        elif frame[0] is StreamKind.AGG_TRADE:
             summary.trades += 1
-            self._symbol(data.s).trades += 1
+            self._symbol(symbol).trades += 1
         else:
             summary.book_tickers += 1
 

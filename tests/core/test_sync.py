@@ -174,7 +174,7 @@ def test_reconnect_resets_and_clears_the_buffer() -> None:
     assert sync.drain() == [BookReset("X", "reconnect")]
 
 
-def test_buffer_overflow_is_a_reset_and_the_request_is_not_repeated() -> None:
+def test_buffer_overflow_is_a_reset_that_asks_again_for_the_new_book() -> None:
     sync = DepthSync("X", max_buffer=3)
     for i in range(4):
         sync.on_depth(Ev(10 * i + 1, 10 * i + 5, 10 * i - 5))
@@ -183,8 +183,21 @@ def test_buffer_overflow_is_a_reset_and_the_request_is_not_repeated() -> None:
     assert outputs == [
         SnapshotNeeded("X", "first event buffered"),
         BookReset("X", "buffer_overflow"),
+        SnapshotNeeded("X", "first event buffered"),
     ]
-    assert sync.snapshot_pending  # the request in flight still counts
+    assert sync.snapshot_pending
+
+
+def test_a_reset_while_a_snapshot_is_pending_asks_again_on_the_next_event() -> None:
+    """The core does not rely on the I/O layer finishing a fetch made for the old book."""
+    sync = DepthSync("X")
+    sync.on_depth(Ev(1, 5, 0))
+    assert sync.snapshot_pending
+    sync.on_disconnect()
+    assert not sync.snapshot_pending
+    sync.drain()
+    sync.on_depth(Ev(11, 15, 9))
+    assert sync.drain() == [SnapshotNeeded("X", "first event buffered")]
 
 
 def test_failed_snapshot_is_asked_again_with_the_buffer_kept() -> None:

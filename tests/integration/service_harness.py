@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from market_data.app import App
+from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
 from tests.support import service_config
 

@@ -1,7 +1,7 @@
 """The feed keeps books correct through silence, rotation, pings and a geo-blocked REST."""
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig
 from tests.integration.service_harness import book_matches_truth, running_service
 from tests.support import wait_for

@@ -5,7 +5,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.faults import MalformedKind
 from tests.integration.service_harness import book_matches_truth, running_service
 from tests.support import wait_for

@@ -2,10 +2,10 @@
 
 from decimal import Decimal
 
-from market_data.core.ring import BookRecord, TradeRecord
+from market_data.client.shm import ShmRingReader
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
-from market_data.shm_reader import ShmRingReader
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.wire.ring import BookRecord, TradeRecord
 from tests.integration.service_harness import running_service
 from tests.support import wait_for
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import trustme
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig
 from tests.integration.service_harness import book_matches_truth, running_service
 from tests.support import wait_for

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from market_data.app import App
+from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
 from tests.support import service_config, wait_for
 

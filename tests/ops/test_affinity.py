@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from market_data.affinity import apply_cpu_affinity
+from market_data.ops.affinity import apply_cpu_affinity
 
 
 @pytest.fixture
@@ -29,14 +29,14 @@ def test_missing_cores_are_ignored_with_a_warning(
 ) -> None:
     core = min(restore_affinity)
     absent = (os.cpu_count() or 1) + 7
-    with caplog.at_level(logging.WARNING, logger="market_data.affinity"):
+    with caplog.at_level(logging.WARNING, logger="market_data.ops.affinity"):
         assert apply_cpu_affinity([core, absent]) == frozenset({core})
     assert os.sched_getaffinity(0) == {core}
     assert f"core(s) [{absent}] do not exist" in caplog.text
 
     caplog.clear()
     os.sched_setaffinity(0, restore_affinity)
-    with caplog.at_level(logging.WARNING, logger="market_data.affinity"):
+    with caplog.at_level(logging.WARNING, logger="market_data.ops.affinity"):
         assert apply_cpu_affinity([absent]) is None
     assert os.sched_getaffinity(0) == restore_affinity
     assert "running unpinned" in caplog.text
@@ -51,6 +51,6 @@ def test_unsupported_platform_warns(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delattr(os, "sched_setaffinity")
-    with caplog.at_level(logging.WARNING, logger="market_data.affinity"):
+    with caplog.at_level(logging.WARNING, logger="market_data.ops.affinity"):
         assert apply_cpu_affinity([0]) is None
     assert "not supported on this platform" in caplog.text

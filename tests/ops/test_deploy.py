@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
 from tests.ops.ops_harness import get, parse_metrics, running_app
 from tests.support import wait_for
 

@@ -4,7 +4,7 @@ import asyncio
 import sys
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
+from market_data.embedded_redis import EmbeddedRedis
 from tests.ops.ops_harness import running_app, wait_for_answer
 from tests.support import free_port, wait_for
 

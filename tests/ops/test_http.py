@@ -5,8 +5,8 @@ import asyncio
 from market_data import __version__
 from market_data.core.book import format_decimal
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
-from market_data.readiness import check_readiness
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.ops.readiness import check_readiness
 from market_data.sim.exchange import SimConfig
 from tests.ops.ops_harness import get, running_app, wait_for_answer
 from tests.support import wait_for

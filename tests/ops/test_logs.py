@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
-from market_data.logs import setup_logging
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.ops.logs import setup_logging
 from tests.ops.ops_harness import running_app
 from tests.support import wait_for
 
@@ -36,11 +36,11 @@ def capture(json_lines: bool | None) -> io.StringIO:
 
 def test_json_lines_carry_the_extra_fields(root_logging: None) -> None:
     stream = capture(json_lines=True)
-    logging.getLogger("market_data.io.feed").warning(
+    logging.getLogger("market_data.service.feed").warning(
         "feed %s: closed", "depth-1", extra={"connection": "depth-1", "delay_s": 0.5}
     )
     entry = json.loads(stream.getvalue())
-    assert entry["level"] == "warning" and entry["logger"] == "market_data.io.feed"
+    assert entry["level"] == "warning" and entry["logger"] == "market_data.service.feed"
     assert entry["msg"] == "feed depth-1: closed"
     assert entry["connection"] == "depth-1" and entry["delay_s"] == 0.5
     assert entry["ts"].endswith("Z")
@@ -49,9 +49,9 @@ def test_json_lines_carry_the_extra_fields(root_logging: None) -> None:
 def test_text_lines_append_fields(root_logging: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_JSON", "0")
     stream = capture(json_lines=None)
-    logging.getLogger("market_data.service").info("book live", extra={"symbol": "BTCUSDT"})
+    logging.getLogger("market_data.service.engine").info("book live", extra={"symbol": "BTCUSDT"})
     line = stream.getvalue().strip()
-    assert "INFO" in line and "market_data.service: book live" in line
+    assert "INFO" in line and "market_data.service.engine: book live" in line
     assert line.endswith("symbol=BTCUSDT")
     monkeypatch.setenv("LOG_JSON", "1")
     stream = capture(json_lines=None)
@@ -74,5 +74,5 @@ async def test_streaming_logs_nothing_at_info(
             await wait_for(lambda: service.counters.frames > frames_before + 40, what="40 frames")
             during = caplog.records[logged_before:]
     assert [r.getMessage() for r in during if r.name.startswith("market_data")] == []
-    lifecycle = [r.getMessage() for r in caplog.records if r.name == "market_data.app"]
+    lifecycle = [r.getMessage() for r in caplog.records if r.name == "market_data.service.app"]
     assert lifecycle[0].startswith("starting") and lifecycle[-1].startswith("stopped")

@@ -3,8 +3,8 @@
 import asyncio
 
 from market_data.core.state import BookState
-from market_data.io.embedded_redis import EmbeddedRedis
-from market_data.service import MarketDataService
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.service.engine import MarketDataService
 from tests.ops.ops_harness import Running, running_app, scrape, value
 from tests.support import wait_for
 

@@ -11,6 +11,7 @@ exceptions.
 """
 
 import enum
+from typing import Literal
 
 import msgspec
 
@@ -20,7 +21,6 @@ from market_data.binance.schemas import (
     CombinedFrame,
     DepthSnapshot,
     DepthUpdate,
-    StreamData,
 )
 from market_data.errors import MarketDataError
 
@@ -40,6 +40,15 @@ class StreamKind(enum.Enum):
     PARTIAL_DEPTH = "partial_depth"
     AGG_TRADE = "agg_trade"
     BOOK_TICKER = "book_ticker"
+
+
+#: A decoded frame: its kind and payload. A caller dispatches on ``frame[0]`` and
+#: the type checker knows ``frame[1]``'s type in each branch (no casts needed).
+Frame = (
+    tuple[Literal[StreamKind.DIFF_DEPTH, StreamKind.PARTIAL_DEPTH], DepthUpdate]
+    | tuple[Literal[StreamKind.AGG_TRADE], AggTrade]
+    | tuple[Literal[StreamKind.BOOK_TICKER], BookTicker]
+)
 
 
 def _suffix_kinds() -> dict[str, StreamKind]:
@@ -69,7 +78,7 @@ _frame_decoder = msgspec.json.Decoder(CombinedFrame, strict=False)
 _snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
 
 
-def decode_frame(raw: bytes | str) -> tuple[StreamKind, StreamData]:
+def decode_frame(raw: bytes | str) -> Frame:
     """Decode one combined-stream frame into its kind and typed payload."""
     try:
         frame = _frame_decoder.decode(raw)
@@ -82,9 +91,9 @@ def decode_frame(raw: bytes | str) -> tuple[StreamKind, StreamData]:
         raise DecodeError(f"stream {frame.stream!r} carries an unexpected {type(data).__name__}")
     if data.s != symbol:
         raise DecodeError(f"stream {frame.stream!r} carries symbol {data.s!r}")
-    if expected_type is DepthUpdate and data.U > data.u:  # type: ignore[union-attr]
-        raise DecodeError(f"depth event with U={data.U} > u={data.u}")  # type: ignore[union-attr]
-    return kind, data
+    if type(data) is DepthUpdate and data.U > data.u:
+        raise DecodeError(f"depth event with U={data.U} > u={data.u}")
+    return (kind, data)  # type: ignore[return-value]  # the route pairs kind and type
 
 
 _Route = tuple[StreamKind, type, str]
@@ -102,6 +111,14 @@ def _route(stream: str) -> _Route:
     if len(_routes) < _MAX_ROUTES:
         _routes[stream] = route
     return route
+
+
+def decode_depth(raw: bytes | str) -> DepthUpdate:
+    """Decode a frame that must be a depth event (diff or partial)."""
+    frame = decode_frame(raw)
+    if frame[0] is StreamKind.AGG_TRADE or frame[0] is StreamKind.BOOK_TICKER:
+        raise DecodeError(f"expected a depth event, got {frame[0].value}")
+    return frame[1]
 
 
 def decode_snapshot(raw: bytes | str) -> DepthSnapshot:

@@ -169,10 +169,10 @@ class DepthSync:
 
     def on_snapshot(self, snap: Snapshot) -> None:
         """Feed the REST snapshot that a :class:`SnapshotNeeded` asked for."""
-        self._snapshot_pending = False
         if self.state is not BookState.SYNCING or self._snapshot_id is not None:
-            self.snapshots_ignored += 1
+            self.snapshots_ignored += 1  # not what the current request is waiting for
             return
+        self._snapshot_pending = False
         last_id = snap.lastUpdateId
         buffer = self._buffer
         keep = 0
@@ -326,6 +326,9 @@ class DepthSync:
         self._buffer.clear()
         self._snapshot_id = None
         self._last_u = 0
+        # A request made for the discarded book is not one for the next: the next
+        # buffered event asks again, whatever the I/O layer did with the old one.
+        self._snapshot_pending = False
         self.state = BookState.WAITING
         self._outputs.append(BookReset(self.symbol, reason))
         if restart_from is not None:

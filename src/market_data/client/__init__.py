@@ -1,0 +1,1 @@
+"""What consumers import or run: Redis and shared-memory readers, terminal views."""

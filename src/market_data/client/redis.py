@@ -1,0 +1,278 @@
+"""Read what the service publishes to Redis, as typed messages.
+
+    async with RedisSubscriber("redis://localhost:6379/0", ["BTCUSDT"]) as feed:
+        async for message in feed:
+            match message:
+                case OrderBookMessage() if message.trusted: ...   # a live book
+                case OrderBookMessage(): ...                      # not live: no levels
+                case TradeMessage(): ...                          # in trade-id order
+                case TradeGap(): ...                              # trades that were missed
+                case MarketDataMessage(): ...                     # best prices, 24h figures
+
+Messages are decoded with the Structs of :mod:`market_data.wire.messages`, the
+schema the service encodes. A book that is not live arrives as such, without
+levels. Trades come in id order: a trade at or below the last id seen is a
+re-delivery and is dropped; a jump in ids is reported as a :class:`TradeGap`
+before the trade that follows it. The subscriber reconnects by itself
+(backoff 0.2 s to 3 s) and first reads the stored ``market_data:`` key of each
+symbol, so a fresh consumer starts with 24h figures. :func:`consume` is the
+plain callback form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+
+import msgspec
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from market_data.outputs.redis_url import parse_redis_url, redact_url
+from market_data.wire.messages import (
+    Channels,
+    MarketDataMessage,
+    OrderBookMessage,
+    TradeMessage,
+    decode_book,
+    decode_market_data,
+    decode_trade,
+)
+
+log = logging.getLogger(__name__)
+
+_RETRY_INITIAL_S = 0.2
+_RETRY_MAX_S = 3.0
+_POLL_S = 0.25
+_CONNECT_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class TradeGap:
+    """Trades ``first_missing`` to ``last_missing`` (aggregate ids) never arrived."""
+
+    symbol: str
+    first_missing: int
+    last_missing: int
+
+    @property
+    def count(self) -> int:
+        return self.last_missing - self.first_missing + 1
+
+
+@dataclass(frozen=True)
+class ConnectionChange:
+    """The subscriber connected to Redis, or lost it (``reason`` says why)."""
+
+    connected: bool
+    reason: str = ""
+
+
+Message = OrderBookMessage | MarketDataMessage | TradeMessage | TradeGap | ConnectionChange
+
+
+class RedisSubscriber:
+    """An async iterator of the messages of ``symbols``, reconnecting on its own."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        symbols: Iterable[str],
+        *,
+        books: bool = True,
+        trades: bool = True,
+        market_data: bool = True,
+        connection_events: bool = False,
+    ) -> None:
+        parse_redis_url(redis_url)  # fail fast on an unusable URL
+        self.redis_url = redis_url
+        self.symbols = [s.upper() for s in symbols]
+        if not self.symbols:
+            raise ValueError("RedisSubscriber needs at least one symbol")
+        self.connection_events = connection_events
+        self.malformed = 0
+        self.duplicate_trades = 0
+        self._channels: list[str] = []
+        for symbol in self.symbols:
+            names = Channels.of(symbol)
+            if books:
+                self._channels.append(names.orderbook)
+            if market_data:
+                self._channels.append(names.market_data)
+            if trades:
+                self._channels.append(names.trades)
+        self._want_market_data = market_data
+        self._last_trade: dict[str, int] = {}
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=10_000)
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> RedisSubscriber:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="redis-subscriber")
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        self.start()
+        while True:
+            getter = asyncio.ensure_future(self._queue.get())
+            assert self._task is not None
+            done, _ = await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+                continue
+            getter.cancel()
+            self._task.result()  # re-raise what ended the reader, if anything
+            return
+
+    async def until(self, stop: asyncio.Event) -> AsyncIterator[Message]:
+        """The messages, ending as soon as ``stop`` is set (even while none arrive)."""
+        iterator = aiter(self)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if step not in done:
+                    step.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await step
+                    return
+                try:
+                    message = step.result()
+                except StopAsyncIteration:
+                    return
+                yield message
+        finally:
+            stopper.cancel()
+
+    # -- decoding -----------------------------------------------------------------
+
+    def decode(self, channel: str, data: bytes | str) -> list[Message]:
+        """The messages one pub/sub message gives (none if malformed or a re-delivery)."""
+        kind, _, symbol = channel.partition(":")
+        try:
+            if kind == "orderbook":
+                return [decode_book(data)]
+            if kind == "market_data":
+                return [decode_market_data(data)]
+            if kind == "trades":
+                return self._in_order(symbol, decode_trade(data))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.malformed += 1
+            log.warning("skipped a malformed %s message: %s", channel, exc)
+        return []
+
+    def _in_order(self, symbol: str, trade: TradeMessage) -> list[Message]:
+        last = self._last_trade.get(symbol)
+        if last is not None and trade.trade_id <= last:
+            self.duplicate_trades += 1
+            return []
+        self._last_trade[symbol] = trade.trade_id
+        if last is not None and trade.trade_id > last + 1:
+            return [TradeGap(symbol, last + 1, trade.trade_id - 1), trade]
+        return [trade]
+
+    # -- the reader ---------------------------------------------------------------
+
+    async def _put(self, message: Message) -> None:
+        await self._queue.put(message)  # a slow consumer slows this reader, never the service
+
+    async def _follow(self) -> None:
+        password = parse_redis_url(self.redis_url).password
+        backoff = _RETRY_INITIAL_S
+        while not self._stop.is_set():
+            client = aioredis.from_url(
+                self.redis_url,
+                socket_connect_timeout=_CONNECT_TIMEOUT_S,
+                health_check_interval=10,
+                retry=Retry(NoBackoff(), 0),  # surface failures now; this loop retries
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                if self._want_market_data:  # after subscribing: nothing falls in between
+                    for symbol in self.symbols:
+                        stored = None
+                        with contextlib.suppress(redis.exceptions.ResponseError):
+                            stored = await client.get(Channels.of(symbol).market_data)
+                        if stored is not None:
+                            for message in self.decode(f"market_data:{symbol}", stored):
+                                await self._put(message)
+                if self.connection_events:
+                    await self._put(ConnectionChange(True))
+                backoff = _RETRY_INITIAL_S
+                while not self._stop.is_set():
+                    raw = await pubsub.get_message(timeout=_POLL_S)
+                    if raw is None or raw.get("type") != "message":
+                        continue
+                    channel = raw["channel"]
+                    name = channel.decode() if isinstance(channel, bytes) else str(channel)
+                    for message in self.decode(name, raw["data"]):
+                        await self._put(message)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}".strip()
+                if password:
+                    reason = reason.replace(password, "***")
+                log.info(
+                    "Redis %s: %s; retrying in %.1fs",
+                    redact_url(self.redis_url),
+                    reason,
+                    backoff,
+                )
+                if self.connection_events:
+                    await self._put(ConnectionChange(False, reason))
+            finally:
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    await client.aclose()
+            if not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._stop.wait()
+                backoff = min(backoff * 2, _RETRY_MAX_S)
+
+
+async def consume(
+    redis_url: str,
+    symbols: Iterable[str],
+    callback: Callable[[Message], Awaitable[None] | None],
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Call ``callback`` with every message until ``stop`` is set (the callback form)."""
+    stop = stop if stop is not None else asyncio.Event()
+    async with RedisSubscriber(redis_url, symbols) as feed:
+        async for message in feed.until(stop):
+            result = callback(message)
+            if result is not None:
+                await result

@@ -1,0 +1,1 @@
+"""Running it in production: config, HTTP endpoints, metrics, readiness, logs, affinity."""

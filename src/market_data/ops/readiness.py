@@ -1,0 +1,83 @@
+"""Real readiness: may this instance receive traffic right now?
+
+Liveness only says the process answers; readiness says its data can be
+trusted: Redis answers a PING, at least one exchange connection is up, and
+every book is live (or partial) and has changed within ``ready_max_book_age_s``.
+Each failed condition becomes one short reason (``"redis: disconnected: connection refused"``,
+``"BTCUSDT: syncing"``), so an operator reads the cause straight from ``/ready``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from market_data.core.state import BookState
+
+if TYPE_CHECKING:
+    from market_data.service.app import App
+
+_TRUSTED = (BookState.LIVE, BookState.PARTIAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """The verdict, the reasons against it, and the figures behind it."""
+
+    ready: bool
+    reasons: list[str]
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": "ready" if self.ready else "not_ready",
+            "reasons": self.reasons,
+            "checks": self.checks,
+        }
+
+
+async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
+    """Ask Redis, look at the feeds and at every book; never raises."""
+    service = app.service
+    reasons: list[str] = []
+    if app.shutting_down:
+        reasons.append("shutting down")
+    elif not service.started:
+        reasons.append("service: starting")
+
+    redis_problem = await app.redis.ping(ping_timeout_s)
+    if redis_problem is not None:
+        reasons.append(f"redis: {redis_problem}")
+
+    connections = service.connections
+    up = sum(1 for connection in connections if connection.connected)
+    if not up:
+        reasons.append(f"feeds: no exchange connection up (0/{len(connections)})")
+
+    max_age = app.config.ready_max_book_age_s
+    books: dict[str, dict[str, Any]] = {}
+    for symbol, state in service.symbols.items():
+        book_state = state.state
+        age = service.book_age_s(state)
+        books[symbol] = {
+            "state": book_state.label,
+            "age_s": None if age is None else round(age, 3),
+            "last_update_id": state.last_update_id,
+        }
+        if book_state not in _TRUSTED:
+            reasons.append(f"{symbol}: {book_state.label}")
+        elif age is None or age > max_age:
+            shown = "never" if age is None else f"{age:.1f}s ago"
+            reasons.append(f"{symbol}: stale (last update {shown}, limit {max_age:g}s)")
+
+    checks: dict[str, Any] = {
+        "redis": {"ok": redis_problem is None, "reason": redis_problem, "url": app.redis.url},
+        "feeds": {
+            "up": up,
+            "total": len(connections),
+            "down": [c.plan.name for c in connections if not c.connected],
+        },
+        "books": books,
+        "max_book_age_s": max_age,
+    }
+    return Readiness(not reasons, reasons, checks)

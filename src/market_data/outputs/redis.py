@@ -1,0 +1,598 @@
+"""Publishes books, 24h market data and trades to Redis without ever making ingestion wait.
+
+The hot path calls ``publish_book`` / ``publish_market_data`` / ``publish_trade``:
+plain synchronous methods that only store the payload and set an event. Books
+and market data are conflated (one pending payload per symbol, the newest wins);
+trades are a bounded FIFO (the oldest is dropped when full). A single writer
+task drains everything pending in one pipelined batch per round.
+
+The write path is lean on purpose: commands are written as RESP bytes straight
+to the socket and replies are parsed with ``hiredis.Reader``. redis-py spends
+~10 μs of Python per pipelined command, which would make the client, not Redis,
+the bottleneck (``python -m market_data.bench.redis`` measures both).
+
+Redis down or restarted: publishing pauses, memory stays bounded by conflation,
+the writer reconnects with capped exponential backoff plus jitter and then
+publishes the latest book and market data of every symbol again (a restarted
+Redis has lost its ``market_data:`` keys, a new subscriber wants a snapshot).
+An outage is logged once at warning when it starts and once at info when it
+ends, never once per message.
+
+Channels: ``orderbook:{SYMBOL}``, ``market_data:{SYMBOL}`` (also stored with
+``SET market_data:{SYMBOL} payload EX 300``), ``trades:{SYMBOL}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+
+import hiredis
+
+from market_data.core.backoff import backoff
+from market_data.errors import MarketDataError
+from market_data.outputs.redis_url import RedisEndpoint, parse_redis_url, redact_url
+
+logger = logging.getLogger(__name__)
+
+MARKET_DATA_TTL_S = 300
+_READ_CHUNK = 1 << 16
+
+
+class RedisSinkError(MarketDataError):
+    """Redis could not be reached or refused a command; never carries the password."""
+
+
+class RedisUnavailableError(RedisSinkError):
+    """The connection could not be opened, authenticated or kept."""
+
+
+@dataclasses.dataclass(slots=True)
+class RedisSinkStats:
+    """Counters and state for metrics and health checks (read them, do not write)."""
+
+    published_books: int = 0
+    published_market_data: int = 0
+    published_trades: int = 0
+    conflated_books: int = 0
+    conflated_market_data: int = 0
+    dropped_trades: int = 0
+    errors: int = 0
+    outages: int = 0
+    batches: int = 0
+    connected: bool = False
+    last_error: str | None = None
+    last_batch_latency_s: float | None = None
+    last_batch_commands: int = 0
+
+    @property
+    def published(self) -> int:
+        return self.published_books + self.published_market_data + self.published_trades
+
+    @property
+    def conflated(self) -> int:
+        return self.conflated_books + self.conflated_market_data
+
+
+@dataclasses.dataclass(slots=True)
+class _SymbolCommands:
+    """RESP prefixes for one symbol, encoded once."""
+
+    publish_book: bytes
+    publish_market_data: bytes
+    set_market_data: bytes
+    publish_trade: bytes
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _command(*parts: bytes) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(_bulk(part) for part in parts)
+
+
+def _symbol_commands(symbol: str) -> _SymbolCommands:
+    name = symbol.upper().encode()
+    return _SymbolCommands(
+        publish_book=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"orderbook:" + name),
+        publish_market_data=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"market_data:" + name),
+        set_market_data=b"*5\r\n" + _bulk(b"SET") + _bulk(b"market_data:" + name),
+        publish_trade=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"trades:" + name),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, secret-free reason for an I/O failure."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, asyncio.IncompleteReadError | EOFError):
+        return "connection closed by server"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    """What one round sends, kept so a failure can put back what was not acknowledged."""
+
+    books: dict[str, bytes]
+    market_data: dict[str, bytes]
+    trades: deque[tuple[str, bytes]]
+    pings: list[asyncio.Future[str | None]]
+    commands: int = 0
+    acknowledged: int = 0
+
+
+class _Connection:
+    """A socket to Redis speaking RESP via hiredis; any failure becomes RedisUnavailableError."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._parser = hiredis.Reader()
+
+    @classmethod
+    async def open(cls, endpoint: RedisEndpoint, timeout_s: float) -> _Connection:
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=endpoint.ssl_context(),
+                    server_hostname=endpoint.host if endpoint.tls else None,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise RedisUnavailableError(_describe(exc)) from None
+        connection = cls(reader, writer)
+        handshake: list[bytes] = []
+        if endpoint.password is not None:
+            if endpoint.username is not None:
+                auth = _command(b"AUTH", endpoint.username.encode(), endpoint.password.encode())
+            else:
+                auth = _command(b"AUTH", endpoint.password.encode())
+            handshake.append(auth)
+        if endpoint.db:
+            handshake.append(_command(b"SELECT", str(endpoint.db).encode()))
+        handshake.append(_command(b"PING"))
+        try:
+            async with asyncio.timeout(timeout_s):
+                replies = await connection.exchange(b"".join(handshake), len(handshake))
+        except TimeoutError:
+            await connection.close()
+            raise RedisUnavailableError("timed out during the handshake") from None
+        except BaseException:
+            await connection.close()
+            raise
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                await connection.close()
+                raise RedisUnavailableError(f"handshake refused: {reply}")
+        return connection
+
+    async def exchange(
+        self, request: bytes, expected_replies: int, batch: _Batch | None = None
+    ) -> list[object]:
+        """Write ``request`` and read ``expected_replies`` replies (in order)."""
+        replies: list[object] = []
+        try:
+            self._writer.write(request)
+            await self._writer.drain()
+            while len(replies) < expected_replies:
+                data = await self._reader.read(_READ_CHUNK)
+                if not data:
+                    raise EOFError
+                self._parser.feed(data)
+                while (reply := self._parser.gets()) is not False:
+                    replies.append(reply)
+                if batch is not None:
+                    batch.acknowledged = len(replies)
+        except (OSError, EOFError, TimeoutError, hiredis.ProtocolError) as exc:
+            raise RedisUnavailableError(_describe(exc)) from None
+        return replies
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
+
+
+class RedisSink:
+    """Conflating, never-blocking Redis publisher (see the module docstring).
+
+    Use as ``async with RedisSink(url) as sink:`` or call ``start()`` then
+    ``aclose()``; alternatively run ``await sink.run()`` in a task of your own.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_pending_trades: int = 10_000,
+        market_data_ttl_s: int = MARKET_DATA_TTL_S,
+        connect_timeout_s: float = 2.0,
+        io_timeout_s: float = 5.0,
+        reconnect_initial_s: float = 0.05,
+        reconnect_max_s: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_pending_trades < 1:
+            raise ValueError(f"max_pending_trades must be >= 1, got {max_pending_trades}")
+        self._endpoint = parse_redis_url(url)
+        self._shown_url = redact_url(url)
+        self._max_pending_trades = max_pending_trades
+        self._ttl_suffix = _bulk(b"EX") + _bulk(str(market_data_ttl_s).encode())
+        self._connect_timeout_s = connect_timeout_s
+        self._io_timeout_s = io_timeout_s
+        self._reconnect_initial_s = reconnect_initial_s
+        self._reconnect_max_s = reconnect_max_s
+        self._rng = rng or random.Random()
+
+        self._books: dict[str, bytes] = {}
+        self._market_data: dict[str, bytes] = {}
+        self._trades: deque[tuple[str, bytes]] = deque()
+        self._pings: list[asyncio.Future[str | None]] = []
+        # Last payload Redis acknowledged, republished after an outage.
+        self._sent_books: dict[str, bytes] = {}
+        self._sent_market_data: dict[str, bytes] = {}
+        self._commands: dict[str, _SymbolCommands] = {}
+
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._connection: _Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._outage_started: float | None = None
+        self._outage_errors = 0
+        self._logged_reply_errors: set[str] = set()
+        self.stats = RedisSinkStats()
+
+    # -- hot path: synchronous, never awaits, never raises -------------------
+
+    def publish_book(self, symbol: str, payload: bytes) -> None:
+        """Queue a book; replaces this symbol's unsent one (counted as conflated)."""
+        books = self._books
+        if symbol in books:
+            self.stats.conflated_books += 1
+        books[symbol] = payload
+        self._wake.set()
+
+    def publish_market_data(self, symbol: str, payload: bytes) -> None:
+        """Queue 24h market data (PUBLISH + SET with TTL); conflated like books."""
+        market_data = self._market_data
+        if symbol in market_data:
+            self.stats.conflated_market_data += 1
+        market_data[symbol] = payload
+        self._wake.set()
+
+    def publish_trade(self, symbol: str, payload: bytes) -> None:
+        """Queue a trade in FIFO order; when full, the oldest pending trade is dropped."""
+        trades = self._trades
+        if len(trades) >= self._max_pending_trades:
+            trades.popleft()
+            self.stats.dropped_trades += 1
+        trades.append((symbol, payload))
+        self._wake.set()
+
+    # -- observation ---------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting to be sent (books + market data + trades)."""
+        return len(self._books) + len(self._market_data) + len(self._trades)
+
+    @property
+    def connected(self) -> bool:
+        return self.stats.connected
+
+    @property
+    def url(self) -> str:
+        """The Redis URL with the password redacted."""
+        return self._shown_url
+
+    async def ping(self, within_s: float = 1.0) -> str | None:
+        """None when Redis answers a PING sent through the writer's connection, else why not."""
+        if not self._running:
+            return "publisher not running"
+        if self._connection is None:
+            return f"disconnected: {self.stats.last_error or 'connecting'}"
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._pings.append(waiter)
+        self._wake.set()
+        try:
+            async with asyncio.timeout(within_s):
+                return await asyncio.shield(waiter)
+        except TimeoutError:
+            return "ping timed out"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the writer in a background task of the running loop."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="redis-sink-writer")
+
+    async def aclose(self, flush_timeout_s: float = 2.0) -> None:
+        """Send what is pending (bounded by ``flush_timeout_s``), then close the connection."""
+        self._closing.set()
+        self._wake.set()
+        task = self._task
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=flush_timeout_s)
+            if not done:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._task = None
+        if self.queue_depth:
+            logger.warning(
+                "Redis publisher closed with %d items unsent (%s)",
+                self.queue_depth,
+                self._shown_url,
+            )
+        self._fail_pings("publisher closed")
+
+    async def __aenter__(self) -> RedisSink:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def run(self) -> None:
+        """The writer loop: connect, drain pending work in batches, reconnect on failure."""
+        self._running = True
+        if self._task is None:  # run() awaited directly: aclose() still needs the task
+            self._task = asyncio.current_task()
+        delays: Iterator[float] | None = None
+        try:
+            while True:
+                if self._connection is None:
+                    try:
+                        self._connection = await _Connection.open(
+                            self._endpoint, self._connect_timeout_s
+                        )
+                    except RedisUnavailableError as exc:
+                        self._record_failure(str(exc))
+                        if delays is None:
+                            delays = self._backoff()
+                        if self._closing.is_set() and not self.queue_depth:
+                            return
+                        await self._sleep_unless_closing(next(delays))
+                        continue
+                    delays = None
+                    self._record_connected()
+                if not self.queue_depth and not self._pings:
+                    if self._closing.is_set():
+                        return
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
+                self._wake.clear()
+                batch = self._take_batch()
+                try:
+                    await self._send(self._connection, batch)
+                except asyncio.CancelledError:  # aclose() timed out mid-batch: count it as unsent
+                    self._requeue(batch)
+                    raise
+                except RedisUnavailableError as exc:
+                    self._requeue(batch)
+                    self._fail_pings(f"disconnected: {exc}", batch.pings)
+                    await self._drop_connection()
+                    self._record_failure(str(exc))
+        finally:
+            self._running = False
+            await self._drop_connection()
+            self.stats.connected = False
+
+    # -- writer internals ------------------------------------------------------
+
+    def _backoff(self) -> Iterator[float]:
+        return backoff(self._reconnect_initial_s, self._reconnect_max_s, rng=self._rng)
+
+    async def _sleep_unless_closing(self, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._closing.wait()
+
+    def _take_batch(self) -> _Batch:
+        batch = _Batch(self._books, self._market_data, self._trades, self._pings)
+        self._books, self._market_data, self._trades, self._pings = {}, {}, deque(), []
+        return batch
+
+    def _commands_for(self, symbol: str) -> _SymbolCommands:
+        commands = self._commands.get(symbol)
+        if commands is None:
+            commands = self._commands[symbol] = _symbol_commands(symbol)
+        return commands
+
+    def _encode(self, batch: _Batch) -> bytes:
+        """RESP for the batch, in this order: trades, books, market data (PUBLISH, SET), pings."""
+        parts: list[bytes] = []
+        append = parts.append
+        commands_for = self._commands_for
+        for symbol, payload in batch.trades:
+            append(commands_for(symbol).publish_trade)
+            append(b"$%d\r\n" % len(payload))
+            append(payload)
+            append(b"\r\n")
+        for symbol, payload in batch.books.items():
+            append(commands_for(symbol).publish_book)
+            append(b"$%d\r\n" % len(payload))
+            append(payload)
+            append(b"\r\n")
+        ttl_suffix = self._ttl_suffix
+        for symbol, payload in batch.market_data.items():
+            commands = commands_for(symbol)
+            size = b"$%d\r\n" % len(payload)
+            append(commands.publish_market_data)
+            append(size)
+            append(payload)
+            append(b"\r\n")
+            append(commands.set_market_data)
+            append(size)
+            append(payload)
+            append(b"\r\n")
+            append(ttl_suffix)
+        ping = _command(b"PING")
+        for _ in batch.pings:
+            append(ping)
+        batch.commands = (
+            len(batch.trades) + len(batch.books) + 2 * len(batch.market_data) + len(batch.pings)
+        )
+        return b"".join(parts)
+
+    async def _send(self, connection: _Connection, batch: _Batch) -> None:
+        request = self._encode(batch)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._io_timeout_s):
+                replies = await connection.exchange(request, batch.commands, batch)
+        except TimeoutError:
+            raise RedisUnavailableError("timed out") from None
+        self.stats.last_batch_latency_s = time.perf_counter() - started
+        self.stats.last_batch_commands = batch.commands
+        self.stats.batches += 1
+        stats = self.stats
+        stats.published_trades += len(batch.trades)
+        stats.published_books += len(batch.books)
+        stats.published_market_data += len(batch.market_data)
+        self._sent_books.update(batch.books)
+        self._sent_market_data.update(batch.market_data)
+        first_ping = batch.commands - len(batch.pings)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, hiredis.ReplyError):
+                self._record_reply_error(str(reply))
+                if index >= first_ping:
+                    waiter = batch.pings[index - first_ping]
+                    if not waiter.done():
+                        waiter.set_result(str(reply))
+        for waiter in batch.pings:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _requeue(self, batch: _Batch) -> None:
+        """Put back what Redis did not acknowledge, unless something newer is pending."""
+        acked = batch.acknowledged
+        unacked_trades = list(batch.trades)[acked:]
+        position = len(batch.trades)
+        for symbol, payload in batch.books.items():
+            if position >= acked:
+                self._requeue_conflated(self._books, symbol, payload, is_book=True)
+            else:
+                self._sent_books[symbol] = payload
+                self.stats.published_books += 1
+            position += 1
+        for symbol, payload in batch.market_data.items():
+            if position + 1 >= acked:  # PUBLISH and SET both needed
+                self._requeue_conflated(self._market_data, symbol, payload, is_book=False)
+            else:
+                self._sent_market_data[symbol] = payload
+                self.stats.published_market_data += 1
+            position += 2
+        self.stats.published_trades += len(batch.trades) - len(unacked_trades)
+        if unacked_trades:
+            self._trades.extendleft(reversed(unacked_trades))
+            while len(self._trades) > self._max_pending_trades:
+                self._trades.popleft()
+                self.stats.dropped_trades += 1
+
+    def _requeue_conflated(
+        self, pending: dict[str, bytes], symbol: str, payload: bytes, *, is_book: bool
+    ) -> None:
+        if symbol in pending:  # a newer payload arrived meanwhile: the old one is superseded
+            if is_book:
+                self.stats.conflated_books += 1
+            else:
+                self.stats.conflated_market_data += 1
+            return
+        pending[symbol] = payload
+
+    def _republish_latest(self) -> None:
+        """After an outage, send every symbol's latest book and market data again."""
+        for symbol, payload in self._sent_books.items():
+            self._books.setdefault(symbol, payload)
+        for symbol, payload in self._sent_market_data.items():
+            self._market_data.setdefault(symbol, payload)
+
+    def _fail_pings(
+        self, reason: str, waiters: list[asyncio.Future[str | None]] | None = None
+    ) -> None:
+        if waiters is None:
+            waiters, self._pings = self._pings, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(reason)
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    def _record_failure(self, reason: str) -> None:
+        stats = self.stats
+        stats.errors += 1
+        stats.last_error = reason
+        stats.connected = False
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            self._outage_errors = 1
+            stats.outages += 1
+            logger.warning(
+                "Redis unavailable at %s: %s; publishing paused, latest state per symbol kept",
+                self._shown_url,
+                reason,
+                extra={"event": "redis_outage_start", "redis": self._shown_url, "reason": reason},
+            )
+        else:
+            self._outage_errors += 1
+
+    def _record_connected(self) -> None:
+        self.stats.connected = True
+        if self._outage_started is None:
+            logger.debug("Redis connected at %s", self._shown_url)
+            return
+        duration = time.monotonic() - self._outage_started
+        logger.info(
+            "Redis back at %s after %.1fs (%d errors during the outage); "
+            "republishing the latest state of %d symbols",
+            self._shown_url,
+            duration,
+            self._outage_errors,
+            len(self._sent_books.keys() | self._sent_market_data.keys()),
+            extra={
+                "event": "redis_outage_end",
+                "redis": self._shown_url,
+                "outage_s": round(duration, 3),
+                "errors": self._outage_errors,
+            },
+        )
+        self._outage_started = None
+        self._outage_errors = 0
+        self._republish_latest()
+
+    def _record_reply_error(self, message: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = message
+        if message not in self._logged_reply_errors and len(self._logged_reply_errors) < 100:
+            self._logged_reply_errors.add(message)
+            logger.warning("Redis at %s refused a command: %s", self._shown_url, message)

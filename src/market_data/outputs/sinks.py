@@ -1,0 +1,139 @@
+"""Where published updates go: one small interface, several outputs.
+
+The service builds each update once (levels and JSON payload) and hands it to
+every output. ``publish`` must never block or raise on the hot path: the Redis
+output enqueues (conflating), the shared-memory output copies into the ring.
+:class:`MemorySink` is the test double for unit tests of the service.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from market_data.core.book import Level
+from market_data.core.state import BookState
+from market_data.outputs.redis import RedisSink
+from market_data.outputs.shm import ShmRingWriter
+
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """The top of one symbol's book, as published (``payload`` is the JSON)."""
+
+    symbol: str
+    state: BookState
+    last_update_id: int
+    event_time_ms: int
+    local_ts_ns: int
+    bids: Sequence[Level]
+    asks: Sequence[Level]
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TradeUpdate:
+    symbol: str
+    trade_id: int
+    price: float
+    quantity: float
+    trade_time_ms: int
+    is_buyer_maker: bool
+    local_ts_ns: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDataUpdate:
+    """Last price, best bid/ask and 24h figures (``payload`` is the JSON)."""
+
+    symbol: str
+    payload: bytes
+
+
+Update = BookUpdate | TradeUpdate | MarketDataUpdate
+
+
+class Sink(Protocol):
+    """An output. ``publish`` is synchronous and must not block."""
+
+    def publish(self, update: Update) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RedisOutput:
+    """Redis channels and keys, through the conflating :class:`RedisSink`."""
+
+    def __init__(self, sink: RedisSink) -> None:
+        self.sink = sink
+
+    def publish(self, update: Update) -> None:
+        if type(update) is BookUpdate:
+            self.sink.publish_book(update.symbol, update.payload)
+        elif type(update) is TradeUpdate:
+            self.sink.publish_trade(update.symbol, update.payload)
+        else:
+            self.sink.publish_market_data(update.symbol, update.payload)
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+
+class ShmOutput:
+    """The shared-memory ring: binary book and trade records for local readers."""
+
+    def __init__(self, writer: ShmRingWriter) -> None:
+        self.writer = writer
+
+    def publish(self, update: Update) -> None:
+        if type(update) is BookUpdate:
+            self.writer.write_book(
+                update.symbol,
+                int(update.state),
+                update.last_update_id,
+                update.event_time_ms,
+                update.local_ts_ns,
+                update.bids,
+                update.asks,
+            )
+        elif type(update) is TradeUpdate:
+            self.writer.write_trade(
+                update.symbol,
+                update.trade_id,
+                update.price,
+                update.quantity,
+                update.trade_time_ms,
+                update.is_buyer_maker,
+                update.local_ts_ns,
+            )
+
+    async def aclose(self) -> None:
+        self.writer.close(unlink=True)
+
+
+class MemorySink:
+    """Keeps everything published, in order: the test double."""
+
+    def __init__(self) -> None:
+        self.updates: list[Update] = []
+        self.closed = False
+
+    def publish(self, update: Update) -> None:
+        self.updates.append(update)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def books(self, symbol: str | None = None) -> list[BookUpdate]:
+        return [
+            u
+            for u in self.updates
+            if isinstance(u, BookUpdate) and (symbol is None or u.symbol == symbol)
+        ]
+
+    def trades(self, symbol: str | None = None) -> list[TradeUpdate]:
+        return [
+            u
+            for u in self.updates
+            if isinstance(u, TradeUpdate) and (symbol is None or u.symbol == symbol)
+        ]

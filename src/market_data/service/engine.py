@@ -1,0 +1,413 @@
+"""The engine: exchange frames in, books per symbol, publications out.
+
+One :class:`MarketDataService` owns a :class:`~market_data.service.symbols.SymbolState`
+per symbol. The feed loops call :meth:`~MarketDataService.on_frame` for every
+message; it decodes the frame, feeds the symbol's book and marks the symbol for
+the :class:`~market_data.service.publisher.Publisher`, which publishes changed
+symbols once per event-loop pass. Snapshot requests go to the
+:class:`~market_data.service.snapshots.SnapshotFetcher`, which runs them beside
+the readers. If REST answers 451, the depth connections switch to partial-depth
+streams and those books are published with state ``partial``.
+
+Background tasks (feeds, the market-data refresh) are supervised: one that dies
+is logged, counted in ``task_restarts`` and started again.
+"""
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from market_data.binance.decode import (
+    DecodeError,
+    StreamKind,
+    UnsupportedStreamError,
+    decode_frame,
+)
+from market_data.binance.schemas import AggTrade
+from market_data.binance.streams import StreamPlan, plan_connections
+from market_data.core.latency import LatencyHistogram
+from market_data.core.state import BookState
+from market_data.core.sync import BookLive, BookReset, SnapshotNeeded
+from market_data.core.weights import WeightBudget
+from market_data.ops.config import Config
+from market_data.outputs.sinks import Sink, TradeUpdate
+from market_data.service.feed import FeedConnection
+from market_data.service.publisher import MARKET_DATA_REFRESH_MS, Publisher
+from market_data.service.snapshots import SnapshotFetcher
+from market_data.service.symbols import SymbolBook, SymbolState
+from market_data.wire.payloads import trade_payload
+
+log = logging.getLogger(__name__)
+
+#: A supervised task that died is started again after this many seconds.
+TASK_RESTART_DELAY_S = 1.0
+
+
+@dataclass
+class ServiceCounters:
+    """Plain counters, read by the metrics collector at scrape time."""
+
+    frames: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    malformed: int = 0
+    unsupported: int = 0
+    unknown_symbol: int = 0
+    resets: Counter[str] = field(default_factory=Counter)
+    snapshot_failures: Counter[str] = field(default_factory=Counter)
+    sink_errors: Counter[str] = field(default_factory=Counter)
+    task_restarts: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+class MarketDataService:
+    """Books for the configured symbols, fed by the exchange, published to sinks.
+
+    ``wall_clock`` (epoch seconds) stamps what is published; ``clock_ns``
+    (monotonic) measures every age and period. Both are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        sinks: Sequence[Sink],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.config = config
+        self.wall_clock = wall_clock
+        self.clock_ns = clock_ns
+        self.symbols: dict[str, SymbolState] = {
+            s: SymbolState(
+                s,
+                SymbolBook(
+                    s, max_buffer=config.sync_buffer_max, max_levels=config.max_levels_per_side
+                ),
+            )
+            for s in config.symbols
+        }
+        self.counters = ServiceCounters()
+        self.publisher = Publisher(
+            sinks,
+            depth=config.order_book_depth,
+            wall_clock=wall_clock,
+            clock_ns=clock_ns,
+            sink_errors=self.counters.sink_errors,
+        )
+        self.snapshots = SnapshotFetcher(
+            config,
+            wall_clock=wall_clock,
+            failures=self.counters.snapshot_failures,
+            on_outputs=self._handle_outputs,
+            on_geo_blocked=self._enter_partial_mode,
+        )
+        self.partial_mode = False
+        #: State and last update id of every book when the service stopped.
+        self.final_books: dict[str, tuple[BookState, int]] = {}
+        self.connections: list[FeedConnection] = []
+        self.started = False
+        self.stopping = False
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._malformed_logged_at = -1e9
+        self._malformed_since_log = 0
+
+    def clock(self) -> float:
+        """Monotonic seconds (from ``clock_ns``)."""
+        return self.clock_ns() / 1e9
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return self.publisher.sinks
+
+    @property
+    def weights(self) -> WeightBudget:
+        return self.snapshots.weights
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, shutdown: asyncio.Event) -> None:
+        """Run until ``shutdown`` is set; then stop feeds and publish final states."""
+        self.publisher.attach(asyncio.get_running_loop())
+        connector = aiohttp.TCPConnector(ssl=_tls_context(self.config.exchange_ca_file))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self._session = session
+            self.snapshots.start(session)
+            for state in self.symbols.values():
+                self.publisher.mark(state)
+            self._start_feeds(self._plans())
+            self._supervise("market-data-refresh", self._refresh_market_data)
+            self.started = True
+            try:
+                await shutdown.wait()
+            finally:
+                self.stopping = True
+                await self._stop_tasks()
+                self._retire_books()
+                self.publisher.flush()
+
+    def _supervise(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``factory()`` as a task; if it ever ends while running, log and restart it."""
+        task = asyncio.create_task(factory(), name=name)
+        self._tasks[name] = task
+
+        def ended(done: asyncio.Task[None]) -> None:
+            if self.stopping or done.cancelled() or self._tasks.get(name) is not done:
+                return
+            exc = done.exception()
+            self.counters.task_restarts[name] += 1
+            log.error(
+                "task %s ended (%s); restarting in %.0fs",
+                name,
+                repr(exc) if exc is not None else "returned",
+                TASK_RESTART_DELAY_S,
+                exc_info=exc,
+                extra={"task": name},
+            )
+            loop = asyncio.get_running_loop()
+            loop.call_later(TASK_RESTART_DELAY_S, self._restart, name, factory, done)
+
+        task.add_done_callback(ended)
+
+    def _restart(
+        self,
+        name: str,
+        factory: Callable[[], Coroutine[Any, Any, None]],
+        old: asyncio.Task[None],
+    ) -> None:
+        if not self.stopping and self._tasks.get(name) is old:
+            self._supervise(name, factory)
+
+    def _retire_books(self) -> None:
+        """Nobody maintains the books after a stop: publish them as not live."""
+        for state in self.symbols.values():
+            self.final_books[state.symbol] = (state.state, state.last_update_id)
+            state.book.retire()
+            self.publisher.mark(state)
+
+    async def _refresh_market_data(self) -> None:
+        """Republish market data of quiet symbols, so their 300 s keys never expire."""
+        while True:
+            await asyncio.sleep(MARKET_DATA_REFRESH_MS / 1000 / 3)
+            for state in self.symbols.values():
+                self.publisher.mark(state, book=False)
+
+    def _plans(self) -> list[StreamPlan]:
+        cfg = self.config
+        return plan_connections(
+            cfg.exchange_ws_url,
+            cfg.symbols,
+            depth=cfg.depth_stream,
+            partial_levels=cfg.partial_depth_levels if self.partial_mode else None,
+            split_routes=cfg.use_split_routes,
+            per_connection=cfg.streams_per_connection,
+        )
+
+    def _start_feeds(self, plans: list[StreamPlan]) -> None:
+        assert self._session is not None
+        cfg = self.config
+        for plan in plans:
+            connection = FeedConnection(
+                plan,
+                self,
+                self._session,
+                reconnect_delay_s=cfg.reconnect_delay_s,
+                max_reconnect_delay_s=cfg.max_reconnect_delay_s,
+                silence_timeout_s=cfg.silence_timeout_s,
+                max_age_s=cfg.connection_max_age_s,
+                clock=self.clock,
+            )
+            self.connections.append(connection)
+            self._supervise(plan.name, connection.run)
+
+    async def _stop_tasks(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, self.snapshots.stop(), return_exceptions=True)
+        self._tasks.clear()
+
+    # ------------------------------------------------------------ feed callbacks
+
+    def on_frame(self, raw: str | bytes) -> None:
+        """Decode one frame and feed the core; never raises for bad input."""
+        started = time.perf_counter_ns()
+        counters = self.counters
+        counters.frames += 1
+        try:
+            frame = decode_frame(raw)
+        except UnsupportedStreamError:
+            counters.unsupported += 1
+            return
+        except DecodeError as exc:
+            self._on_malformed(exc, raw)
+            return
+        state = self.symbols.get(frame[1].s)
+        if state is None:
+            counters.unknown_symbol += 1
+            return
+        if frame[0] is StreamKind.DIFF_DEPTH:
+            counters.by_type["depth"] += 1
+            book = state.book
+            if book.on_diff(frame[1]) and not state.dirty:
+                self.publisher.mark(state)
+            if book.has_outputs:
+                self._handle_outputs(state)
+        elif frame[0] is StreamKind.AGG_TRADE:
+            counters.by_type["trade"] += 1
+            self._on_trade(state, frame[1])
+        elif frame[0] is StreamKind.PARTIAL_DEPTH:
+            counters.by_type["partial_depth"] += 1
+            if state.book.on_partial(frame[1]) and not state.dirty:
+                self.publisher.mark(state)
+        else:
+            counters.by_type["book_ticker"] += 1
+        counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
+
+    def on_connected(self, plan: StreamPlan) -> None:
+        """Nothing to do: the first depth event will ask for a snapshot."""
+
+    def on_disconnected(self, plan: StreamPlan, reason: str) -> None:
+        """Every disconnect is a gap for the books that connection carried."""
+        if not plan.carries_depth or self.stopping:
+            return
+        for symbol in plan.symbols:
+            state = self.symbols.get(symbol)
+            if state is None:
+                continue
+            state.book.on_disconnect()
+            self.publisher.mark(state)
+            self._handle_outputs(state)
+
+    # -------------------------------------------------------------------- core
+
+    def _on_trade(self, state: SymbolState, trade: AggTrade) -> None:
+        last = state.last_trade_id
+        if last:
+            if trade.a <= last:  # re-delivered (e.g. after a reconnect): already published
+                state.duplicate_trades += 1
+                return
+            if trade.a != last + 1:
+                state.trade_gaps += trade.a - last - 1
+        state.last_trade_id = trade.a
+        state.stats.on_trade(trade.p, trade.q, trade.T)
+        state.trades += 1
+        update = TradeUpdate(
+            state.symbol,
+            trade.a,
+            trade.p,
+            trade.q,
+            trade.T,
+            trade.m,
+            self.clock_ns(),
+            trade_payload(
+                state.symbol,
+                trade_id=trade.a,
+                price=trade.p,
+                quantity=trade.q,
+                timestamp_ms=trade.T,
+                is_buyer_maker=trade.m,
+            ),
+        )
+        self.publisher.publish(update)
+        if not state.market_dirty:
+            self.publisher.mark(state, book=False)
+
+    def _handle_outputs(self, state: SymbolState) -> None:
+        for output in state.book.drain():
+            if isinstance(output, SnapshotNeeded):
+                if not self.stopping:
+                    self.snapshots.request(state, output.reason)
+            elif isinstance(output, BookReset):
+                self.counters.resets[output.reason] += 1
+                level = logging.INFO if output.reason == "reconnect" else logging.WARNING
+                log.log(
+                    level,
+                    "%s: book reset (%s), resyncing",
+                    state.symbol,
+                    output.reason,
+                    extra={"symbol": state.symbol, "reason": output.reason},
+                )
+                self.publisher.mark(state)
+            elif isinstance(output, BookLive):
+                log.info(
+                    "%s: book live from snapshot %d (first event U=%d u=%d)",
+                    state.symbol,
+                    output.snapshot_id,
+                    output.first_U,
+                    output.first_u,
+                    extra={"symbol": state.symbol, "snapshot_id": output.snapshot_id},
+                )
+                self.publisher.mark(state)
+
+    def _on_malformed(self, exc: DecodeError, raw: str | bytes) -> None:
+        """Count and skip; log at most every 10 s, with how many were skipped."""
+        self.counters.malformed += 1
+        self._malformed_since_log += 1
+        now = self.clock()
+        if now - self._malformed_logged_at >= 10.0:
+            log.warning(
+                "skipped %d malformed frame(s); latest: %s; frame starts %r",
+                self._malformed_since_log,
+                exc,
+                raw[:120],
+                extra={"malformed_total": self.counters.malformed},
+            )
+            self._malformed_logged_at = now
+            self._malformed_since_log = 0
+
+    # --------------------------------------------------------------- partial mode
+
+    def _enter_partial_mode(self, reason: str) -> None:
+        """REST is geo-blocked: serve partial-depth books instead of diff books."""
+        if self.partial_mode:
+            return
+        self.partial_mode = True
+        self.snapshots.enabled = False
+        levels = self.config.partial_depth_levels
+        log.warning(
+            "REST snapshots unavailable (%s): switching to partial depth (top %d), "
+            "published with state 'partial'",
+            reason,
+            levels,
+            extra={"reason": reason},
+        )
+        for state in self.symbols.values():
+            state.book.use_partial(levels)
+            self.publisher.mark(state)
+        self._supervise("partial-switch", self._switch_depth_feeds)
+
+    async def _switch_depth_feeds(self) -> None:
+        """Replace the diff-depth connections with partial-depth ones, old ones awaited."""
+        old = [c for c in self.connections if c.plan.carries_depth]
+        tasks = [self._tasks.pop(c.plan.name) for c in old if c.plan.name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        names = {c.plan.name for c in old}
+        self.connections = [c for c in self.connections if c.plan.name not in names]
+        self._start_feeds([p for p in self._plans() if p.carries_depth and p.name in names])
+        self._tasks.pop("partial-switch", None)
+
+    # ---------------------------------------------------------------- status
+
+    def book_age_s(self, state: SymbolState) -> float | None:
+        """Seconds since the book last changed (None before it ever did)."""
+        if not state.updated_at:
+            return None
+        return self.clock() - state.updated_at
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    """Verify the exchange's certificates against the system's CAs (plus ``ca_file``)."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(ca_file)
+    return context

@@ -1,0 +1,136 @@
+"""Per-symbol state: one book interface over the diff-depth sync and the partial fallback.
+
+A symbol's book is a :class:`~market_data.core.sync.DepthSync` (diffs on a REST
+snapshot) until REST is geo-blocked; then a
+:class:`~market_data.core.partial.PartialDepthBook` replaces it. Everything
+else in the service asks :class:`SymbolBook` and never which of the two it is.
+"""
+
+from dataclasses import dataclass, field
+
+from market_data.binance.schemas import DepthUpdate
+from market_data.core.book import Level, OrderBook
+from market_data.core.partial import PartialDepthBook
+from market_data.core.state import BookState
+from market_data.core.stats import Rolling24h
+from market_data.core.sync import DepthSync, SyncOutput
+
+
+class SymbolBook:
+    """The book of one symbol, whichever way it is maintained."""
+
+    __slots__ = ("sync", "partial")
+
+    def __init__(self, symbol: str, *, max_buffer: int, max_levels: int) -> None:
+        self.sync = DepthSync(symbol, max_buffer=max_buffer, max_levels=max_levels)
+        self.partial: PartialDepthBook | None = None
+
+    @property
+    def _current(self) -> OrderBook:
+        return self.partial.book if self.partial is not None else self.sync.book
+
+    @property
+    def state(self) -> BookState:
+        return self.partial.state if self.partial is not None else self.sync.state
+
+    @property
+    def applied(self) -> int:
+        """Exchange updates applied to a correct book (diffs, or partial-depth messages)."""
+        return self.sync.applied + (self.partial.applied if self.partial is not None else 0)
+
+    @property
+    def event_time_ms(self) -> int:
+        """Exchange time (``E``) of the last event applied to the book; 0 before any."""
+        last = self.partial.last_applied if self.partial is not None else self.sync.last_applied
+        return last.E if isinstance(last, DepthUpdate) else 0
+
+    @property
+    def last_update_id(self) -> int:
+        return self._current.last_update_id
+
+    def top(self, depth: int) -> tuple[list[Level], list[Level]]:
+        return self._current.top(depth)
+
+    def on_diff(self, update: DepthUpdate) -> bool:
+        """A diff-depth event; ``True`` when the book changed. Ignored in partial mode."""
+        return self.partial is None and self.sync.on_depth(update)
+
+    def on_partial(self, update: DepthUpdate) -> bool:
+        """A partial-depth message; ``True`` when it replaced the book."""
+        return self.partial is not None and self.partial.on_partial(update)
+
+    def on_disconnect(self) -> None:
+        """The stream that carried the book broke: it is not trustworthy now."""
+        if self.partial is not None:
+            self.partial.on_disconnect()
+        else:
+            self.sync.on_disconnect()
+
+    def use_partial(self, levels: int) -> None:
+        """Switch to partial depth (REST is unreachable); the diff book is dropped."""
+        self.partial = PartialDepthBook(self.sync.symbol, levels)
+        self.sync.on_disconnect()
+        self.sync.drain()
+
+    def retire(self) -> None:
+        """Nobody maintains the book any more (shutdown): mark it not live."""
+        if self.partial is not None:
+            self.partial.on_disconnect()
+        self.sync.on_disconnect()
+        self.sync.drain()
+
+    @property
+    def has_outputs(self) -> bool:
+        return self.sync.has_outputs
+
+    def drain(self) -> list[SyncOutput]:
+        return self.sync.drain()
+
+
+@dataclass
+class SymbolState:
+    """Everything the service keeps for one symbol."""
+
+    symbol: str
+    book: SymbolBook
+    stats: Rolling24h = field(default_factory=Rolling24h)
+    updated_at: float = 0.0  # local monotonic time the changed book was last published
+    trades: int = 0
+    last_trade_id: int = 0  # aggregate trade ids are consecutive per symbol
+    trade_gaps: int = 0  # trades missed (e.g. while a connection was down)
+    duplicate_trades: int = 0  # re-delivered trades, dropped
+    dirty: bool = False  # the book changed since it was last published
+    market_dirty: bool = False  # a trade arrived since market data was last published
+    # What the last market_data publication showed (best bid, best ask, trades seen)
+    # and when (local monotonic ms): it is published again only when that changes,
+    # or to refresh the key.
+    market_signature: tuple[float | None, float | None, int] = (None, None, -1)
+    market_published_ms: float = -1e18
+
+    @property
+    def sync(self) -> DepthSync:
+        """The diff-depth state machine (its counters are exported as metrics)."""
+        return self.book.sync
+
+    @property
+    def partial(self) -> PartialDepthBook | None:
+        return self.book.partial
+
+    @property
+    def state(self) -> BookState:
+        return self.book.state
+
+    @property
+    def book_updates(self) -> int:
+        return self.book.applied
+
+    @property
+    def event_time_ms(self) -> int:
+        return self.book.event_time_ms
+
+    @property
+    def last_update_id(self) -> int:
+        return self.book.last_update_id
+
+    def top(self, depth: int) -> tuple[list[Level], list[Level]]:
+        return self.book.top(depth)

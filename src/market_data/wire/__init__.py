@@ -1,0 +1,1 @@
+"""What the service publishes, defined once: payload encoders, consumer types, the ring."""

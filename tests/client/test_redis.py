@@ -1,0 +1,141 @@
+"""The consumer library against a real redis-server: typed messages, trade order, reconnects."""
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from market_data.client.redis import (
+    ConnectionChange,
+    Message,
+    RedisSubscriber,
+    TradeGap,
+    consume,
+)
+from market_data.core.state import BookState
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.wire.messages import OrderBookMessage, TradeMessage
+from market_data.wire.payloads import orderbook_payload, trade_payload
+
+
+def _trade(trade_id: int) -> bytes:
+    return trade_payload(
+        "BTCUSDT", trade_id=trade_id, price=100.0, quantity=1.0, timestamp_ms=1,
+        is_buyer_maker=False,
+    )  # fmt: skip
+
+
+def _book(state: BookState, levels: bool) -> bytes:
+    return orderbook_payload(
+        "BTCUSDT",
+        [(100.0, 1.0)] if levels else [],
+        [(101.0, 1.0)] if levels else [],
+        last_update_id=5 if levels else 0,
+        event_time_ms=1,
+        now_ms=2,
+        state=state,
+    )
+
+
+async def _subscribed(client: aioredis.Redis, channel: str) -> None:
+    async with asyncio.timeout(5):
+        while True:
+            [(_, subscribers)] = await client.pubsub_numsub(channel)
+            if subscribers >= 1:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _take(feed: RedisSubscriber, count: int) -> list[Message]:
+    got: list[Message] = []
+    async with asyncio.timeout(5):
+        async for message in feed:
+            got.append(message)
+            if len(got) == count:
+                return got
+    return got
+
+
+def test_trades_are_kept_in_order_and_gaps_reported() -> None:
+    feed = RedisSubscriber("redis://127.0.0.1:1/0", ["btcusdt"])
+    out = [m for i in (1, 2, 2, 1, 5, 6) for m in feed.decode("trades:BTCUSDT", _trade(i))]
+    assert [m.trade_id if isinstance(m, TradeMessage) else m for m in out] == [
+        1,
+        2,
+        TradeGap("BTCUSDT", 3, 4),
+        5,
+        6,
+    ]
+    assert feed.duplicate_trades == 2
+
+
+def test_a_malformed_message_is_counted_and_skipped() -> None:
+    feed = RedisSubscriber("redis://127.0.0.1:1/0", ["BTCUSDT"])
+    assert feed.decode("orderbook:BTCUSDT", b'{"bids": 5}') == []
+    assert feed.malformed == 1
+
+
+def test_no_symbol_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one symbol"):
+        RedisSubscriber("redis://127.0.0.1:1/0", [])
+
+
+async def test_typed_messages_from_a_real_redis(redis_server: EmbeddedRedis) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with RedisSubscriber(redis_server.url, ["BTCUSDT"]) as feed:
+            await _subscribed(client, "trades:BTCUSDT")
+            await client.publish("orderbook:BTCUSDT", _book(BookState.SYNCING, levels=False))
+            await client.publish("orderbook:BTCUSDT", _book(BookState.LIVE, levels=True))
+            await client.publish("trades:BTCUSDT", _trade(10))
+            await client.publish("trades:BTCUSDT", _trade(12))
+            got = await _take(feed, 5)
+    finally:
+        await client.aclose()
+    syncing, live, first, gap, second = got
+    assert isinstance(syncing, OrderBookMessage) and not syncing.trusted and not syncing.bids
+    assert isinstance(live, OrderBookMessage) and live.trusted and live.bids == {"100.0": 1.0}
+    assert isinstance(first, TradeMessage) and first.trade_id == 10
+    assert gap == TradeGap("BTCUSDT", 11, 11)
+    assert isinstance(second, TradeMessage) and second.trade_id == 12
+
+
+async def test_reconnects_after_a_redis_restart(redis_server: EmbeddedRedis) -> None:
+    feed = RedisSubscriber(redis_server.url, ["BTCUSDT"], connection_events=True)
+    async with feed:
+        assert await _take(feed, 1) == [ConnectionChange(True)]
+        redis_server.kill()
+        [lost] = await _take(feed, 1)
+        assert isinstance(lost, ConnectionChange) and not lost.connected and lost.reason
+        redis_server.start()
+        async with asyncio.timeout(10):
+            async for message in feed:
+                if message == ConnectionChange(True):
+                    break
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await _subscribed(client, "trades:BTCUSDT")
+            await client.publish("trades:BTCUSDT", _trade(1))
+        finally:
+            await client.aclose()
+        [trade] = await _take(feed, 1)
+        assert isinstance(trade, TradeMessage) and trade.trade_id == 1
+
+
+async def test_the_callback_form_stops_when_told(redis_server: EmbeddedRedis) -> None:
+    stop = asyncio.Event()
+    seen: list[Message] = []
+
+    def on_message(message: Message) -> None:
+        seen.append(message)
+        stop.set()
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        task = asyncio.create_task(consume(redis_server.url, ["BTCUSDT"], on_message, stop=stop))
+        await _subscribed(client, "trades:BTCUSDT")
+        await client.publish("trades:BTCUSDT", _trade(3))
+        await asyncio.wait_for(task, 5)
+    finally:
+        await client.aclose()
+    assert [m.trade_id for m in seen if isinstance(m, TradeMessage)] == [3]

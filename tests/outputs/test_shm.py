@@ -1,0 +1,105 @@
+"""Segment lifecycle of the writer (io/shm_writer.py): permissions, cleanup, takeover."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from market_data.client.shm import ShmRingReader
+from market_data.outputs.shm import ShmRingWriter, segment_path
+from market_data.wire.ring import HEADER_SIZE, ShmRingError, ShmSegmentBusyError
+
+SMALL = HEADER_SIZE + 8 * 2048
+
+
+def mode_of(name: str) -> int:
+    return stat.S_IMODE(os.stat(segment_path(name)).st_mode)
+
+
+def test_segment_is_private_by_default_whatever_the_umask(shm_name: str) -> None:
+    old_umask = os.umask(0)
+    try:
+        with ShmRingWriter.create(shm_name, capacity_bytes=SMALL):
+            assert mode_of(shm_name) == 0o600
+    finally:
+        os.umask(old_umask)
+
+
+def test_group_access_gives_0660(shm_name: str) -> None:
+    old_umask = os.umask(0o077)
+    try:
+        with ShmRingWriter.create(shm_name, capacity_bytes=SMALL, group_access=True):
+            assert mode_of(shm_name) == 0o660
+    finally:
+        os.umask(old_umask)
+
+
+def test_close_unlinks_the_segment_and_leaves_no_temporary_file(shm_name: str) -> None:
+    writer = ShmRingWriter.create(shm_name, capacity_bytes=SMALL)
+    writer.write_trade("BTCUSDT", 1, 1.0, 1.0, 1, False, 1)
+    assert writer.records_written == 1
+    assert segment_path(shm_name).exists()
+    writer.close()
+    writer.close()  # idempotent
+    assert not segment_path(shm_name).exists()
+    assert not [p for p in os.listdir(segment_path(shm_name).parent) if shm_name in p]
+
+
+def test_close_without_unlink_keeps_the_segment_for_readers(shm_name: str) -> None:
+    writer = ShmRingWriter.create(shm_name, capacity_bytes=SMALL)
+    writer.write_json("X", b"{}")
+    writer.close(unlink=False)
+    with ShmRingReader.attach(shm_name, from_oldest=True) as reader:
+        assert reader.writer_closed
+        assert [r.seq for r in reader.poll()] == [1]
+
+
+def test_live_writer_segment_is_not_taken(shm_name: str, spawn: Callable[..., Any]) -> None:
+    other = spawn("write", "--name", shm_name, "--slots", "8", "--count", "1")
+    other.expect("ready 1")
+    with pytest.raises(ShmSegmentBusyError, match=f"pid {other.proc.pid}"):
+        ShmRingWriter.create(shm_name, capacity_bytes=SMALL)
+    other.send()
+    other.expect("done")
+    assert other.proc.wait(timeout=10) == 0
+    assert not segment_path(shm_name).exists()  # its own close() removed it
+
+
+def test_same_process_second_writer_is_refused_too(shm_name: str) -> None:
+    with ShmRingWriter.create(shm_name, capacity_bytes=SMALL):
+        with pytest.raises(ShmSegmentBusyError):
+            ShmRingWriter.create(shm_name, capacity_bytes=SMALL)
+
+
+def test_segment_of_a_crashed_writer_is_replaced(shm_name: str, spawn: Callable[..., Any]) -> None:
+    crashed = spawn("write", "--name", shm_name, "--slots", "8", "--count", "5", "--then", "hang")
+    crashed.expect("ready 1")
+    crashed.send()
+    crashed.expect("done")
+    crashed.kill()
+    old_inode = os.stat(segment_path(shm_name)).st_ino
+    with ShmRingWriter.create(shm_name, capacity_bytes=SMALL) as writer:
+        assert writer.generation == 2
+        assert writer.header.writer_pid == os.getpid()
+        assert os.stat(segment_path(shm_name)).st_ino != old_inode
+        assert mode_of(shm_name) == 0o600
+
+
+@pytest.mark.parametrize("content", [b"", b"not a ring at all" * 100])
+def test_foreign_file_under_the_name_is_replaced(shm_name: str, content: bytes) -> None:
+    path = segment_path(shm_name)
+    path.write_bytes(content)
+    with ShmRingWriter.create(shm_name, capacity_bytes=SMALL) as writer:
+        assert writer.generation == 1
+        with ShmRingReader.attach(shm_name) as reader:
+            assert reader.generation == 1
+
+
+def test_invalid_names_are_refused() -> None:
+    for name in ("", "a/b", "..", "."):
+        with pytest.raises(ShmRingError):
+            ShmRingWriter.create(name, capacity_bytes=SMALL)

@@ -1,0 +1,155 @@
+"""The service's frame handler, driven directly with an in-memory sink."""
+
+import asyncio
+import json
+
+import pytest
+
+from market_data.core.state import BookState
+from market_data.ops.config import Config
+from market_data.outputs.sinks import MarketDataUpdate, MemorySink, TradeUpdate
+from market_data.service import engine
+from market_data.service.engine import MarketDataService
+
+
+def trade(symbol: str, trade_id: int, price: str) -> bytes:
+    data = {
+        "e": "aggTrade", "E": 1, "s": symbol, "a": trade_id, "p": price, "q": "0.5",
+        "f": 1, "l": 1, "T": 1_700_000_000_000 + trade_id, "m": False,
+    }  # fmt: skip
+    return json.dumps({"stream": f"{symbol.lower()}@aggTrade", "data": data}).encode()
+
+
+def service() -> tuple[MarketDataService, MemorySink]:
+    sink = MemorySink()
+    return MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [sink]), sink
+
+
+def test_trades_are_published_in_order_and_feed_the_24h_stats() -> None:
+    svc, sink = service()
+    for i, price in enumerate(["100.5", "101.0", "99.5"], start=1):
+        svc.on_frame(trade("BTCUSDT", i, price))
+    trades = sink.trades("BTCUSDT")
+    assert [t.trade_id for t in trades] == [1, 2, 3]
+    assert isinstance(trades[0], TradeUpdate)
+    assert json.loads(trades[1].payload) == {
+        "symbol": "BTCUSDT", "trade_id": 2, "price": 101.0, "quantity": 0.5,
+        "timestamp": 1_700_000_000_002, "is_buyer_maker": False,
+    }  # fmt: skip
+    stats = svc.symbols["BTCUSDT"].stats.snapshot(1_700_000_000_010)
+    assert (stats.high, stats.low, stats.trade_count, stats.volume) == (101.0, 99.5, 3, 1.5)
+    assert svc.counters.by_type["trade"] == 3
+
+
+def test_bad_input_is_counted_and_skipped() -> None:
+    svc, sink = service()
+    svc.on_frame(b"{not json")
+    svc.on_frame(trade("BTCUSDT", 1, "-5"))
+    svc.on_frame(trade("DOGEUSDT", 1, "0.1"))  # not configured
+    svc.on_frame(b'{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}')
+    assert (svc.counters.malformed, svc.counters.unknown_symbol, svc.counters.unsupported) == (
+        2,
+        1,
+        1,
+    )
+    assert sink.updates == [] and svc.counters.frames == 4
+    assert svc.symbols["BTCUSDT"].state is BookState.WAITING
+
+
+def test_a_depth_event_starts_syncing() -> None:
+    svc, _ = service()
+    data = {
+        "e": "depthUpdate", "E": 1, "T": 1, "s": "BTCUSDT", "U": 5, "u": 9, "pu": 1,
+        "b": [["100.0", "1.0"]], "a": [["101.0", "1.0"]],
+    }  # fmt: skip
+    svc.on_frame(json.dumps({"stream": "btcusdt@depth@100ms", "data": data}).encode())
+    assert svc.symbols["BTCUSDT"].state is BookState.SYNCING
+    assert svc.symbols["BTCUSDT"].sync.snapshot_pending
+    assert svc.counters.latency.count == 1
+
+
+def test_missed_and_redelivered_trades_are_counted_never_silent() -> None:
+    svc, sink = service()
+    for trade_id in (1, 2, 5, 5, 3, 6):
+        svc.on_frame(trade("BTCUSDT", trade_id, "100.0"))
+    state = svc.symbols["BTCUSDT"]
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 5, 6]
+    assert (state.trade_gaps, state.duplicate_trades, state.trades) == (2, 2, 4)
+
+
+class BrokenSink(MemorySink):
+    """An output that fails every publish."""
+
+    def publish(self, update: object) -> None:  # type: ignore[override]
+        raise RuntimeError("disk full")
+
+
+def test_a_failing_output_never_stops_the_others() -> None:
+    good = MemorySink()
+    svc = MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [BrokenSink(), good])
+    svc.on_frame(trade("BTCUSDT", 1, "100.0"))
+    svc.on_frame(trade("BTCUSDT", 2, "100.0"))
+    assert [t.trade_id for t in good.trades()] == [1, 2]
+    assert svc.counters.sink_errors["BrokenSink"] == 2
+
+
+def test_market_data_is_republished_on_change_and_refreshed() -> None:
+    now = [1_700_000_000.0]
+    monotonic_ns = [5_000_000_000]
+    sink = MemorySink()
+    svc = MarketDataService(
+        Config(symbols=("BTCUSDT",), health_port=0),
+        [sink],
+        wall_clock=lambda: now[0],
+        clock_ns=lambda: monotonic_ns[0],
+    )
+    state = svc.symbols["BTCUSDT"]
+
+    def market_publications() -> int:
+        return sum(1 for u in sink.updates if isinstance(u, MarketDataUpdate))
+
+    svc.on_frame(trade("BTCUSDT", 1, "100.0"))
+    svc.publisher.flush()
+    assert market_publications() == 1 and not sink.books()  # a trade: market data only
+    svc.publisher.mark(state, book=False)
+    svc.publisher.flush()
+    assert market_publications() == 1  # nothing changed: not republished
+    now[0] -= 3600  # the wall clock stepping back changes nothing
+    svc.publisher.mark(state, book=False)
+    svc.publisher.flush()
+    assert market_publications() == 1
+    monotonic_ns[0] += 31 * 10**9  # past the refresh period: republished although unchanged
+    svc.publisher.mark(state, book=False)
+    svc.publisher.flush()
+    assert market_publications() == 2
+    last = json.loads(sink.updates[-1].payload)  # type: ignore[union-attr]
+    assert last["last_price"] == 100.0 and last["updated_at"] == int(now[0] * 1000)
+    svc.on_frame(trade("BTCUSDT", 2, "101.0"))
+    svc.publisher.flush()
+    assert market_publications() == 3  # a new trade: republished at once
+
+
+async def test_a_background_task_that_dies_is_logged_counted_and_restarted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "TASK_RESTART_DELAY_S", 0.01)
+    svc, _ = service()
+    runs: list[int] = []
+    again = asyncio.Event()
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("boom")
+        again.set()
+        await asyncio.Event().wait()
+
+    svc._supervise("flaky", flaky)
+    await asyncio.wait_for(again.wait(), 5)
+    assert svc.counters.task_restarts["flaky"] == 1 and len(runs) == 2
+    assert any(
+        "task flaky ended" in r.getMessage() and "boom" in r.getMessage() for r in caplog.records
+    )
+    svc.stopping = True
+    await svc._stop_tasks()
+    assert svc._tasks == {}

@@ -1,0 +1,51 @@
+"""The feed loop's reconnect policy, against a port where nothing listens."""
+
+import asyncio
+import logging
+
+import aiohttp
+import pytest
+
+from market_data.binance.streams import StreamPlan
+from market_data.service.feed import FeedConnection
+from tests.support import free_port
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.frames: list[str | bytes] = []
+
+    def on_frame(self, raw: str | bytes) -> None:
+        self.frames.append(raw)
+
+    def on_connected(self, plan: StreamPlan) -> None:
+        raise AssertionError("nothing listens: it cannot connect")
+
+    def on_disconnected(self, plan: StreamPlan, reason: str) -> None:
+        raise AssertionError("never connected, so never disconnected")
+
+
+async def test_failed_connects_back_off_exponentially(caplog: pytest.LogCaptureFixture) -> None:
+    plan = StreamPlan("depth-1", f"ws://127.0.0.1:{free_port()}/stream", (), (), True)
+    caplog.set_level(logging.INFO, logger="market_data.service.feed")
+    async with aiohttp.ClientSession() as session:
+        feed = FeedConnection(
+            plan,
+            Handler(),
+            session,
+            reconnect_delay_s=0.01,
+            max_reconnect_delay_s=0.16,
+            silence_timeout_s=5.0,
+            max_age_s=3600.0,
+        )
+        task = asyncio.create_task(feed.run())
+        await asyncio.sleep(0.8)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    delays = [float(r.args[1]) for r in caplog.records if "reconnecting in" in r.msg]  # type: ignore[arg-type]
+    assert len(delays) >= 5
+    # Jitter takes at most half off: delay n lies in [base_n / 2, base_n], base doubling to 0.16.
+    for n, delay in enumerate(delays):
+        base = min(0.16, 0.01 * 2**n)
+        assert base / 2 - 1e-9 <= delay <= base + 1e-9, (n, delays)
+    assert feed.connects == 0 and "connection failed" in feed.last_disconnect_reason
