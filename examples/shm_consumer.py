@@ -1,6 +1,6 @@
 """Minimal shared-memory consumer: print books and trades as the service publishes them.
 
-    .venv/bin/python examples/shm_consumer.py [segment name, default market_data]
+    .venv/bin/python examples/shm_consumer.py [SEGMENT]   # default: market_data
 
 Needs a running writer (the service with shared memory enabled). Reading takes
 no lock and no system call per record; see docs/SHM.md.
@@ -8,6 +8,7 @@ no lock and no system call per record; see docs/SHM.md.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -34,4 +35,12 @@ def main(name: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "market_data"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "segment", nargs="?", default="market_data", help="the ring's shm_name (market_data)"
+    )
+    args = parser.parse_args()
+    try:
+        sys.exit(main(args.segment))
+    except KeyboardInterrupt:  # Ctrl+C: a normal way to stop
+        sys.exit(130)

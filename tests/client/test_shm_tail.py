@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,10 @@ def test_tail_reports_a_missing_segment(shm_name: str) -> None:
 def test_example_consumer_prints_books_and_trades(shm_name: str) -> None:
     with ShmRingWriter.create(shm_name, capacity_bytes=HEADER_SIZE + 8 * 2048) as writer:
         proc = subprocess.Popen(
-            [sys.executable, str(EXAMPLE), shm_name], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(EXAMPLE), shm_name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert proc.stdout is not None
@@ -59,8 +63,19 @@ def test_example_consumer_prints_books_and_trades(shm_name: str) -> None:
             writer.write_trade("BTCUSDT", 9, 100.25, 0.5, 1, False, 1)
             book_line = proc.stdout.readline()
             trade_line = proc.stdout.readline()
+            proc.send_signal(signal.SIGINT)  # Ctrl+C: a quiet exit, no traceback
+            _, errors = proc.communicate(timeout=10)
+            assert proc.returncode == 130 and "Traceback" not in errors
         finally:
             proc.kill()
             proc.communicate()
     assert book_line.startswith("BTCUSDT      book  1.5 @ 100 | 100.5 @ 2  (u=5,")
     assert trade_line.strip() == "BTCUSDT      trade BUY  0.5 @ 100.25"
+
+
+def test_example_consumer_help_is_help() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and "segment" in result.stdout
+    assert "Traceback" not in result.stderr

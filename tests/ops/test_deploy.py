@@ -250,7 +250,9 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck() -> None:
     assert user not in ("root", "0")
     healthcheck = json.loads(keywords["HEALTHCHECK"].split("CMD", 1)[1])
     assert healthcheck[:2] == ["market-data", "health"]
-    assert "--url" in healthcheck
+    # Liveness only: a Redis outage makes the service not ready, not in need of a restart.
+    assert "--liveness" in healthcheck
+    assert healthcheck[healthcheck.index("--config") + 1] == "/etc/market-data/config.yaml"
     assert json.loads(keywords["ENTRYPOINT"]) == ["market-data"]
     assert json.loads(keywords["CMD"])[0] == "run"
     assert "8080" in keywords["EXPOSE"]

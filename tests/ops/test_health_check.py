@@ -2,6 +2,7 @@
 
 import asyncio
 import sys
+from pathlib import Path
 
 from market_data.core.state import BookState
 from market_data.embedded_redis import EmbeddedRedis
@@ -9,14 +10,15 @@ from tests.ops.ops_harness import running_app, wait_for_answer
 from tests.support import free_port, wait_for
 
 
-async def health_command(url: str) -> tuple[int, list[str]]:
+async def health_command(url: str, *options: str) -> tuple[int, list[str]]:
+    where = ("--url", url) if url else ()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "market_data.cli",
         "health",
-        "--url",
-        url,
+        *where,
+        *options,
         "--timeout",
         "3",
         stdout=asyncio.subprocess.PIPE,
@@ -27,7 +29,9 @@ async def health_command(url: str) -> tuple[int, list[str]]:
     return process.returncode, out.decode().splitlines()
 
 
-async def test_exit_codes_follow_the_service_state(redis_server: EmbeddedRedis) -> None:
+async def test_exit_codes_follow_the_service_state(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
     async with running_app(redis_server.url, ("BTCUSDT", "ETHUSDT")) as run:
         service = run.app.service
         await wait_for(
@@ -57,6 +61,14 @@ async def test_exit_codes_follow_the_service_state(redis_server: EmbeddedRedis) 
         assert checks["ready"].startswith("FAIL ready: redis: ")
         assert checks["connections"].startswith("OK   connections: ")
         assert lines[0].startswith("OK   health")
+        # Liveness only: the process answers, so a container is not restarted for Redis.
+        assert await health_command(run.base_url, "--liveness") == (0, [lines[0]])
+        # Without --url the address comes from the config run reads.
+        port = run.base_url.rsplit(":", 1)[1]
+        config = tmp_path / "service.yaml"
+        config.write_text(f"health_port: {port}\nhttp_host: 0.0.0.0\n")
+        code, from_config = await health_command("", "--config", str(config))
+        assert code == 1 and from_config[0].startswith("OK   health")
         await asyncio.to_thread(redis_server.restart)
 
 

@@ -5,6 +5,7 @@ import logging
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from market_data.binance.streams import StreamPlan
 from market_data.service.feed import FeedConnection
@@ -49,3 +50,41 @@ async def test_failed_connects_back_off_exponentially(caplog: pytest.LogCaptureF
         base = min(0.16, 0.01 * 2**n)
         assert base / 2 - 1e-9 <= delay <= base + 1e-9, (n, delays)
     assert feed.connects == 0 and "connection failed" in feed.last_disconnect_reason
+    # A ws:// URL: the reason says what failed, with no talk of TLS.
+    assert f"cannot connect to 127.0.0.1:{plan.url.split(':')[2].split('/')[0]}" in (
+        feed.last_disconnect_reason
+    )
+    assert "ssl" not in feed.last_disconnect_reason.lower()
+
+
+async def test_a_handshake_answered_with_404_names_the_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong exchange_ws_url answers HTTP, not WebSocket: say so, at error level."""
+    app = web.Application()  # no routes: every path is a 404
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    plan = StreamPlan("depth-1", f"ws://127.0.0.1:{port}/wrong/stream", (), (), True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            feed = FeedConnection(
+                plan,
+                Handler(),
+                session,
+                reconnect_delay_s=0.05,
+                max_reconnect_delay_s=0.1,
+                silence_timeout_s=5.0,
+                max_age_s=3600.0,
+            )
+            task = asyncio.create_task(feed.run())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await runner.cleanup()
+    reason = feed.last_disconnect_reason
+    assert "HTTP 404" in reason and plan.url in reason and "exchange_ws_url" in reason
+    assert any(r.levelno == logging.ERROR and "HTTP 404" in r.getMessage() for r in caplog.records)

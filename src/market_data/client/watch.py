@@ -556,17 +556,29 @@ async def watch(
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of a ``watch`` subcommand."""
-    parser.add_argument("--redis-url", default="redis://localhost:6379/0")
-    parser.add_argument("--symbol", default="BTCUSDT")
+    """Options of a ``watch`` subcommand; defaults come from the config ``run`` reads."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the service's YAML config, for redis_url and symbols (default: as for run)",
+    )
+    parser.add_argument(
+        "--redis-url", help="the Redis the service publishes to (default: the config's redis_url)"
+    )
+    parser.add_argument("--symbol", help="the symbol to show (default: the config's first symbol)")
     parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="levels per side")
     parser.add_argument("--refresh-hz", type=float, default=8.0, help="redraws per second")
 
 
 def run(args: argparse.Namespace) -> int:
     """Watch until Ctrl+C; 0 on a clean exit."""
+    redis_url, symbol = args.redis_url, args.symbol
+    if redis_url is None or symbol is None:
+        from market_data.ops.config import load_config
+
+        config = load_config(args.config)
+        redis_url = redis_url or config.redis_url
+        symbol = symbol or config.symbols[0]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            watch(args.redis_url, args.symbol, depth=args.depth, refresh_hz=args.refresh_hz)
-        )
+        asyncio.run(watch(redis_url, symbol, depth=args.depth, refresh_hz=args.refresh_hz))
     return 0

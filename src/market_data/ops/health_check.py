@@ -3,8 +3,11 @@
 Asks ``/health`` and ``/ready`` and prints one line per check (process,
 readiness, exchange connections, Redis, freshness of every book) with its
 reason, then exits 0 when all pass, 1 when one fails and 2 when the service
-cannot be reached at all. It uses only the standard library, so it also
-serves as the container's HEALTHCHECK (no curl in the image).
+cannot be reached at all. It uses only the standard library. The URL comes
+from ``--url``, else from the same config as ``run`` (``http_host`` and
+``health_port``). ``--liveness`` asks ``/health`` alone: the container's
+HEALTHCHECK uses it, since a Redis outage makes the service not ready but
+needs no restart.
 """
 
 import argparse
@@ -15,7 +18,6 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2
 
 
@@ -52,8 +54,11 @@ def _get_json(url: str, timeout_s: float) -> tuple[int, Any]:
         raise UnreachableError(f"{url}: the answer is not JSON") from None
 
 
-def run_checks(base_url: str, timeout_s: float = 3.0) -> list[Check]:
-    """Every check against the service at ``base_url``; raises UnreachableError."""
+def run_checks(base_url: str, timeout_s: float = 3.0, liveness: bool = False) -> list[Check]:
+    """Every check against the service at ``base_url`` (only ``/health`` for ``liveness``).
+
+    Raises UnreachableError.
+    """
     base = base_url.rstrip("/")
     checks: list[Check] = []
     status, body = _get_json(f"{base}/health", timeout_s)
@@ -62,6 +67,8 @@ def run_checks(base_url: str, timeout_s: float = 3.0) -> list[Check]:
     checks.append(
         Check("health", healthy, f"healthy (version {version})" if healthy else f"HTTP {status}")
     )
+    if liveness:
+        return checks
 
     status, body = _get_json(f"{base}/ready", timeout_s)
     if not isinstance(body, dict) or "checks" not in body:
@@ -106,12 +113,38 @@ def run_checks(base_url: str, timeout_s: float = 3.0) -> list[Check]:
     return checks
 
 
+def url_from_config(path: str | None) -> str:
+    """The service's own address, from the config ``run`` reads."""
+    from market_data.ops.config import load_config
+
+    config = load_config(path)
+    host = config.http_host
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.health_port}"
+
+
 _NON_BOOK = ("redis:", "feeds:", "service:", "shutting down")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", default=DEFAULT_URL, help=f"base URL of the service's HTTP port ({DEFAULT_URL})"
+        "--url",
+        help="base URL of the service's HTTP port (default: http_host and health_port "
+        "of the config)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the service's YAML config (default: as for run: config.yaml, "
+        "config.example.yaml, MARKET_DATA_* overrides)",
+    )
+    parser.add_argument(
+        "--liveness",
+        action="store_true",
+        help="only check that the process answers /health (for container health checks)",
     )
     parser.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to wait for each answer (3)"
@@ -121,8 +154,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print one line per check; the exit code says whether all passed."""
     stream = out if out is not None else sys.stdout
+    url = args.url or url_from_config(args.config)
     try:
-        checks = run_checks(args.url, args.timeout)
+        checks = run_checks(url, args.timeout, liveness=args.liveness)
     except UnreachableError as error:
         print(f"FAIL health: service unreachable: {error}", file=stream)
         return EXIT_UNREACHABLE

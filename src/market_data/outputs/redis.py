@@ -335,8 +335,8 @@ class RedisSink:
             done, _ = await asyncio.wait({task}, timeout=flush_timeout_s)
             if not done:
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # The writer's own cancellation is expected; the caller's is passed on.
+            await asyncio.gather(task, return_exceptions=True)
             self._task = None
         if self.queue_depth:
             logger.warning(

@@ -114,8 +114,18 @@ class FeedConnection:
                     self._lost()
         except asyncio.CancelledError:
             raise
+        except aiohttp.WSServerHandshakeError as exc:
+            # An HTTP answer instead of a WebSocket: most often a wrong exchange_ws_url
+            # or route (404), or a refused IP (403, 451). Retrying will not fix it alone.
+            reason = (
+                f"the exchange refused the WebSocket handshake: HTTP {exc.status} "
+                f"{exc.message} for {plan.url} (check exchange_ws_url)"
+            )
+            self.last_disconnect_reason = reason
+            log.error("feed %s: %s", plan.name, reason, extra={"connection": plan.name})
+            return reason
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            reason = f"connection failed: {exc or type(exc).__name__}"
+            reason = f"connection failed: {describe_connect_error(exc)}"
             self.last_disconnect_reason = reason
             log.warning("feed %s: %s", plan.name, reason, extra={"connection": plan.name})
             return reason
@@ -182,3 +192,15 @@ class FeedConnection:
             self.connected = False
             self.disconnects += 1
             self.handler.on_disconnected(self.plan, self.last_disconnect_reason or "cancelled")
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    """Why a connection attempt failed, in words that fit ws:// as well as wss://."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return str(exc)  # names the certificate problem
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {cause}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
