@@ -7,13 +7,17 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import psutil
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.ops.config import Config
+from market_data.ops.health_check import run_checks
 from market_data.service.supervisor import Supervisor, shard_configs, shard_symbols
 from market_data.sim.exchange import SimConfig, SimExchange
 from tests.integration.service_harness import Received, book_matches_truth, subscribe
@@ -30,11 +34,13 @@ def test_symbols_are_dealt_round_robin_and_never_to_an_idle_worker() -> None:
         shard_symbols(SYMBOLS, 0)
 
 
-def test_each_shard_gets_its_own_segment_and_port() -> None:
+def test_each_shard_gets_its_own_segment_and_a_private_port() -> None:
     config = Config(symbols=SYMBOLS, shm_name="md", health_port=8080)
     shards = shard_configs(config, 2)
     assert [s.shm_name for s in shards] == ["md-0", "md-1"]
-    assert [s.health_port for s in shards] == [8080, 8081]
+    assert [s.health_port for s in shards] == [0, 0]  # 8080 belongs to the front
+    assert {s.http_host for s in shards} == {"127.0.0.1"}
+    assert [s.health_port for s in shard_configs(config, 2, [9001, 9002])] == [9001, 9002]
     assert sorted(sym for s in shards for sym in s.symbols) == sorted(SYMBOLS)
     assert shard_configs(config, 1) == [config]
     assert [s.health_port for s in shard_configs(config.with_overrides(health_port=0), 2)] == [0, 0]
@@ -68,6 +74,41 @@ def _live_counts(received: Received) -> dict[str, int]:
     return {s: len(received.live_books(s)) for s in SYMBOLS}
 
 
+async def _get_json(base: str, path: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.get(base + path) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def _wait_ready(front: str) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            status, _ = await _get_json(front, "/ready")
+            if status == 200:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def _one_front_serves_every_symbol(front: str) -> None:
+    """Health, readiness, metrics and books of both workers, on the one port."""
+    await _wait_ready(front)
+    status, ready = await _get_json(front, "/ready")
+    assert set(ready["checks"]["books"]) == set(SYMBOLS)
+    checks = await asyncio.to_thread(run_checks, front)
+    assert all(c.ok for c in checks), [c.line() for c in checks]
+    assert {c.name for c in checks} >= {f"book {s}" for s in SYMBOLS}
+    async with aiohttp.ClientSession() as session, session.get(front + "/metrics") as response:
+        scrape = await response.text()
+    families = {f.name: f for f in text_string_to_metric_families(scrape)}
+    symbols = {s.labels.get("symbol") for f in families.values() for s in f.samples} - {None}
+    assert symbols == set(SYMBOLS)
+    workers = {s.labels["worker"] for s in families["market_data_workers_up"].samples}
+    assert workers == {"0", "1"}
+    for symbol in SYMBOLS:
+        status, book = await _get_json(front, f"/book/{symbol}")
+        assert status == 200 and book["symbol"] == symbol
+    assert (await _get_json(front, "/book/NOPEUSDT"))[0] == 404
+
+
 async def test_two_workers_publish_correct_books_and_a_killed_worker_is_restarted(
     redis_server: EmbeddedRedis,
 ) -> None:
@@ -92,9 +133,22 @@ async def test_two_workers_publish_correct_books_and_a_killed_worker_is_restarte
                 assert book_matches_truth(sim, received.live_books(symbol)[-1]) is None
             first = supervisor.pids()
             assert all(first) and len(set(first)) == 2
+            assert supervisor.front is not None
+            front = f"http://127.0.0.1:{supervisor.front.port}"
+            await _one_front_serves_every_symbol(front)
 
             assert first[0] is not None
             os.kill(first[0], signal.SIGKILL)
+            async with asyncio.timeout(10):  # until the front notices the dead worker
+                while True:
+                    status, body = await _get_json(front, "/ready")
+                    if status != 200:
+                        break
+                    await asyncio.sleep(0.02)
+            assert status == 503
+            dead = supervisor.shards[0].symbols
+            for symbol in dead:
+                assert any(r.startswith(f"{symbol}: worker 0") for r in body["reasons"]), body
             await wait_for(
                 lambda: (
                     supervisor.restarts()[0] == 1 and supervisor.pids()[0] not in (None, first[0])
@@ -111,6 +165,7 @@ async def test_two_workers_publish_correct_books_and_a_killed_worker_is_restarte
             for symbol in supervisor.shards[0].symbols:
                 assert book_matches_truth(sim, received.live_books(symbol)[-1]) is None
             assert supervisor.pids()[1] == first[1] and supervisor.restarts()[1] == 0
+            await _wait_ready(front)
         finally:
             supervisor.stop()
             assert await asyncio.wait_for(runner, 20) == 0

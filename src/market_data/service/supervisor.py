@@ -6,6 +6,8 @@ round-robin (so the busiest symbols, usually listed first, land on different
 workers); each shard is a full :class:`~market_data.service.app.App` with its own
 shared-memory segment (``f"{shm_name}-{i}"``). A symbol lives in exactly one
 worker, so its book, sequence checks and Redis channels stay where they were.
+Workers serve HTTP on private loopback ports; the supervisor's
+:class:`~market_data.service.front.Front` serves ``health_port`` for all of them.
 
 :class:`Supervisor` starts one process per shard, restarts a worker that dies
 (capped exponential backoff per worker, reset once it stayed up a while),
@@ -23,15 +25,17 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
 from market_data.core.backoff import backoff
 from market_data.ops.config import Config
+from market_data.service.front import Front, WorkerAddress
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +51,13 @@ def shard_symbols(symbols: tuple[str, ...], workers: int) -> list[tuple[str, ...
     return [symbols[i::count] for i in range(count)]
 
 
-def shard_configs(config: Config, workers: int) -> list[Config]:
+def shard_configs(config: Config, workers: int, ports: Sequence[int] | None = None) -> list[Config]:
     """One config per worker: a subset of the symbols and its own shm segment.
 
-    A non-zero ``health_port`` is offset by the worker index so that workers
-    serving HTTP do not fight over one port. The REST weight budget is per IP
-    address, which all workers share, so each gets its part of it.
+    Worker ``i`` serves HTTP on 127.0.0.1:``ports[i]`` (an ephemeral port without
+    ``ports``): the user-facing ``health_port`` belongs to the front. The REST
+    weight budget is per IP address, which all workers share, so each gets its
+    part of it.
     """
     shards = shard_symbols(config.symbols, workers)
     if len(shards) == 1:
@@ -61,11 +66,20 @@ def shard_configs(config: Config, workers: int) -> list[Config]:
         config.with_overrides(
             symbols=group,
             shm_name=f"{config.shm_name}-{index}",
-            health_port=config.health_port + index if config.health_port else 0,
+            http_host="127.0.0.1",
+            health_port=ports[index] if ports is not None else 0,
             rest_weight_share=config.rest_weight_share / len(shards),
         )
         for index, group in enumerate(shards)
     ]
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on just now (a worker binds it soon after)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 # ---------------------------------------------------------------------- worker side
@@ -172,6 +186,7 @@ class Supervisor:
         stable_after_s: float = 60.0,
         stop_timeout_s: float = 10.0,
         log_level: str | None = None,
+        serve_front: bool = True,
     ) -> None:
         self._context: SpawnContext = multiprocessing.get_context("spawn")
         self._restart_initial_s = restart_initial_s
@@ -180,10 +195,24 @@ class Supervisor:
         self._stop_timeout_s = stop_timeout_s
         self._log_level = log_level
         self._stop = threading.Event()
+        count = len(shard_symbols(config.symbols, workers))
+        ports = [_free_port() for _ in range(count)] if count > 1 else None
         self._slots = [
             _Slot(index, shard, self._delays())
-            for index, shard in enumerate(shard_configs(config, workers))
+            for index, shard in enumerate(shard_configs(config, workers, ports))
         ]
+        self._running = [False] * len(self._slots)
+        self.front: Front | None = None
+        if ports is not None and serve_front:
+            self.front = Front(
+                config.http_host,
+                config.health_port or _free_port(),
+                [
+                    WorkerAddress(s.index, s.config.symbols, f"http://127.0.0.1:{port}")
+                    for s, port in zip(self._slots, ports, strict=True)
+                ],
+                alive=lambda index: self._running[index],
+            )
 
     @property
     def shards(self) -> list[Config]:
@@ -210,6 +239,8 @@ class Supervisor:
             len(self._slots),
             "; ".join(",".join(slot.config.symbols) for slot in self._slots),
         )
+        if self.front is not None:
+            self.front.start()
         for slot in self._slots:
             self._start(slot)
         try:
@@ -222,6 +253,8 @@ class Supervisor:
                         self._start(slot)
         finally:
             self._stop_all()
+            if self.front is not None:
+                self.front.stop()
         log.info("all workers stopped")
         return 0
 
@@ -239,6 +272,7 @@ class Supervisor:
         )
         process.start()
         slot.process, slot.started_at, slot.restart_at = process, time.monotonic(), None
+        self._running[slot.index] = True
         log.info("worker %d started (pid %d)", slot.index, process.pid)
 
     def _wait_for_event(self) -> None:
@@ -266,6 +300,7 @@ class Supervisor:
         exitcode = process.exitcode
         process.close()
         slot.process = None
+        self._running[slot.index] = False
         if now - slot.started_at >= self._stable_after_s:
             slot.delays = self._delays()
         delay = next(slot.delays)

@@ -2,7 +2,7 @@
 
 Pure: everything here works on a buffer passed in (an ``mmap`` in production, a
 ``bytearray`` in the tests); opening, locking and mapping files is
-``io/shm_writer.py`` and ``shm_reader.py``. ``docs/SHM.md`` documents the same
+``outputs/shm.py`` and ``client/shm.py``. ``docs/SHM.md`` documents the same
 layout byte by byte for C, C++ and Rust consumers; keep the two in step.
 
 Layout: a 128-byte header, then ``slot_count`` fixed-size slots. Record number
