@@ -15,11 +15,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from market_data.client.shm import ShmRingReader
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.ops.config import Config
 from market_data.ops.health_check import run_checks
 from market_data.service.supervisor import Supervisor, shard_configs, shard_symbols
 from market_data.sim.exchange import SimConfig, SimExchange
+from market_data.wire.ring_index import read_index
 from tests.integration.service_harness import Received, book_matches_truth, subscribe
 from tests.support import wait_for
 
@@ -136,6 +138,14 @@ async def test_two_workers_publish_correct_books_and_a_killed_worker_is_restarte
             assert supervisor.front is not None
             front = f"http://127.0.0.1:{supervisor.front.port}"
             await _one_front_serves_every_symbol(front)
+            shm_name = supervisor.shards[0].shm_name.rsplit("-", 1)[0]
+            rings = read_index(shm_name)
+            assert rings == {s: c.shm_name for c in supervisor.shards for s in c.symbols}
+            for symbol in SYMBOLS:
+                with ShmRingReader.attach_symbol(shm_name, symbol, from_oldest=True) as reader:
+                    assert reader.latest_book(symbol) is not None or any(
+                        getattr(r, "symbol", None) == symbol for r in reader.poll()
+                    )
 
             assert first[0] is not None
             os.kill(first[0], signal.SIGKILL)
@@ -171,6 +181,7 @@ async def test_two_workers_publish_correct_books_and_a_killed_worker_is_restarte
             assert await asyncio.wait_for(runner, 20) == 0
             await subscribed.aclose()
         assert supervisor.pids() == [None, None]
+        assert read_index(shm_name) == {}
         assert not any(psutil.pid_exists(pid) for pid in first if pid is not None)
 
 

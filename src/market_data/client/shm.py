@@ -42,6 +42,7 @@ from market_data.wire.ring import (
     TradeRecord,
     decode_header,
 )
+from market_data.wire.ring_index import ring_for
 
 __all__ = [
     "BookRecord",
@@ -123,6 +124,16 @@ class ShmRingReader:
         """
         path = segment_path(name)
         return cls(path, _Attachment(path, from_oldest=from_oldest))
+
+    @classmethod
+    def attach_symbol(cls, name: str, symbol: str, *, from_oldest: bool = False) -> ShmRingReader:
+        """Attach to the ring that carries ``symbol``, however many workers write ``name``.
+
+        With ``run --workers N`` the ring is found through the index the
+        supervisor publishes (:mod:`market_data.wire.ring_index`); with one
+        process it is ``name`` itself. The ring may carry other symbols too.
+        """
+        return cls.attach(ring_for(name, symbol), from_oldest=from_oldest)
 
     # --- state --------------------------------------------------------------
 

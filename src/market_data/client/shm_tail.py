@@ -101,6 +101,10 @@ def build_table(reader: ShmRingReader, symbols: list[str], stats: TailStats) -> 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``market-data shm-tail``."""
     parser.add_argument("--name", default=DEFAULT_SHM_NAME, help="segment name under /dev/shm")
+    parser.add_argument(
+        "--symbol",
+        help="the ring that carries this symbol (found through the index with --workers N)",
+    )
     parser.add_argument("--plain", action="store_true", help="plain lines instead of a table")
     parser.add_argument("--from-oldest", action="store_true", help="start at the oldest record")
     parser.add_argument("--count", type=int, default=0, help="exit after N records (0: never)")
@@ -111,7 +115,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Watch the ring until interrupted (or --count / --duration); 1 if it cannot attach."""
     stream = out if out is not None else sys.stdout
     try:
-        reader = ShmRingReader.attach(args.name, from_oldest=args.from_oldest)
+        if args.symbol:
+            reader = ShmRingReader.attach_symbol(
+                args.name, args.symbol, from_oldest=args.from_oldest
+            )
+        else:
+            reader = ShmRingReader.attach(args.name, from_oldest=args.from_oldest)
     except ShmRingError as exc:
         print(f"shm-tail: {exc}", file=sys.stderr)
         return 1

@@ -39,8 +39,8 @@ from market_data.wire.ring import (
     encode_header,
     slot_count_for,
 )
+from market_data.wire.ring_index import SHM_DIR
 
-SHM_DIR = Path("/dev/shm")
 _PUBLISH_ATTEMPTS = 10
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from market_data.core.backoff import backoff
 from market_data.ops.config import Config
 from market_data.service.front import Front, WorkerAddress
+from market_data.wire.ring_index import remove_index, write_index
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,12 @@ class Supervisor:
             for index, shard in enumerate(shard_configs(config, workers, ports))
         ]
         self._running = [False] * len(self._slots)
+        self._shm_name = config.shm_name
+        self._shm_index = (
+            {s: slot.config.shm_name for slot in self._slots for s in slot.config.symbols}
+            if config.shm_enabled and len(self._slots) > 1
+            else None
+        )
         self.front: Front | None = None
         if ports is not None and serve_front:
             self.front = Front(
@@ -241,6 +248,8 @@ class Supervisor:
         )
         if self.front is not None:
             self.front.start()
+        if self._shm_index is not None:
+            write_index(self._shm_name, self._shm_index)
         for slot in self._slots:
             self._start(slot)
         try:
@@ -253,6 +262,8 @@ class Supervisor:
                         self._start(slot)
         finally:
             self._stop_all()
+            if self._shm_index is not None:
+                remove_index(self._shm_name)
             if self.front is not None:
                 self.front.stop()
         log.info("all workers stopped")
