@@ -436,3 +436,25 @@ async def test_cancelling_watch_closes_its_connections(redis_server: EmbeddedRed
         async with asyncio.timeout(5):
             while (await client.pubsub_numsub(CHANNELS.orderbook))[0][1]:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
+
+
+def test_an_80x24_terminal_shows_whole_prices_and_as_many_bids_as_asks() -> None:
+    bids = [(round(64000.5 - i * 0.1, 1), round(1.234 + i, 3)) for i in range(20)]
+    asks = [(round(64000.6 + i * 0.1, 1), 0.5 + i) for i in range(20)]
+    state = ViewState()
+    state.set_connected()
+    state.apply(CHANNELS.orderbook, book(bids=bids, asks=asks), now=0.0)
+    state.apply(CHANNELS.market_data, market_data_payload(
+        SYMBOL, best_bid=bids[0][0], best_ask=asks[0][0], stats=stats(), now_ms=1
+    ), now=0.0)  # fmt: skip
+    console = Console(
+        width=80, height=24, file=io.StringIO(), force_terminal=True, color_system=None
+    )
+    console.print(render(state, SYMBOL, 15, now=0.5, width=80, height=24))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert len(text.splitlines()) <= 24
+    assert "…" not in text
+    shown_bids = [p for p, _ in bids if f" {p:g} " in text]
+    shown_asks = [p for p, _ in asks if f" {p:g} " in text]
+    assert len(shown_bids) == len(shown_asks) == (24 - 10) // 2
+    assert shown_bids == [p for p, _ in bids[: len(shown_bids)]]  # the best ones

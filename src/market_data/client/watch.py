@@ -330,12 +330,17 @@ def _not_live_panel(reason: str) -> Panel:
     )
 
 
-def _ladder_table(ladder: Ladder, stale: bool) -> Table:
+def _ladder_table(ladder: Ladder, stale: bool, *, bars: bool = True) -> Table:
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    table.add_column("price", justify="right")
-    table.add_column("size", justify="right")
-    table.add_column("total", justify="right")
-    table.add_column("", min_width=BAR_WIDTH, no_wrap=True)
+    levels = (*ladder.bids, *ladder.asks)
+    # Columns as wide as their widest figure: a squeezed layout never cuts a price.
+    price_width = max((len(_num(p)) for p, _ in levels), default=5)
+    size_width = max((len(_num(q)) for _, q in levels), default=4)
+    total_width = len(_num(sum(q for _, q in levels))) + 2
+    table.add_column("price", justify="right", no_wrap=True, min_width=price_width)
+    table.add_column("size", justify="right", no_wrap=True, min_width=size_width)
+    table.add_column("total", justify="right", no_wrap=True, min_width=total_width)
+    table.add_column("", min_width=BAR_WIDTH if bars else 0, no_wrap=True)
     largest = max((q for _, q in (*ladder.bids, *ladder.asks)), default=0.0)
     dim = " dim" if stale else ""
 
@@ -347,7 +352,11 @@ def _ladder_table(ladder: Ladder, stale: bool) -> Table:
     for (price, qty), total in reversed(list(zip(ladder.asks, ask_totals, strict=True))):
         style = "red" + dim
         table.add_row(
-            _num(price), _num(qty), _num(total), Text(_bar(qty, largest), style), style=style
+            _num(price),
+            _num(qty),
+            _num(total),
+            Text(_bar(qty, largest) if bars else "", style),
+            style=style,
         )
 
     spread = spread_of(ladder.best_bid, ladder.best_ask)
@@ -356,7 +365,7 @@ def _ladder_table(ladder: Ladder, stale: bool) -> Table:
             Text("spread", "bold"),
             _num(spread.absolute),
             f"{spread.bps:.2f} bps",
-            f"mid {_num(spread.mid)}",
+            f"mid {_num(spread.mid)}" if bars else "",
             style="bold" + dim,
         )
     else:
@@ -367,7 +376,11 @@ def _ladder_table(ladder: Ladder, stale: bool) -> Table:
         running += qty
         style = "green" + dim
         table.add_row(
-            _num(price), _num(qty), _num(running), Text(_bar(qty, largest), style), style=style
+            _num(price),
+            _num(qty),
+            _num(running),
+            Text(_bar(qty, largest) if bars else "", style),
+            style=style,
         )
     return table
 
@@ -419,12 +432,35 @@ def _rates_line(state: ViewState, symbol: str, now: float) -> Text:
     return Text("  ".join(parts), style="dim")
 
 
+#: Rows the view uses besides the ladder's levels (header, borders, column
+#: names, spread, rates, one note), and the widths below which it sheds parts.
+_FIXED_ROWS = 10
+_WIDTH_FOR_BARS = 110
+_WIDTH_FOR_SIDE_PANELS = 72
+
+
 def render(
-    state: ViewState, symbol: str, depth: int = DEFAULT_DEPTH, *, now: float | None = None
+    state: ViewState,
+    symbol: str,
+    depth: int = DEFAULT_DEPTH,
+    *,
+    now: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
 ) -> RenderableType:
-    """The whole view of ``symbol``: header, ladder (or why not), 24h figures, trades, rates."""
+    """The whole view of ``symbol``: header, ladder (or why not), 24h figures, trades, rates.
+
+    Given the terminal's ``width`` and ``height`` it fits them: columns first
+    (size bars, then the side panels give way before any price is cut), then
+    as many levels as fit, the same number on each side.
+    """
     symbol = symbol.upper()
     now = time.monotonic() if now is None else now
+    if height is not None:
+        depth = max(1, min(depth, (height - _FIXED_ROWS) // 2))
+    bars = width is None or width >= _WIDTH_FOR_BARS
+    side_panels = width is None or width >= _WIDTH_FOR_SIDE_PANELS
+    trades_shown = TRADES_SHOWN if height is None else max(1, min(TRADES_SHOWN, height - 15))
     reason = _not_live_reason(state, symbol)
     book_part: RenderableType
     if reason is not None:
@@ -438,17 +474,24 @@ def render(
             parts.append(Text("partial depth: top levels only", style="yellow"))
         if stale:
             parts.append(Text(f"stale: no book update for {age:.0f} s", style="bold yellow"))
-        parts.append(_ladder_table(Ladder.of(book, depth), stale))
+        parts.append(_ladder_table(Ladder.of(book, depth), stale, bars=bars))
         book_part = Group(*parts)
 
-    right = Group(
-        Panel(_stats_table(state.market_data.get(symbol)), title="24h", expand=False),
-        Panel(_trades_table(state.last_trades(symbol)), title="trades", expand=False),
-    )
     body = Table.grid(padding=(0, 3))
     body.add_column()
-    body.add_column()
-    body.add_row(Panel(book_part, title="book", expand=False), right)
+    if side_panels:
+        right = Group(
+            Panel(_stats_table(state.market_data.get(symbol)), title="24h", expand=False),
+            Panel(
+                _trades_table(state.last_trades(symbol, trades_shown)),
+                title="trades",
+                expand=False,
+            ),
+        )
+        body.add_column()
+        body.add_row(Panel(book_part, title="book", expand=False), right)
+    else:
+        body.add_row(Panel(book_part, title="book", expand=False))
     return Group(_header(state, symbol, now), body, _rates_line(state, symbol, now))
 
 
@@ -511,6 +554,12 @@ async def follow(
             state.malformed = subscriber.malformed
 
 
+def _fit(console: Console) -> dict[str, int]:
+    """The terminal's size now (it may have been resized since the last frame)."""
+    width, height = console.size
+    return {"width": width, "height": height}
+
+
 async def watch(
     redis_url: str,
     symbol: str,
@@ -537,11 +586,13 @@ async def watch(
     try:
         if console.is_terminal:
             with Live(
-                render(state, symbol, depth), console=console, auto_refresh=False
+                render(state, symbol, depth, **_fit(console)),
+                console=console,
+                auto_refresh=False,
             ) as live:  # redrawn from this loop: the state is never read from another thread
                 while not stop.is_set() and not feeder.done():
                     await _wait(stop, 1.0 / max(refresh_hz, 0.1))
-                    live.update(render(state, symbol, depth), refresh=True)
+                    live.update(render(state, symbol, depth, **_fit(console)), refresh=True)
         else:
             while not stop.is_set() and not feeder.done():
                 await _wait(stop, plain_interval_s)
