@@ -1,13 +1,14 @@
 """HTTP endpoints against the running service (simulator + real Redis)."""
 
 import asyncio
+import json
 
 from market_data import __version__
-from market_data.core.book import format_decimal
 from market_data.core.state import BookState
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.ops.readiness import check_readiness
 from market_data.sim.exchange import SimConfig
+from market_data.wire.payloads import orderbook_payload
 from tests.ops.ops_harness import get, running_app, wait_for_answer
 from tests.support import wait_for
 
@@ -97,8 +98,15 @@ async def test_book_and_stats_views_404_and_cors(redis_server: EmbeddedRedis) ->
         assert book.body["symbol"] == "BTCUSDT" and book.body["state"] == "live"
         assert book.body["initialized"] is True
         assert book.body["last_update_id"] == state.last_update_id
-        assert book.body["bids"] == [[format_decimal(p), q] for p, q in bids]
-        assert book.body["asks"] == [[format_decimal(p), q] for p, q in asks]
+        # The same spelling as the keys of the Redis payload of the same levels.
+        published = json.loads(
+            orderbook_payload(
+                "BTCUSDT", bids, asks, last_update_id=0, event_time_ms=0, now_ms=0,
+                state=BookState.LIVE,
+            )
+        )  # fmt: skip
+        assert book.body["bids"] == [[p, q] for p, q in published["bids"].items()]
+        assert book.body["asks"] == [[p, q] for p, q in published["asks"].items()]
         assert len(book.body["bids"]) == 5 and book.body["bids"][0][0] < book.body["asks"][0][0]
         assert 0 <= book.body["age_s"] < 5
 

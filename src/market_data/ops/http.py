@@ -22,10 +22,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from market_data import __version__
-from market_data.core.book import format_decimal
 from market_data.errors import MarketDataError
 from market_data.ops.readiness import check_readiness
 from market_data.service.symbols import SymbolState
+from market_data.wire.payloads import price_text
 
 if TYPE_CHECKING:
     from market_data.service.app import App
@@ -150,8 +150,8 @@ class HttpServer:
                 "last_update_id": state.last_update_id if trusted else 0,
                 "event_time": state.event_time_ms,
                 "age_s": None if age is None else round(age, 6),
-                "bids": [[format_decimal(price), qty] for price, qty in bids],
-                "asks": [[format_decimal(price), qty] for price, qty in asks],
+                "bids": [[price_text(price), qty] for price, qty in bids],
+                "asks": [[price_text(price), qty] for price, qty in asks],
                 "book_updates": state.book_updates,
             }
         )

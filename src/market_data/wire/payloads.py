@@ -5,8 +5,9 @@ whether the book can be trusted (``initialized`` and the more precise
 ``state``), so a stale book is never presented as live.
 
 Prices are JSON object keys (strings) holding the shortest decimal that reads
-back as the same double (Python's ``str(float)`` form, e.g. ``"2681.1"``,
-``"100.0"``): equal to the exchange's decimal value, never rounded. Quantities
+back as the same double, as msgspec writes it (e.g. ``"2681.1"``, ``"100.0"``,
+``"8e-7"``): equal to the exchange's decimal value, never rounded. Every
+output spells prices this way (:func:`price_text`; ``/book`` too). Quantities
 and figures are JSON numbers. Keys are formatted by msgspec in C: formatting
 40 prices in Python cost ~17 μs per book, more than everything else. Time is passed
 in (``now_ms``): this module never reads a clock.
@@ -21,6 +22,11 @@ from market_data.core.state import BookState
 from market_data.core.stats import Stats24h
 
 _encode = msgspec.json.Encoder().encode
+
+
+def price_text(price: float) -> str:
+    """A price as every payload spells it (the form msgspec gives object keys)."""
+    return _encode(price).decode()
 
 
 def _side(levels: Sequence[Level]) -> dict[float, float]:
