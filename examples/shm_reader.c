@@ -89,19 +89,39 @@ static void print_record(uint64_t seq, const uint8_t *slot) {
     }
 }
 
+/* With `run --workers N` each worker writes its own ring; /dev/shm/<name>.index
+ * says which ring carries a symbol ("SYMBOL<TAB>segment" lines). Without an
+ * index (one process) the ring is <name> itself. See docs/SHM.md. */
+static const char *ring_for(const char *name, const char *symbol, char *out, size_t size) {
+    char index[512], sym[32], seg[256];
+    snprintf(index, sizeof index, "/dev/shm/%s.index", name);
+    snprintf(out, size, "%s", name);
+    FILE *f = fopen(index, "r");
+    if (!f) return out;
+    while (fscanf(f, "%31s %255s", sym, seg) == 2) {
+        if (!strcmp(sym, symbol)) { snprintf(out, size, "%s", seg); break; }
+    }
+    fclose(f);
+    return out;
+}
+
 int main(int argc, char **argv) {
     const char *name = "market_data";
+    const char *symbol = NULL;
+    char resolved[256];
     int from_oldest = 0;
     long long count = -1;
     double timeout = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--name") && i + 1 < argc) name = argv[++i];
+        else if (!strcmp(argv[i], "--symbol") && i + 1 < argc) symbol = argv[++i];
         else if (!strcmp(argv[i], "--from-oldest")) from_oldest = 1;
         else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout = atof(argv[++i]);
-        else { fprintf(stderr, "usage: %s [--name N] [--from-oldest] [--count N] [--timeout S]\n", argv[0]); return 1; }
+        else { fprintf(stderr, "usage: %s [--name N] [--symbol S] [--from-oldest] [--count N] [--timeout S]\n", argv[0]); return 1; }
     }
 
+    if (symbol) name = ring_for(name, symbol, resolved, sizeof resolved);
     char path[512];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     int fd = open(path, O_RDONLY);

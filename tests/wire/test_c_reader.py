@@ -10,6 +10,7 @@ import pytest
 
 from market_data.outputs.shm import ShmRingWriter
 from market_data.wire.ring import HEADER_SIZE
+from market_data.wire.ring_index import remove_index, write_index
 
 SOURCE = Path(__file__).parents[2] / "examples" / "shm_reader.c"
 
@@ -68,3 +69,22 @@ def test_c_reader_refuses_a_foreign_file(shm_name: str, c_reader: Path) -> None:
         [str(c_reader), "--name", shm_name], capture_output=True, text=True, timeout=10
     )
     assert proc.returncode == 1 and "not a version 1 ring" in proc.stderr
+
+
+def test_c_reader_finds_a_symbols_ring_through_the_index(shm_name: str, c_reader: Path) -> None:
+    ring = f"{shm_name}-1"
+    try:
+        with ShmRingWriter.create(ring, capacity_bytes=HEADER_SIZE + 16 * 2048) as writer:
+            write_index(shm_name, {"BTCUSDT": f"{shm_name}-0", "ETHUSDT": ring})
+            writer.write_trade("ETHUSDT", 5, 3000.5, 1.0, 1, False, 2)
+            result = subprocess.run(
+                [str(c_reader), "--name", shm_name, "--symbol", "ETHUSDT", "--from-oldest",
+                 "--count", "1", "--timeout", "10"],
+                capture_output=True, text=True, timeout=15,
+            )  # fmt: skip
+    finally:
+        remove_index(shm_name)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"attached /dev/shm/{ring} ")
+    assert lines[1].startswith("trade seq=1 symbol=ETHUSDT id=5")
