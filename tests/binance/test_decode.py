@@ -8,6 +8,7 @@ from market_data.binance.decode import (
     DecodeError,
     StreamKind,
     UnsupportedStreamError,
+    decode_depth,
     decode_frame,
     decode_snapshot,
 )
@@ -72,6 +73,13 @@ def test_agg_trade_accepts_unknown_fields() -> None:
     kind, data = decode_frame(frame("btcusdt@aggTrade", TRADE))
     assert kind is StreamKind.AGG_TRADE and isinstance(data, AggTrade)
     assert (data.a, data.p, data.q, data.m, data.T) == (5933014, 50000.5, 0.01, True, 1700000000120)
+
+
+def test_decode_depth_takes_depth_events_only() -> None:
+    assert decode_depth(frame("btcusdt@depth@0ms", DEPTH)).u == 160
+    assert decode_depth(frame("btcusdt@depth5", DEPTH)).u == 160
+    with pytest.raises(DecodeError, match="expected a depth event, got AggTrade"):
+        decode_depth(frame("btcusdt@aggTrade", TRADE))
 
 
 def test_book_ticker() -> None:

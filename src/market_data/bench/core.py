@@ -25,7 +25,7 @@ from market_data.binance.schemas import DepthSnapshot
 from market_data.capture import read_capture
 from market_data.core.sync import DepthSync
 
-ETH_CAPTURE = Path(__file__).resolve().parents[2] / "tests" / "data"
+ETH_CAPTURE = Path(__file__).resolve().parents[3] / "tests" / "data"
 ETH_CAPTURE = ETH_CAPTURE / "hftbacktest_usdm_ethusdt_20240808.gz"
 
 _encode = msgspec.json.Encoder().encode
