@@ -69,6 +69,7 @@ async def run_demo(
             )
             app = App(demo_config)
             service = asyncio.create_task(app.run(stop), name="service")
+            service.add_done_callback(lambda _: stop.set())  # a dead service ends the view
             try:
                 await watch(redis_url, shown, depth=min(config.order_book_depth, 15), stop=stop)
             finally:

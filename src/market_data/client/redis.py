@@ -133,8 +133,9 @@ class RedisSubscriber:
         self._stop.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # The reader's own end (cancelled, or an error already seen by the
+            # iterator) must not mask what the caller's ``async with`` raised.
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     def __aiter__(self) -> AsyncIterator[Message]:
@@ -142,15 +143,21 @@ class RedisSubscriber:
 
     async def _iterate(self) -> AsyncIterator[Message]:
         self.start()
+        reader = self._task
+        assert reader is not None
         while True:
             getter = asyncio.ensure_future(self._queue.get())
-            assert self._task is not None
-            done, _ = await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
+            try:
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()  # never left behind to take a later message
+            if getter in done and not getter.cancelled():
                 yield getter.result()
                 continue
-            getter.cancel()
-            self._task.result()  # re-raise what ended the reader, if anything
+            if reader.cancelled() or self._stop.is_set():
+                return  # closed: a clean end
+            reader.result()  # re-raise what ended the reader
             return
 
     async def until(self, stop: asyncio.Event) -> AsyncIterator[Message]:
@@ -173,6 +180,8 @@ class RedisSubscriber:
                 yield message
         finally:
             stopper.cancel()
+            if "step" in locals() and not step.done():
+                step.cancel()
 
     # -- decoding -----------------------------------------------------------------
 
