@@ -26,23 +26,32 @@ class Handler:
         raise AssertionError("never connected, so never disconnected")
 
 
-async def test_failed_connects_back_off_exponentially(caplog: pytest.LogCaptureFixture) -> None:
-    plan = StreamPlan("depth-1", f"ws://127.0.0.1:{free_port()}/stream", (), (), True)
-    caplog.set_level(logging.INFO, logger="market_data.service.feed")
+async def _run_briefly(
+    url: str, seconds: float, delay_s: float, max_delay_s: float
+) -> FeedConnection:
+    """A feed to ``url`` that nothing answers properly, run for ``seconds``."""
+    plan = StreamPlan("depth-1", url, (), (), True)
     async with aiohttp.ClientSession() as session:
         feed = FeedConnection(
             plan,
             Handler(),
             session,
-            reconnect_delay_s=0.01,
-            max_reconnect_delay_s=0.16,
+            reconnect_delay_s=delay_s,
+            max_reconnect_delay_s=max_delay_s,
             silence_timeout_s=5.0,
             max_age_s=3600.0,
         )
         task = asyncio.create_task(feed.run())
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(seconds)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    return feed
+
+
+async def test_failed_connects_back_off_exponentially(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="market_data.service.feed")
+    feed = await _run_briefly(f"ws://127.0.0.1:{free_port()}/stream", 0.8, 0.01, 0.16)
+    plan = feed.plan
     delays = [float(r.args[1]) for r in caplog.records if "reconnecting in" in r.msg]  # type: ignore[arg-type]
     assert len(delays) >= 5
     # Jitter takes at most half off: delay n lies in [base_n / 2, base_n], base doubling to 0.16.
@@ -67,24 +76,11 @@ async def test_a_handshake_answered_with_404_names_the_url(
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    plan = StreamPlan("depth-1", f"ws://127.0.0.1:{port}/wrong/stream", (), (), True)
     try:
-        async with aiohttp.ClientSession() as session:
-            feed = FeedConnection(
-                plan,
-                Handler(),
-                session,
-                reconnect_delay_s=0.05,
-                max_reconnect_delay_s=0.1,
-                silence_timeout_s=5.0,
-                max_age_s=3600.0,
-            )
-            task = asyncio.create_task(feed.run())
-            await asyncio.sleep(0.3)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        feed = await _run_briefly(f"ws://127.0.0.1:{port}/wrong/stream", 0.3, 0.05, 0.1)
     finally:
         await runner.cleanup()
+    plan = feed.plan
     reason = feed.last_disconnect_reason
     assert "HTTP 404" in reason and plan.url in reason and "exchange_ws_url" in reason
     assert any(r.levelno == logging.ERROR and "HTTP 404" in r.getMessage() for r in caplog.records)

@@ -40,9 +40,7 @@ from market_data.wire.messages import (
     MarketDataMessage,
     OrderBookMessage,
     TradeMessage,
-    decode_book,
-    decode_market_data,
-    decode_trade,
+    decode_channel,
 )
 
 log = logging.getLogger(__name__)
@@ -164,6 +162,7 @@ class RedisSubscriber:
         """The messages, ending as soon as ``stop`` is set (even while none arrive)."""
         iterator = aiter(self)
         stopper = asyncio.ensure_future(stop.wait())
+        step: asyncio.Future[Message] | None = None
         try:
             while True:
                 step = asyncio.ensure_future(anext(iterator))
@@ -180,25 +179,22 @@ class RedisSubscriber:
                 yield message
         finally:
             stopper.cancel()
-            if "step" in locals() and not step.done():
+            if step is not None and not step.done():
                 step.cancel()
 
     # -- decoding -----------------------------------------------------------------
 
     def decode(self, channel: str, data: bytes | str) -> list[Message]:
         """The messages one pub/sub message gives (none if malformed or a re-delivery)."""
-        kind, _, symbol = channel.partition(":")
         try:
-            if kind == "orderbook":
-                return [decode_book(data)]
-            if kind == "market_data":
-                return [decode_market_data(data)]
-            if kind == "trades":
-                return self._in_order(symbol, decode_trade(data))
+            message = decode_channel(channel, data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.malformed += 1
             log.warning("skipped a malformed %s message: %s", channel, exc)
-        return []
+            return []
+        if isinstance(message, TradeMessage):
+            return self._in_order(message.symbol or channel.partition(":")[2], message)
+        return [message]
 
     def _in_order(self, symbol: str, trade: TradeMessage) -> list[Message]:
         last = self._last_trade.get(symbol)

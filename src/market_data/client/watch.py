@@ -40,9 +40,7 @@ from market_data.wire.messages import (
     MarketDataMessage,
     OrderBookMessage,
     TradeMessage,
-    decode_book,
-    decode_market_data,
-    decode_trade,
+    decode_channel,
 )
 
 DEFAULT_DEPTH = 10
@@ -131,20 +129,18 @@ class ViewState:
 
     def apply(self, channel: str, data: bytes, now: float) -> bool:
         """Decode one pub/sub message by its channel; False (and counted) if malformed."""
-        kind, _, symbol = channel.partition(":")
         try:
-            if kind == "orderbook":
-                self.add_book(symbol, decode_book(data), now)
-            elif kind == "market_data":
-                self.add_market_data(symbol, decode_market_data(data))
-            elif kind == "trades":
-                self.add_trade(symbol, decode_trade(data))
-            else:
-                self.malformed += 1
-                return False
+            message = decode_channel(channel, data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             self.malformed += 1
             return False
+        symbol = channel.partition(":")[2]
+        if isinstance(message, OrderBookMessage):
+            self.add_book(symbol, message, now)
+        elif isinstance(message, MarketDataMessage):
+            self.add_market_data(symbol, message)
+        else:
+            self.add_trade(symbol, message)
         self.count(channel, now)
         return True
 

@@ -18,6 +18,7 @@ process.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -97,6 +98,7 @@ class Front:
         self._started = threading.Event()
         self._stopped: asyncio.Event | None = None
         self._error: BaseException | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle (called from the supervisor's thread) ----------------------------
 
@@ -152,6 +154,7 @@ class Front:
 
     async def _ask(self, worker: WorkerAddress, path: str) -> tuple[int, bytes, str]:
         """(status, body, content type) of a worker's answer; raises OSError-like errors."""
+        assert self._session is not None
         async with self._session.get(worker.url + path) as response:
             body = await response.read()
             return response.status, body, response.headers.get("Content-Type", "")
@@ -264,8 +267,6 @@ class Front:
 
 
 def _decode_json(body: bytes) -> dict[str, Any]:
-    import json
-
     value = json.loads(body)
     if not isinstance(value, dict):
         raise ValueError("not an object")

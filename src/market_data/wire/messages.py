@@ -7,6 +7,7 @@ field, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import msgspec
@@ -76,3 +77,23 @@ class Channels(NamedTuple):
     def of(cls, symbol: str) -> Channels:
         name = symbol.upper()
         return cls(f"orderbook:{name}", f"market_data:{name}", f"trades:{name}")
+
+
+PublishedMessage = OrderBookMessage | MarketDataMessage | TradeMessage
+_DECODERS: dict[str, Callable[[bytes | str], PublishedMessage]] = {
+    "orderbook": decode_book,
+    "market_data": decode_market_data,
+    "trades": decode_trade,
+}
+
+
+def decode_channel(channel: str, data: bytes | str) -> PublishedMessage:
+    """Decode a message by the channel it came on (``orderbook:``, ``market_data:``, ...).
+
+    Raises ``msgspec.ValidationError`` for a channel of another kind and
+    ``msgspec.DecodeError`` for a malformed message.
+    """
+    decoder = _DECODERS.get(channel.partition(":")[0])
+    if decoder is None:
+        raise msgspec.ValidationError(f"not a channel of this service: {channel!r}")
+    return decoder(data)
