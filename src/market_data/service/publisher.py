@@ -77,7 +77,8 @@ class Publisher:
                 state.dirty = False
                 bids, asks = self._publish_book(state, now_ms, local_ns)
             elif state.market_dirty:
-                bids, asks = state.top(1) if state.state.trusted else ([], [])
+                book = state.book
+                bids, asks = book.top(1) if book.state.trusted else ([], [])
             else:
                 continue
             state.market_dirty = False
@@ -87,13 +88,14 @@ class Publisher:
         self, state: SymbolState, now_ms: int, local_ns: int
     ) -> tuple[list[Level], list[Level]]:
         """Publish the top of the book; a book that is not live goes out without levels."""
-        book_state = state.state
+        book = state.book  # the book itself: no delegating hop per read on this path
+        book_state = book.state
         trusted = book_state.trusted
-        bids, asks = state.top(self.depth) if trusted else ([], [])
-        last_id = state.last_update_id if trusted else 0
+        bids, asks = book.top(self.depth) if trusted else ([], [])
+        last_id = book.last_update_id if trusted else 0
         if trusted:
             state.updated_at = local_ns / 1e9  # freshness, once per publication not per event
-        event_time_ms = state.event_time_ms
+        event_time_ms = book.event_time_ms
         payload = orderbook_payload(
             state.symbol,
             bids,
