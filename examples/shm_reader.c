@@ -99,7 +99,12 @@ static const char *ring_for(const char *name, const char *symbol, char *out, siz
     FILE *f = fopen(index, "r");
     if (!f) return out;
     while (fscanf(f, "%31s %255s", sym, seg) == 2) {
-        if (!strcmp(sym, symbol)) { snprintf(out, size, "%s", seg); break; }
+        if (!strcmp(sym, symbol)) {
+            char path[512];
+            snprintf(path, sizeof path, "/dev/shm/%s", seg);
+            if (access(path, F_OK) == 0) snprintf(out, size, "%s", seg); /* else: stale index */
+            break;
+        }
     }
     fclose(f);
     return out;

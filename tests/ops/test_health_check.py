@@ -4,8 +4,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from market_data.core.state import BookState
 from market_data.embedded_redis import EmbeddedRedis
+from market_data.errors import MarketDataError
+from market_data.ops.health_check import url_from_config
 from tests.ops.ops_harness import running_app, wait_for_answer
 from tests.support import free_port, wait_for
 
@@ -77,3 +81,10 @@ async def test_unreachable_service_exits_2() -> None:
     assert code == 2
     assert lines[0].startswith("FAIL health: service unreachable:")
     assert "refused" in lines[0].lower()
+
+
+def test_a_config_with_health_port_0_asks_for_url(tmp_path: Path) -> None:
+    config = tmp_path / "service.yaml"
+    config.write_text("health_port: 0\n")
+    with pytest.raises(MarketDataError, match="pass --url"):
+        url_from_config(str(config))

@@ -1,4 +1,4 @@
-"""Segment lifecycle of the writer (io/shm_writer.py): permissions, cleanup, takeover."""
+"""Segment lifecycle of the writer (outputs/shm.py): permissions, cleanup, takeover."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from market_data.client.shm import ShmRingReader
 from market_data.outputs.shm import ShmRingWriter, segment_path
 from market_data.wire.ring import HEADER_SIZE, ShmRingError, ShmSegmentBusyError
+from market_data.wire.ring_index import index_path, ring_for, write_index
 
 SMALL = HEADER_SIZE + 8 * 2048
 
@@ -47,6 +48,14 @@ def test_close_unlinks_the_segment_and_leaves_no_temporary_file(shm_name: str) -
     writer.close()  # idempotent
     assert not segment_path(shm_name).exists()
     assert not [p for p in os.listdir(segment_path(shm_name).parent) if shm_name in p]
+
+
+def test_a_single_ring_removes_a_stale_index_of_its_name(shm_name: str) -> None:
+    """An index left by a killed ``--workers N`` run must not misroute this ring's readers."""
+    write_index(shm_name, {"BTCUSDT": f"{shm_name}-0"})
+    with ShmRingWriter.create(shm_name, capacity_bytes=SMALL):
+        assert not index_path(shm_name).exists()
+        assert ring_for(shm_name, "BTCUSDT") == shm_name
 
 
 def test_close_without_unlink_keeps_the_segment_for_readers(shm_name: str) -> None:

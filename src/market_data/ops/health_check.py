@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from market_data.errors import MarketDataError
+
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2
 
 
@@ -118,6 +120,10 @@ def url_from_config(path: str | None) -> str:
     from market_data.ops.config import load_config
 
     config = load_config(path)
+    if not config.health_port:
+        raise MarketDataError(
+            "health_port is 0 in the config (a free port picked at start): pass --url"
+        )
     host = config.http_host
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"

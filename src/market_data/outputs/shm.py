@@ -39,7 +39,7 @@ from market_data.wire.ring import (
     encode_header,
     slot_count_for,
 )
-from market_data.wire.ring_index import SHM_DIR
+from market_data.wire.ring_index import SHM_DIR, remove_index
 
 _PUBLISH_ATTEMPTS = 10
 
@@ -97,9 +97,11 @@ class ShmRingWriter:
         mode = 0o660 if group_access else 0o600
         slot_count = slot_count_for(capacity_bytes, slot_size)
         try:
-            return cls._publish(path, mode, slot_size, slot_count)
+            writer = cls._publish(path, mode, slot_size, slot_count)
         except OSError as exc:
             raise ShmRingError(f"cannot create shared-memory segment {path}: {exc}") from exc
+        remove_index(name, path.parent)  # one ring under this name now: any index is stale
+        return writer
 
     @classmethod
     def _publish(cls, path: Path, mode: int, slot_size: int, slot_count: int) -> ShmRingWriter:

@@ -106,7 +106,8 @@ class Front:
         """Listen, or raise MarketDataError if the port cannot be had."""
         self._thread = threading.Thread(target=self._run, name="http-front", daemon=True)
         self._thread.start()
-        self._started.wait(30)
+        if not self._started.wait(30):
+            raise MarketDataError(f"HTTP front on {self.host}:{self.port}: no start in 30 s")
         if self._error is not None:
             raise MarketDataError(
                 f"cannot listen on {self.host}:{self.port}: {self._error}"
@@ -119,7 +120,14 @@ class Front:
             self._thread.join(10)
 
     def _run(self) -> None:
-        asyncio.run(self._serve())
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to start(), or logged once serving
+            if not self._started.is_set():
+                self._error = exc
+                self._started.set()
+            else:
+                log.exception("the HTTP front stopped")
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -138,11 +146,9 @@ class Front:
             try:
                 site = web.TCPSite(runner, self.host, self.port)
                 await site.start()
-            except OSError as exc:
-                self._error = exc
-                self._started.set()
+            except BaseException:
                 await runner.cleanup()
-                return
+                raise
             log.info("HTTP front on %s:%d for %d workers", self.host, self.port, len(self.workers))
             self._started.set()
             try:
@@ -168,14 +174,16 @@ class Front:
     # -- handlers --------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
+        """Healthy while at least one worker runs: with none, a restart of the whole is due."""
         up = sum(1 for w in self.workers if self._alive(w.index))
         return web.json_response(
             {
-                "status": "healthy",
+                "status": "healthy" if up else "unhealthy",
                 "version": __version__,
                 "workers": len(self.workers),
                 "workers_running": up,
-            }  # fmt: skip
+            },
+            status=200 if up else 503,
         )
 
     async def ready(self, request: web.Request) -> web.Response:

@@ -341,6 +341,7 @@ class Supervisor:
             process.close()
         for slot in self._slots:
             slot.process = None
+            self._running[slot.index] = False
 
 
 def run_workers(config: Config, workers: int, log_level: str | None = None) -> int:

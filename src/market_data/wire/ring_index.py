@@ -5,8 +5,10 @@ Each worker writes its own ring, ``<shm_name>-<i>``. The supervisor publishes
 written to a temporary name and renamed, so a reader never sees half of it.
 A reader resolves a symbol through the index when there is one and falls
 back to ``<shm_name>`` itself (one process, one ring), so it never needs to
-know how many workers there are. The format is plain text so the C reader
-can read it with ``fscanf``.
+know how many workers there are. An index can outlive its supervisor (SIGKILL
+leaves it behind), so a single process that creates ``<shm_name>`` removes the
+index of that name, and a reader ignores an entry whose segment is gone. The
+format is plain text so the C reader can read it with ``fscanf``.
 """
 
 from __future__ import annotations
@@ -50,5 +52,12 @@ def read_index(name: str, directory: Path = SHM_DIR) -> dict[str, str]:
 
 
 def ring_for(name: str, symbol: str, directory: Path = SHM_DIR) -> str:
-    """The segment that carries ``symbol`` under ``name`` (``name`` itself without an index)."""
-    return read_index(name, directory).get(symbol.upper(), name)
+    """The segment that carries ``symbol`` under ``name`` (``name`` itself without an index).
+
+    An indexed segment that does not exist (a stale index, or workers still
+    starting) falls back to ``name``.
+    """
+    ring = read_index(name, directory).get(symbol.upper())
+    if ring is None or not (directory / ring).exists():
+        return name
+    return ring
