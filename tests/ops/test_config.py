@@ -43,10 +43,10 @@ def test_defaults() -> None:
     assert config.redis_url == "redis://localhost:6379/0"
     assert (config.order_book_depth, config.health_port, config.shm_name) == (
         20,
-        8080,
+        9090,
         "market_data",
     )
-    assert (config.reconnect_delay_s, config.max_reconnect_delay_s) == (1.0, 30.0)
+    assert (config.reconnect_delay_s, config.max_reconnect_delay_s) == (1.0, 60.0)
     assert config.connection_max_age_s == 23 * 3600
     assert config.shm_capacity_bytes == 64 * 2**20
 
@@ -300,9 +300,9 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
 
 
 def test_rules_between_keys_blame_the_source_that_set_them(tmp_path: Path) -> None:
-    assert problems_of(env={"MARKET_DATA_RECONNECT_DELAY_MS": "60000"}) == [
-        "MARKET_DATA_RECONNECT_DELAY_MS: max_reconnect_delay_ms (30000) is below "
-        "reconnect_delay_ms (60000)"
+    assert problems_of(env={"MARKET_DATA_RECONNECT_DELAY_MS": "90000"}) == [
+        "MARKET_DATA_RECONNECT_DELAY_MS: max_reconnect_delay_ms (60000) is below "
+        "reconnect_delay_ms (90000)"
     ]
     path = write(tmp_path, "max_levels_per_side: 10\n")
     assert problems_of(path) == [f"{path}: max_levels_per_side (10) is below order_book_depth (20)"]
@@ -356,7 +356,7 @@ def test_config_is_frozen_and_overrides_are_validated() -> None:
         config.health_port = 1  # type: ignore[misc]
     demo = config.with_overrides(exchange_ws_url="ws://127.0.0.1:9000/", health_port=0)
     assert demo.exchange_ws_url == "ws://127.0.0.1:9000"
-    assert config.health_port == 8080
+    assert config.health_port == 9090
     with pytest.raises(ConfigError):
         config.with_overrides(exchange_ws_url="http://127.0.0.1:9000")
 
@@ -373,7 +373,7 @@ def test_describe_lists_every_key_and_hides_the_redis_password() -> None:
 def test_repr_hides_the_redis_password_too() -> None:
     text = repr(Config(redis_url="redis://:s3cret@redis.internal:6379/0"))
     assert "s3cret" not in text
-    assert "redis://:***@redis.internal:6379/0" in text and "health_port=8080" in text
+    assert "redis://:***@redis.internal:6379/0" in text and "health_port=9090" in text
 
 
 def test_describe_written_back_as_yaml_loads_to_the_same_config(tmp_path: Path) -> None:

@@ -255,7 +255,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck() -> None:
     assert healthcheck[healthcheck.index("--config") + 1] == "/etc/market-data/config.yaml"
     assert json.loads(keywords["ENTRYPOINT"]) == ["market-data"]
     assert json.loads(keywords["CMD"])[0] == "run"
-    assert "8080" in keywords["EXPOSE"]
+    assert "9090" in keywords["EXPOSE"]
     # Every file the build copies from the context exists.
     for keyword, rest in instructions:
         if keyword == "COPY" and not rest.startswith("--from="):

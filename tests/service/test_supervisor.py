@@ -37,10 +37,10 @@ def test_symbols_are_dealt_round_robin_and_never_to_an_idle_worker() -> None:
 
 
 def test_each_shard_gets_its_own_segment_and_a_private_port() -> None:
-    config = Config(symbols=SYMBOLS, shm_name="md", health_port=8080)
+    config = Config(symbols=SYMBOLS, shm_name="md", health_port=9090)
     shards = shard_configs(config, 2)
     assert [s.shm_name for s in shards] == ["md-0", "md-1"]
-    assert [s.health_port for s in shards] == [0, 0]  # 8080 belongs to the front
+    assert [s.health_port for s in shards] == [0, 0]  # 9090 belongs to the front
     assert {s.http_host for s in shards} == {"127.0.0.1"}
     assert [s.health_port for s in shard_configs(config, 2, [9001, 9002])] == [9001, 9002]
     assert sorted(sym for s in shards for sym in s.symbols) == sorted(SYMBOLS)

@@ -57,10 +57,10 @@ class Config:
     exchange_rest_url: str = "https://fapi.binance.com"
     redis_url: str = "redis://localhost:6379/0"
     order_book_depth: int = 20
-    health_port: int = 8080
+    health_port: int = 9090
     shm_name: str = "market_data"
     reconnect_delay_ms: int = 1000
-    max_reconnect_delay_ms: int = 30_000
+    max_reconnect_delay_ms: int = 60_000
     depth_stream: str = "depth@100ms"
     use_split_routes: bool = True
     streams_per_connection: int = 200
