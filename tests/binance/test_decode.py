@@ -119,6 +119,19 @@ BAD = [
     (frame("btcusdt@depth", TRADE), "unexpected AggTrade"),
     (frame("btcusdt@aggTrade", {**TRADE, "p": "0"}), "> 0.0"),
     (frame("btcusdt@depth", {"e": "somethingElse"}), "somethingElse"),
+    (frame("btcusdt@depth", _with(u=2**62)), "Expected `int` <= 9007199254740991"),
+    (frame("btcusdt@depth", _with(u=10**40)), "Expected `int` <= 9007199254740991"),
+    (frame("btcusdt@depth", _with(pu=-1)), "Expected `int` >= 0"),
+    (frame("btcusdt@aggTrade", {**TRADE, "a": 2**60}), "Expected `int` <= 9007199254740991"),
+    (frame("btcusdt@aggTrade", {**TRADE, "T": 2**60}), "Expected `int` <= 9007199254740991"),
+    (frame("btcusdt@aggTrade", {**TRADE, "f": 106}), "f=106 > last l=105"),
+    (b'{"stream":"btcusdt@depth","data":' + b"[" * 5000, "malformed frame"),
+    (
+        b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","x":' + b"[" * 5000 + b"]" * 5000,
+        "nested too deeply",
+    ),
+    (b"[" * 5000, "malformed frame"),
+    (b'{"a":' * 5000, "malformed frame"),
 ]
 
 
@@ -143,7 +156,16 @@ def test_unknown_streams_are_told_apart(raw: bytes) -> None:
         decode_frame(raw)
 
 
-@pytest.mark.parametrize("body", [b"", b"{}", b'{"lastUpdateId":1,"bids":[["1","x"]],"asks":[]}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{}",
+        b'{"lastUpdateId":1,"bids":[["1","x"]],"asks":[]}',
+        b'{"lastUpdateId":1,"bids":' + b"[" * 5000,
+        b'{"lastUpdateId":18446744073709551616,"bids":[],"asks":[]}',
+    ],
+)
 def test_bad_snapshot(body: bytes) -> None:
     with pytest.raises(DecodeError, match="malformed depth snapshot"):
         decode_snapshot(body)

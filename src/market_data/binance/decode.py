@@ -84,6 +84,8 @@ def decode_frame(raw: bytes | str) -> Frame:
         frame = _frame_decoder.decode(raw)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise _explain(raw, exc) from None
+    except RecursionError:  # thousands of nested brackets: msgspec's own depth guard
+        raise DecodeError("malformed frame: nested too deeply") from None
     data = frame.data
     route = _routes.get(frame.stream) or _route(frame.stream)
     kind, expected_type, symbol = route
@@ -93,6 +95,8 @@ def decode_frame(raw: bytes | str) -> Frame:
         raise DecodeError(f"stream {frame.stream!r} carries symbol {data.s!r}")
     if type(data) is DepthUpdate and data.U > data.u:
         raise DecodeError(f"depth event with U={data.U} > u={data.u}")
+    if type(data) is AggTrade and data.f > data.l:
+        raise DecodeError(f"aggTrade with first trade id f={data.f} > last l={data.l}")
     return (kind, data)  # type: ignore[return-value]  # the route pairs kind and type
 
 
@@ -127,6 +131,8 @@ def decode_snapshot(raw: bytes | str) -> DepthSnapshot:
         return _snapshot_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed depth snapshot: {exc}") from None
+    except RecursionError:
+        raise DecodeError("malformed depth snapshot: nested too deeply") from None
 
 
 class _Envelope(msgspec.Struct):
@@ -140,7 +146,7 @@ def _explain(raw: bytes | str, exc: msgspec.DecodeError) -> DecodeError:
     """Tell an unsupported stream (e.g. kline) from a broken frame."""
     try:
         stream = _envelope_decoder.decode(raw).stream
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return DecodeError(f"malformed frame: {exc}")
     if stream.partition("@")[2] not in SUFFIX_KINDS:
         return UnsupportedStreamError(f"unknown stream {stream!r}")

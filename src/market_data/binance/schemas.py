@@ -17,17 +17,23 @@ import msgspec
 Price = Annotated[float, msgspec.Meta(gt=0.0, lt=1e15)]
 Qty = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
 Level = tuple[Price, Qty]
+# Ids and millisecond times are non-negative and below 2**53: the exchange's
+# ids are ~10**13 today and JSON consumers (JavaScript) lose integers above
+# 2**53, so anything larger is a broken or hostile frame, not a real id. A
+# plausible-looking id that is still wrong is the sync's to catch (core/sync.py).
+Id = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+Millis = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
 
 
 class DepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate", gc=False):
     """Diff depth (``<sym>@depth@100ms``) or partial depth (``<sym>@depth20``) event."""
 
-    E: int  # event time, ms
-    T: int  # transaction time, ms
+    E: Millis  # event time, ms
+    T: Millis  # transaction time, ms
     s: str  # symbol, upper case
-    U: int  # first update id in event
-    u: int  # final update id in event
-    pu: int  # final update id of the previous event on this stream
+    U: Id  # first update id in event
+    u: Id  # final update id in event
+    pu: Id  # final update id of the previous event on this stream
     b: list[Level]  # bids to update: absolute quantity, 0 removes the level
     a: list[Level]  # asks to update
 
@@ -35,23 +41,23 @@ class DepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate", gc=False):
 class AggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
     """Aggregate trade (``<sym>@aggTrade``)."""
 
-    E: int  # event time, ms
+    E: Millis  # event time, ms
     s: str  # symbol
-    a: int  # aggregate trade id
+    a: Id  # aggregate trade id
     p: Price  # price
     q: Qty  # quantity
-    f: int  # first trade id
-    l: int  # last trade id  # noqa: E741 - the exchange's field name
-    T: int  # trade time, ms
+    f: Id  # first trade id
+    l: Id  # last trade id  # noqa: E741 - the exchange's field name
+    T: Millis  # trade time, ms
     m: bool  # is the buyer the market maker (true: the aggressor sold)
 
 
 class BookTicker(msgspec.Struct, tag_field="e", tag="bookTicker", gc=False):
     """Best bid/ask (``<sym>@bookTicker``)."""
 
-    u: int  # order book update id
-    E: int  # event time, ms
-    T: int  # transaction time, ms
+    u: Id  # order book update id
+    E: Millis  # event time, ms
+    T: Millis  # transaction time, ms
     s: str  # symbol
     b: Price  # best bid price
     B: Qty  # best bid quantity
@@ -72,8 +78,8 @@ class CombinedFrame(msgspec.Struct, gc=False):
 class DepthSnapshot(msgspec.Struct, gc=False):
     """REST ``GET /fapi/v1/depth`` answer."""
 
-    lastUpdateId: int  # the book reflects every update up to this id
+    lastUpdateId: Id  # the book reflects every update up to this id
     bids: list[Level]  # best first
     asks: list[Level]  # best first
-    E: int = 0  # message output time, ms
-    T: int = 0  # transaction time, ms
+    E: Millis = 0  # message output time, ms
+    T: Millis = 0  # transaction time, ms
