@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from market_data.core.book import Level
 from market_data.core.partial import PartialDepthBook
 from market_data.core.state import BookState
+from market_data.core.sync import MAX_ID_STEP, MAX_STALE_RUN
 
 
 @dataclass
@@ -41,3 +42,20 @@ def test_disconnect_makes_it_not_trustworthy() -> None:
     book.on_partial(Msg(10, [(100.0, 1.0)], [(101.0, 1.0)]))
     book.on_disconnect()
     assert book.state is BookState.WAITING and book.book.top(5) == ([], [])
+
+
+def test_ids_going_backwards_for_good_are_taken_after_a_run() -> None:
+    """An exchange that restarted its ids must not leave the book frozen but 'partial'."""
+    book = PartialDepthBook("X", levels=5)
+    book.on_partial(Msg(10_000, [(100.0, 1.0)], [(101.0, 1.0)]))
+    taken = [book.on_partial(Msg(i, [(90.0 + i, 1.0)], [(200.0, 1.0)])) for i in range(1, 12)]
+    assert taken == [False] * (MAX_STALE_RUN - 1) + [True, True]
+    assert book.book.last_update_id == 11 and book.book.top(1)[0] == [(101.0, 1.0)]
+
+
+def test_one_absurd_id_is_rejected_and_moves_nothing() -> None:
+    book = PartialDepthBook("X", levels=5)
+    book.on_partial(Msg(10, [(100.0, 1.0)], [(101.0, 1.0)]))
+    assert not book.on_partial(Msg(10 + MAX_ID_STEP + 1, [(1.0, 1.0)], [(2.0, 1.0)]))
+    assert book.on_partial(Msg(11, [(100.5, 1.0)], [(101.0, 1.0)]))
+    assert (book.implausible, book.book.last_update_id) == (1, 11)

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from market_data.core.book import Level
 from market_data.core.state import BookState
 from market_data.core.sync import (
+    MAX_BEFORE_BRIDGE,
+    MAX_ID_STEP,
     MAX_STALE_RUN,
     BookLive,
     BookReset,
@@ -220,10 +222,15 @@ def test_snapshot_nobody_asked_for_is_ignored() -> None:
 class ModelExchange:
     """A tiny exchange: one symbol, global non-contiguous ids, full history."""
 
-    def __init__(self, draw_levels: list[list[tuple[int, int, int]]], id_steps: list[int]) -> None:
+    def __init__(
+        self,
+        draw_levels: list[list[tuple[int, int, int]]],
+        id_steps: list[int],
+        start: int = 1000,
+    ) -> None:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
-        self.u = 1000
+        self.u = start
         self.history: dict[int, tuple[dict[float, float], dict[float, float]]] = {self.u: ({}, {})}
         self.events: list[Ev] = []
         for changes, step in zip(draw_levels, id_steps, strict=False):
@@ -303,3 +310,103 @@ def test_never_publishes_a_wrong_book_and_detects_every_gap(
             assert sync.book.asks.prices == sorted(asks)
     # Gaps met while draining the buffer after a snapshot are detected too, hence >=.
     assert sync.gaps >= gaps_expected
+
+
+# ------------------------------------------------------- hostile frames and snapshots
+
+
+def test_an_event_jumping_far_ahead_is_rejected_and_moves_nothing() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    before = (sync.book.top(5), sync.book.last_update_id)
+    assert not sync.on_depth(Ev(106, 106 + MAX_ID_STEP, 105, [(10.0, 99.0)]))  # chains on pu
+    assert not sync.on_depth(Ev(106, 2 * MAX_ID_STEP, 104, [(10.0, 99.0)]))  # and a "gap"
+    assert (sync.book.top(5), sync.book.last_update_id) == before
+    assert sync.is_live and sync.resets == 0 and sync.implausible == 2
+    assert sync.on_depth(Ev(106, 108, 105, [(10.0, 7.0)]))  # the real stream goes on
+    assert sync.book.bids.qty[10.0] == 7.0
+
+
+def test_an_absurd_first_buffered_event_cannot_become_the_bridge() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(MAX_ID_STEP * 5, MAX_ID_STEP * 5, 3))
+    sync.on_depth(Ev(95, 105, 90, [(10.0, 1.0)], [(11.0, 1.0)]))
+    sync.on_snapshot(Snap(100, [(10.0, 5.0)], [(12.0, 1.0)]))
+    assert sync.is_live and sync.book.last_update_id == 105 and sync.implausible == 1
+
+
+def test_a_snapshot_far_from_every_buffered_event_is_asked_for_again() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(95, 105, 90))
+    sync.drain()
+    sync.on_snapshot(Snap(105 + 3 * MAX_ID_STEP))
+    assert sync.state is BookState.SYNCING and sync.snapshot_pending
+    assert sync.drain() == [SnapshotNeeded("X", "snapshot id far from the stream's")]
+    sync.on_snapshot(Snap(100, [(10.0, 5.0)], [(12.0, 1.0)]))
+    assert sync.is_live and sync.implausible == 1
+
+
+def test_a_snapshot_the_stream_never_reaches_is_dropped_and_asked_for_again() -> None:
+    sync = DepthSync("X")
+    sync.on_depth(Ev(95, 105, 90))
+    sync.drain()
+    sync.on_snapshot(Snap(10**9))  # plausible as an id, but the stream is far behind it
+    u = 105
+    for _ in range(MAX_BEFORE_BRIDGE - 1):
+        sync.on_depth(Ev(u + 1, u + 2, u))
+        u += 2
+    assert not sync.snapshot_pending and sync.state is BookState.SYNCING
+    sync.on_depth(Ev(u + 1, u + 2, u))
+    assert sync.drain() == [SnapshotNeeded("X", "snapshot ahead of the stream")]
+    sync.on_snapshot(Snap(u + 1))
+    assert sync.is_live and sync.book.last_update_id == u + 2
+
+
+HOSTILE = ["chain_far_ahead", "gap_far_ahead", "span_far_back", "far_behind", "zero_ids"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(changes, min_size=5, max_size=40),
+    st.lists(st.integers(1, 7), min_size=40, max_size=40),
+    st.integers(0, 39),
+    st.sampled_from(HOSTILE),
+    st.lists(st.tuples(st.integers(0, 1), st.integers(1, 40), st.integers(0, 9)), max_size=5),
+)
+def test_any_one_hostile_event_changes_nothing_but_counters(
+    draw_levels: list[list[tuple[int, int, int]]],
+    id_steps: list[int],
+    position: int,
+    kind: str,
+    garbage: list[tuple[int, int, int]],
+) -> None:
+    """The book after every real event is the same with and without one hostile event."""
+    exchange = ModelExchange(draw_levels, id_steps, start=7 * 10**12)
+    levels = [(79.0 + t if s == 0 else 100.0 + t, float(q)) for s, t, q in garbage]
+
+    def run(hostile_after: int | None) -> list[tuple[object, ...]]:
+        sync = DepthSync("X")
+        seen: list[tuple[object, ...]] = []
+        for index, ev in enumerate(exchange.events):
+            sync.on_depth(ev)
+            if index == hostile_after:
+                u = sync.book.last_update_id or ev.u
+                bad = {
+                    "chain_far_ahead": Ev(u + 1, u + MAX_ID_STEP + 1, u, levels, levels),
+                    "gap_far_ahead": Ev(u + 1, u + 5 * MAX_ID_STEP, u - 1, levels, levels),
+                    "span_far_back": Ev(0, u + 1, u, levels, levels),
+                    "far_behind": Ev(1, 2, 0, levels, levels),
+                    "zero_ids": Ev(0, 0, 0, levels, levels),
+                }[kind]
+                sync.on_depth(bad)
+            if sync.snapshot_pending:
+                sync.drain()
+                sync.on_snapshot(exchange.snapshot_at(ev.u))
+            sync.drain()
+            seen.append(
+                (sync.state, sync.book.last_update_id, dict(sync.book.bids.qty),
+                 dict(sync.book.asks.qty), sync.resets)
+            )  # fmt: skip
+        return seen
+
+    assert run(position) == run(None)

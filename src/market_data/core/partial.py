@@ -8,7 +8,7 @@ and is published with state ``PARTIAL``, never as ``LIVE``.
 
 from market_data.core.book import OrderBook
 from market_data.core.state import BookState
-from market_data.core.sync import DepthDiff
+from market_data.core.sync import MAX_ID_STEP, MAX_STALE_RUN, DepthDiff
 
 
 class PartialDepthBook:
@@ -24,22 +24,36 @@ class PartialDepthBook:
         self.last_applied: DepthDiff | None = None
         self.stale = 0
         self.rejected = 0
+        self.implausible = 0
+        self._stale_run = 0
 
     def on_partial(self, ev: DepthDiff) -> bool:
         """Replace the book with this message; ``True`` when it was taken.
 
-        Older messages (``u`` not above the last one) are stale and skipped; a
-        crossed message is rejected and the previous book kept.
+        Older messages (``u`` not above the last one) are stale and skipped,
+        unless :data:`MAX_STALE_RUN` come in a row: then the stream's ids went
+        backwards (a restart) and the message is taken, so the book never sits
+        frozen while reported as ``partial``. A message more than
+        :data:`MAX_ID_STEP` ids ahead, or crossed, is rejected and the previous
+        book kept.
         """
-        if self.state is BookState.PARTIAL and ev.u <= self.book.last_update_id:
-            self.stale += 1
-            return False
+        if self.state is BookState.PARTIAL:
+            last = self.book.last_update_id
+            if ev.u - last > MAX_ID_STEP:
+                self.implausible += 1
+                return False
+            if ev.u <= last:
+                self.stale += 1
+                self._stale_run += 1
+                if self._stale_run < MAX_STALE_RUN:
+                    return False
         candidate = OrderBook(self.symbol, max_levels=self.levels)
         candidate.load(ev.b, ev.a, ev.u)
         if candidate.is_crossed():
             self.rejected += 1
             return False
         self.book = candidate
+        self._stale_run = 0
         self.state = BookState.PARTIAL
         self.applied += 1
         self.last_applied = ev

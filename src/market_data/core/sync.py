@@ -20,6 +20,15 @@ for USD-M futures (BINANCE_FUTURES.md §1), with no I/O and no clock:
 6. Quantities are absolute; zero removes a level; removing an absent level is
    normal (``book.py``).
 
+Hostile or broken frames (BINANCE_FUTURES.md has none of these, so each rule
+is the most the exchange could do): an event that jumps more than
+:data:`MAX_ID_STEP` ids beyond the book (or spans more than that itself), and
+a snapshot whose id is that far from every buffered event, are rejected and
+counted (``implausible``) without moving any state: no reset, no new baseline.
+A loaded snapshot that no event reaches within :data:`MAX_BEFORE_BRIDGE`
+events is dropped and asked for again, so one absurd ``lastUpdateId`` cannot
+leave a book syncing for good.
+
 Extra safety, from peers' failures: a crossed book after an event, a buffer
 overflow (bounded buffer, kept across snapshot retries) and a reconnect each
 reset the book too. Every reset is announced (:class:`BookReset`) and every
@@ -41,8 +50,16 @@ from market_data.core.book import DEFAULT_MAX_LEVELS, Level, OrderBook
 from market_data.core.state import BookState
 
 DEFAULT_MAX_BUFFER = 1_000
-#: Stale events in a row, with nothing applied between them, that reset a live book.
-MAX_STALE_RUN = 100
+#: Stale events in a row, with nothing applied between them, that reset a live book
+#: (the stream's ids went backwards: the exchange restarted its sequence).
+MAX_STALE_RUN = 10
+#: The largest step of update ids that can be real. Futures ids grow by roughly
+#: 10**12 a year (about 6e11 in 2021 captures, ~10**13 now), so a step this large
+#: inside one stream is a broken frame, never a real event.
+MAX_ID_STEP = 10**12
+#: Events before a loaded snapshot's id, in a row, after which the snapshot is suspect
+#: (a real stream reaches a fresh snapshot within a second or two).
+MAX_BEFORE_BRIDGE = 100
 
 
 class DepthDiff(Protocol):
@@ -136,6 +153,8 @@ class DepthSync:
         self.snapshots_applied = 0
         self.snapshots_rejected = 0
         self.snapshots_ignored = 0
+        self.implausible = 0  # events and snapshots rejected for absurd ids
+        self._before_bridge = 0  # events dropped in a row while a loaded snapshot waits
 
     # ------------------------------------------------------------------ calls in
 
@@ -144,15 +163,22 @@ class DepthSync:
         self.events += 1
         if self.state is BookState.LIVE:  # the hot path, inlined
             last_u = self._last_u
-            if ev.pu == last_u:
-                self.book.apply(ev.b, ev.a, ev.u)
-                self._last_u = ev.u
+            u = ev.u
+            if ev.pu == last_u and u - last_u <= MAX_ID_STEP and u - ev.U <= MAX_ID_STEP:
+                self.book.apply(ev.b, ev.a, u)
+                self._last_u = u
                 return self._after_apply(ev)
         return self._feed(ev)
 
     def _feed(self, ev: DepthDiff) -> bool:
+        if ev.u - ev.U > MAX_ID_STEP:
+            self.implausible += 1
+            return False
         if self.state is BookState.LIVE:
             last_u = self._last_u
+            if ev.u - last_u > MAX_ID_STEP:
+                self.implausible += 1
+                return False
             if ev.pu != last_u:
                 if ev.u <= last_u:
                     return self._on_stale()
@@ -175,6 +201,15 @@ class DepthSync:
         self._snapshot_pending = False
         last_id = snap.lastUpdateId
         buffer = self._buffer
+        near = [ev for ev in buffer if abs(ev.u - last_id) <= MAX_ID_STEP]
+        if buffer and not near:  # it disagrees with every event: the snapshot is wrong
+            self.implausible += 1
+            self.snapshots_rejected += 1
+            self._request_snapshot("snapshot id far from the stream's")
+            return
+        if len(near) != len(buffer):  # events far from a snapshot the others agree with
+            self.implausible += len(buffer) - len(near)
+            buffer[:] = near
         keep = 0
         while keep < len(buffer) and buffer[keep].u < last_id:
             keep += 1
@@ -188,6 +223,7 @@ class DepthSync:
         self.snapshots_applied += 1
         self.book.load(snap.bids, snap.asks, last_id)
         self._snapshot_id = last_id
+        self._before_bridge = 0
         if buffer:
             pending = buffer[:]
             buffer.clear()
@@ -248,6 +284,7 @@ class DepthSync:
             "snapshots_applied": self.snapshots_applied,
             "snapshots_rejected": self.snapshots_rejected,
             "snapshots_ignored": self.snapshots_ignored,
+            "implausible": self.implausible,
         }
 
     # ----------------------------------------------------------------- internals
@@ -285,6 +322,13 @@ class DepthSync:
         assert snapshot_id is not None
         if ev.u < snapshot_id:
             self.dropped_before_sync += 1
+            self._before_bridge += 1
+            if self._before_bridge >= MAX_BEFORE_BRIDGE:  # the stream never gets there
+                self.snapshots_rejected += 1
+                self.book.clear()
+                self._snapshot_id = None
+                self._buffer.append(ev)
+                self._request_snapshot("snapshot ahead of the stream")
             return False
         if not _bridges(ev, snapshot_id):
             self.snapshots_rejected += 1
@@ -303,6 +347,9 @@ class DepthSync:
 
     def _buffer_event(self, ev: DepthDiff) -> None:
         buffer = self._buffer
+        if buffer and ev.u - buffer[-1].u > MAX_ID_STEP:  # the span was checked by _feed
+            self.implausible += 1
+            return
         if len(buffer) >= self.max_buffer:
             self.overflows += 1
             self._reset("buffer_overflow", restart_from=ev)
