@@ -21,8 +21,10 @@ def trade(symbol: str, trade_id: int, price: str) -> bytes:
 
 
 def service() -> tuple[MarketDataService, MemorySink]:
+    """A service whose wall clock agrees with the trades' 2023 timestamps."""
     sink = MemorySink()
-    return MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [sink]), sink
+    config = Config(symbols=("BTCUSDT",), health_port=0)
+    return MarketDataService(config, [sink], wall_clock=lambda: 1_700_000_000.0), sink
 
 
 def test_trades_are_published_in_order_and_feed_the_24h_stats() -> None:
@@ -70,11 +72,12 @@ def test_a_depth_event_starts_syncing() -> None:
 
 def test_missed_and_redelivered_trades_are_counted_never_silent() -> None:
     svc, sink = service()
-    for trade_id in (1, 2, 5, 5, 3, 6):
+    for trade_id in (1, 2, 5, 5, 3, 6, 3):
         svc.on_frame(trade("BTCUSDT", trade_id, "100.0"))
     state = svc.symbols["BTCUSDT"]
-    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 5, 6]
-    assert (state.trade_gaps, state.duplicate_trades, state.trades) == (2, 2, 4)
+    # 3 arrives late and fills its gap: taken, once.
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 5, 3, 6]
+    assert (state.trade_gaps, state.duplicate_trades, state.trades) == (1, 2, 5)
 
 
 class BrokenSink(MemorySink):
@@ -86,7 +89,11 @@ class BrokenSink(MemorySink):
 
 def test_a_failing_output_never_stops_the_others() -> None:
     good = MemorySink()
-    svc = MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [BrokenSink(), good])
+    svc = MarketDataService(
+        Config(symbols=("BTCUSDT",), health_port=0),
+        [BrokenSink(), good],
+        wall_clock=lambda: 1_700_000_000.0,
+    )
     svc.on_frame(trade("BTCUSDT", 1, "100.0"))
     svc.on_frame(trade("BTCUSDT", 2, "100.0"))
     assert [t.trade_id for t in good.trades()] == [1, 2]
@@ -108,13 +115,14 @@ def test_market_data_is_republished_on_change_and_refreshed() -> None:
     def market_publications() -> int:
         return sum(1 for u in sink.updates if isinstance(u, MarketDataUpdate))
 
-    svc.on_frame(trade("BTCUSDT", 1, "100.0"))
+    svc.on_frame(trade("BTCUSDT", 1, "100.0"))  # held until a second trade fits it
+    svc.on_frame(trade("BTCUSDT", 2, "100.0"))
     svc.publisher.flush()
-    assert market_publications() == 1 and not sink.books()  # a trade: market data only
+    assert market_publications() == 1 and not sink.books()  # trades: market data only
     svc.publisher.mark(state, book=False)
     svc.publisher.flush()
     assert market_publications() == 1  # nothing changed: not republished
-    now[0] -= 3600  # the wall clock stepping back changes nothing
+    now[0] -= 300  # the wall clock stepping back changes nothing
     svc.publisher.mark(state, book=False)
     svc.publisher.flush()
     assert market_publications() == 1
@@ -124,7 +132,7 @@ def test_market_data_is_republished_on_change_and_refreshed() -> None:
     assert market_publications() == 2
     last = json.loads(sink.updates[-1].payload)  # type: ignore[union-attr]
     assert last["last_price"] == 100.0 and last["updated_at"] == int(now[0] * 1000)
-    svc.on_frame(trade("BTCUSDT", 2, "101.0"))
+    svc.on_frame(trade("BTCUSDT", 3, "101.0"))
     svc.publisher.flush()
     assert market_publications() == 3  # a new trade: republished at once
 

@@ -50,7 +50,7 @@ class Stats24h(msgspec.Struct, frozen=True, kw_only=True):
     low: float | None  # lowest trade price in the window
     volume: float  # base-asset volume traded in the window
     quote_volume: float  # quote-asset volume (sum of price * qty) in the window
-    trade_count: int  # trades in the window
+    trade_count: int  # raw trades in the window (as the exchange counts them)
     window_start_ms: int  # trades at or after this time are in the window
     updated_ms: int  # end of the window: the tracker's clock (see module doc)
 
@@ -168,8 +168,8 @@ class Rolling24h:
         """Buckets currently held (only buckets that received a trade exist)."""
         return len(self._buckets)
 
-    def on_trade(self, price: float, qty: float, ts_ms: int) -> None:
-        """Add one trade; O(1) amortised for in-order trades."""
+    def on_trade(self, price: float, qty: float, ts_ms: int, count: int = 1) -> None:
+        """Add one trade (``count`` raw trades: an aggTrade's ``l - f + 1``); O(1) amortised."""
         if self._clock_ms is None or ts_ms > self._clock_ms:
             self.advance(ts_ms)
         bucket_number = ts_ms // self._bucket_ms
@@ -196,10 +196,10 @@ class Rolling24h:
         quote = price * qty
         bucket.volume += qty
         bucket.quote_volume += quote
-        bucket.count += 1
+        bucket.count += count
         self._volume += qty
         self._quote_volume += quote
-        self._count += 1
+        self._count += count
         if self._last_trade_ms is None or ts_ms >= self._last_trade_ms:
             self._last_trade_ms = ts_ms
             self._last_price = price

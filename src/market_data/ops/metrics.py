@@ -221,6 +221,16 @@ class ServiceCollector(Collector):
         trade_dups = CounterMetricFamily(
             "trades_duplicate", "Re-delivered trades dropped", labels=["symbol"]
         )
+        trade_rejected = CounterMetricFamily(
+            "trades_rejected",
+            "Trades that fit no sequence (hostile id, time or count) and no run confirmed",
+            labels=["symbol"],
+        )
+        trade_restarts = CounterMetricFamily(
+            "trade_sequence_restarts",
+            "Runs of consistent trades that moved the trade-id sequence (exchange restart)",
+            labels=["symbol"],
+        )
         age = GaugeMetricFamily(
             "orderbook_age_seconds",
             "Seconds since the book last changed (NaN before it ever did)",
@@ -244,6 +254,8 @@ class ServiceCollector(Collector):
             trades.add_metric([symbol], state.trades)
             trade_gaps.add_metric([symbol], state.trade_gaps)
             trade_dups.add_metric([symbol], state.duplicate_trades)
+            trade_rejected.add_metric([symbol], state.trade_ids.rejected)
+            trade_restarts.add_metric([symbol], state.trade_ids.restarts)
             book_age = service.book_age_s(state)
             age.add_metric([symbol], math.nan if book_age is None else book_age)
             last_id.add_metric([symbol], state.last_update_id)
@@ -251,7 +263,8 @@ class ServiceCollector(Collector):
             buffered.add_metric([symbol, "stale"], sync_counts["stale"])
             buffered.add_metric([symbol, "before_sync"], sync_counts["dropped_before_sync"])
             buffered.add_metric([symbol, "buffer_overflow"], sync_counts["buffer_overflows"])
-        yield from (states, updates, gaps, trades, trade_gaps, trade_dups, age, last_id, buffered)
+        yield from (states, updates, gaps, trades, trade_gaps, trade_dups, trade_rejected)
+        yield from (trade_restarts, age, last_id, buffered)
         sink_errors = CounterMetricFamily(
             "sink_errors", "Updates an output failed to take, by output", labels=["sink"]
         )

@@ -289,15 +289,12 @@ class MarketDataService:
     # -------------------------------------------------------------------- core
 
     def _on_trade(self, state: SymbolState, trade: AggTrade) -> None:
-        last = state.last_trade_id
-        if last:
-            if trade.a <= last:  # re-delivered (e.g. after a reconnect): already published
-                state.duplicate_trades += 1
-                return
-            if trade.a != last + 1:
-                state.trade_gaps += trade.a - last - 1
-        state.last_trade_id = trade.a
-        state.stats.on_trade(trade.p, trade.q, trade.T)
+        taken = state.trade_ids.on_trade(trade, int(self.wall_clock() * 1000))
+        for one in taken:
+            self._take_trade(state, one)
+
+    def _take_trade(self, state: SymbolState, trade: AggTrade) -> None:
+        state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1)
         state.trades += 1
         update = TradeUpdate(
             state.symbol,

@@ -8,12 +8,13 @@ else in the service asks :class:`SymbolBook` and never which of the two it is.
 
 from dataclasses import dataclass, field
 
-from market_data.binance.schemas import DepthUpdate
+from market_data.binance.schemas import AggTrade, DepthUpdate
 from market_data.core.book import Level, OrderBook
 from market_data.core.partial import PartialDepthBook
 from market_data.core.state import BookState
 from market_data.core.stats import Rolling24h
 from market_data.core.sync import DepthSync, SyncOutput
+from market_data.core.trades import TradeSequence
 
 
 class SymbolBook:
@@ -96,9 +97,8 @@ class SymbolState:
     stats: Rolling24h = field(default_factory=Rolling24h)
     updated_at: float = 0.0  # local monotonic time the changed book was last published
     trades: int = 0
-    last_trade_id: int = 0  # aggregate trade ids are consecutive per symbol
-    trade_gaps: int = 0  # trades missed (e.g. while a connection was down)
-    duplicate_trades: int = 0  # re-delivered trades, dropped
+    #: Which trades to take (duplicates, late fills, hostile frames, restarts).
+    trade_ids: TradeSequence[AggTrade] = field(default_factory=TradeSequence)
     dirty: bool = False  # the book changed since it was last published
     market_dirty: bool = False  # a trade arrived since market data was last published
     # What the last market_data publication showed (best bid, best ask, trades seen)
@@ -106,6 +106,16 @@ class SymbolState:
     # or to refresh the key.
     market_signature: tuple[float | None, float | None, int] = (None, None, -1)
     market_published_ms: float = -1e18
+
+    @property
+    def trade_gaps(self) -> int:
+        """Trades missed (ids skipped, e.g. while a connection was down), less late fills."""
+        return self.trade_ids.missing
+
+    @property
+    def duplicate_trades(self) -> int:
+        """Re-delivered trades, dropped."""
+        return self.trade_ids.duplicates
 
     @property
     def sync(self) -> DepthSync:
