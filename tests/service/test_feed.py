@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from market_data.binance.streams import StreamPlan
+from market_data.service import feed as feed_module
 from market_data.service.feed import FeedConnection
 from tests.support import free_port
 
@@ -84,3 +85,27 @@ async def test_a_handshake_answered_with_404_names_the_url(
     reason = feed.last_disconnect_reason
     assert "HTTP 404" in reason and plan.url in reason and "exchange_ws_url" in reason
     assert any(r.levelno == logging.ERROR and "HTTP 404" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_server_that_never_answers_the_upgrade_times_out_and_says_so(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TCP accepted, upgrade never answered: without its own timeout it hung for 300 s."""
+    monkeypatch.setattr(feed_module, "HANDSHAKE_TIMEOUT_S", 0.2)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        feed = await _run_briefly(f"ws://127.0.0.1:{port}/stream", 0.7, 0.01, 0.02)
+    finally:
+        server.close()
+        for writer in accepted:
+            writer.close()
+    assert len(accepted) >= 2  # it gave up and tried again
+    assert "no WebSocket handshake from ws://127.0.0.1" in feed.last_disconnect_reason
+    assert "within 0.2s" in feed.last_disconnect_reason
+    assert any("no WebSocket handshake" in r.getMessage() for r in caplog.records)

@@ -50,7 +50,9 @@ async def fetch_snapshot(
             used = int(used_header) if used_header.isdigit() else None
             status = response.status
             retry_after = response.headers.get("Retry-After", "")
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except TimeoutError:
+        raise SnapshotError(f"{symbol} snapshot request: no answer within {timeout_s:g}s") from None
+    except (aiohttp.ClientError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise SnapshotError(f"{symbol} snapshot request failed: {reason}") from None
     if status == 200:

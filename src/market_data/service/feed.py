@@ -21,6 +21,8 @@ from market_data.core.backoff import backoff
 log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_S = 2.0  # how long a close handshake may take before the socket is dropped
+#: How long the WebSocket upgrade may take (TCP connect included) before a retry.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class FeedHandler(Protocol):
@@ -89,14 +91,23 @@ class FeedConnection:
         """One connection's life; returns why it ended."""
         plan = self.plan
         try:
-            async with self.session.ws_connect(
-                plan.url,
-                autoping=True,
-                heartbeat=None,
-                max_msg_size=16 << 20,
-                compress=0,
-                timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT_S),
-            ) as ws:
+            try:
+                # aiohttp bounds the upgrade only by the session's 300 s: a server that
+                # accepts TCP and never answers the upgrade would hang the line silently.
+                async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                    opened = await self.session.ws_connect(
+                        plan.url,
+                        autoping=True,
+                        heartbeat=None,
+                        max_msg_size=16 << 20,
+                        compress=0,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT_S),
+                    )
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no WebSocket handshake from {plan.url} within {HANDSHAKE_TIMEOUT_S:g}s"
+                ) from None
+            async with opened as ws:
                 self._opened_at = self.clock()
                 self.connected = True
                 self.connects += 1
@@ -202,5 +213,5 @@ def describe_connect_error(exc: BaseException) -> str:
         cause = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
         return f"cannot connect to {exc.host}:{exc.port}: {cause}"
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return str(exc) or "timed out"
     return str(exc) or type(exc).__name__
