@@ -169,6 +169,8 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "order_book_depth": 10,
         "connection_max_age_s": 3600.0,
         "rest_weight_share": 0.5,
+        "unknown_symbols": "skip",
+        "symbols_quote_asset": "USDC",
     }
     if key == "exchange_ca_file":
         pem = tmp_path / "ca.pem"
@@ -220,7 +222,7 @@ def test_wrong_types(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f'{path}: order_book_depth: expected an integer, got "abc"',
         f"{path}: shm_enabled: expected true or false, got 1",
-        f'{path}: symbols: expected a list of symbols, got "BTCUSDT"',
+        f'{path}: symbols: expected a list of symbols (or the word all), got "BTCUSDT"',
         f"{path}: redis_url: expected a string, got 6379",
         f"{path}: silence_timeout_s: expected a number, got nan",
         f'{path}: cpu_affinity: expected an integer, got "x"',
@@ -406,3 +408,15 @@ def test_a_ca_file_without_certificates_is_refused(tmp_path: Path) -> None:
     junk.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="holds no usable PEM certificate"):
         Config(exchange_ca_file=str(junk))
+
+
+def test_symbols_all_stands_alone(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "symbols: all\n"), env={}).all_symbols
+    assert load_config(None, env={"MARKET_DATA_SYMBOLS": "ALL"}).all_symbols
+    assert not Config().all_symbols
+    assert problems_of(write(tmp_path, "symbols: [all, btcusdt]\n"))[0].endswith(
+        'symbols: "all" stands alone: it means every trading perpetual'
+    )
+    assert problems_of(write(tmp_path, "unknown_symbols: ignore\n"))[0].endswith(
+        'unknown_symbols: "ignore" is not one of fail, skip'
+    )

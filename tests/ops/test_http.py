@@ -59,9 +59,20 @@ async def test_ready_names_each_symbol_while_syncing_and_when_stale(
         assert not any(r.startswith("redis") for r in syncing.body["reasons"])
 
         await wait_for_answer(run.base_url, "/ready", lambda a: a.status == 200)
-        run.sim.pause(1.5, "ETHUSDT")  # ETHUSDT stops changing: stale after 0.5 s
+        # ETHUSDT alone stops changing while its connection delivers BTCUSDT: quiet, ready.
+        run.sim.pause(1.5, "ETHUSDT")
+        quiet = await wait_for_answer(
+            run.base_url, "/ready", lambda a: "ETHUSDT" in a.body["checks"]["quiet"]
+        )
+        assert quiet.status == 200 and quiet.body["reasons"] == []
+        # The whole connection goes silent: that is the stream, not the market: stale.
+        run.sim.pause(1.5)
         stale = await wait_for_answer(run.base_url, "/ready", lambda a: a.status == 503)
-        assert [r.split(" (")[0] for r in stale.body["reasons"]] == ["ETHUSDT: stale"]
+        assert sorted(r.split(" (")[0] for r in stale.body["reasons"]) == [
+            "BTCUSDT: stale",
+            "ETHUSDT: stale",
+        ]
+        assert "connection depth-1 silent" in stale.body["reasons"][0]
         await wait_for_answer(run.base_url, "/ready", lambda a: a.status == 200)
 
 

@@ -1,28 +1,36 @@
-"""The REST depth snapshot request, with the exchange's failures made explicit.
+"""REST requests to the exchange, with its failures made explicit.
 
-aiohttp errors never leave this module: the caller sees :class:`SnapshotError`
-or one of its kinds, each of which calls for a different reaction (back off,
-fall back to partial depth, retry).
+aiohttp errors never leave this module: the caller sees :class:`RestError` or
+one of its kinds, each of which calls for a different reaction (back off, fall
+back to partial depth, retry). Every request has its own timeout, named in the
+error when it fires.
 """
 
 import aiohttp
 
 from market_data.errors import MarketDataError
 
+DEFAULT_TIMEOUT_S = 10.0
 
-class SnapshotError(MarketDataError):
-    """The snapshot could not be fetched; ``status`` is the HTTP status if any."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+class RestError(MarketDataError):
+    """A request failed; ``status`` is the HTTP status if any, ``code`` the exchange's."""
+
+    def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
-class GeoBlockedError(SnapshotError):
+#: The depth snapshot's failures are REST failures like any other.
+SnapshotError = RestError
+
+
+class GeoBlockedError(RestError):
     """HTTP 451: REST is unavailable from here; partial depth still works."""
 
 
-class RateLimitedError(SnapshotError):
+class RateLimitedError(RestError):
     """HTTP 429 (or 418, banned): wait ``retry_after_s`` before asking again."""
 
     def __init__(self, message: str, status: int, retry_after_s: float) -> None:
@@ -30,20 +38,23 @@ class RateLimitedError(SnapshotError):
         self.retry_after_s = retry_after_s
 
 
-async def fetch_snapshot(
+class InvalidSymbolError(RestError):
+    """HTTP 400 with code -1121: the exchange does not list this symbol."""
+
+
+async def rest_get(
     session: aiohttp.ClientSession,
     rest_base_url: str,
-    symbol: str,
-    limit: int,
-    timeout_s: float = 10.0,
+    path: str,
+    params: dict[str, str],
+    what: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> tuple[bytes, int | None]:
-    """``GET /fapi/v1/depth``: the body and the exchange's used weight (if it said)."""
-    url = f"{rest_base_url.rstrip('/')}/fapi/v1/depth"
+    """``GET path``: the body and the exchange's used weight (if it said)."""
+    url = f"{rest_base_url.rstrip('/')}{path}"
     try:
         async with session.get(
-            url,
-            params={"symbol": symbol, "limit": str(limit)},
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            url, params=params, timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as response:
             body = await response.read()
             used_header = response.headers.get("X-MBX-USED-WEIGHT-1M", "")
@@ -51,16 +62,41 @@ async def fetch_snapshot(
             status = response.status
             retry_after = response.headers.get("Retry-After", "")
     except TimeoutError:
-        raise SnapshotError(f"{symbol} snapshot request: no answer within {timeout_s:g}s") from None
+        raise RestError(f"{what} request: no answer within {timeout_s:g}s") from None
     except (aiohttp.ClientError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise SnapshotError(f"{symbol} snapshot request failed: {reason}") from None
+        raise RestError(f"{what} request failed: {reason}") from None
     if status == 200:
         return body, used
     detail = body[:200].decode("utf-8", "replace")
     if status == 451:
-        raise GeoBlockedError(f"{symbol} snapshot: HTTP 451 (geo-blocked): {detail}", status)
+        raise GeoBlockedError(f"{what}: HTTP 451 (geo-blocked): {detail}", status)
     if status in (418, 429):
         wait = float(retry_after) if retry_after.isdigit() else 60.0
-        raise RateLimitedError(f"{symbol} snapshot: HTTP {status}: {detail}", status, wait)
-    raise SnapshotError(f"{symbol} snapshot: HTTP {status}: {detail}", status)
+        raise RateLimitedError(f"{what}: HTTP {status}: {detail}", status, wait)
+    if status == 400 and b'"code":-1121' in body.replace(b" ", b""):
+        raise InvalidSymbolError(f"{what}: HTTP 400: {detail}", status, -1121)
+    raise RestError(f"{what}: HTTP {status}: {detail}", status)
+
+
+async def fetch_snapshot(
+    session: aiohttp.ClientSession,
+    rest_base_url: str,
+    symbol: str,
+    limit: int,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> tuple[bytes, int | None]:
+    """``GET /fapi/v1/depth``: the body and the exchange's used weight (if it said)."""
+    params = {"symbol": symbol, "limit": str(limit)}
+    return await rest_get(
+        session, rest_base_url, "/fapi/v1/depth", params, f"{symbol} snapshot", timeout_s
+    )
+
+
+async def fetch_exchange_info(
+    session: aiohttp.ClientSession, rest_base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> tuple[bytes, int | None]:
+    """``GET /fapi/v1/exchangeInfo`` (weight 1): every contract, its status and filters."""
+    return await rest_get(
+        session, rest_base_url, "/fapi/v1/exchangeInfo", {}, "exchangeInfo", timeout_s
+    )

@@ -7,6 +7,7 @@ classic ``/stream`` endpoint. Either way a connection carries at most
 ``per_connection`` streams (Binance allows 200).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_STREAMS_PER_CONNECTION = 200
@@ -43,7 +44,7 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 def plan_connections(
     ws_base_url: str,
-    symbols: tuple[str, ...],
+    symbols: Sequence[str],
     *,
     depth: str,
     partial_levels: int | None = None,

@@ -17,6 +17,7 @@ class BookState(enum.IntEnum):
     SYNCING = 1  # events buffered, waiting for / applying a REST snapshot
     LIVE = 2  # snapshot + continuous diffs: the book is correct
     PARTIAL = 3  # fed by a partial-depth stream (top N only, no snapshot needed)
+    HALTED = 4  # the exchange lists the contract as not trading (delisted, settling)
 
     @property
     def trusted(self) -> bool:

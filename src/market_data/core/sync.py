@@ -320,6 +320,9 @@ class DepthSync:
         """First event after a loaded snapshot: step 4 of the procedure."""
         snapshot_id = self._snapshot_id
         assert snapshot_id is not None
+        if ev.U > snapshot_id + MAX_ID_STEP:  # far beyond the snapshot: not the stream's
+            self.implausible += 1
+            return False
         if ev.u < snapshot_id:
             self.dropped_before_sync += 1
             self._before_bridge += 1
@@ -347,9 +350,6 @@ class DepthSync:
 
     def _buffer_event(self, ev: DepthDiff) -> None:
         buffer = self._buffer
-        if buffer and ev.u - buffer[-1].u > MAX_ID_STEP:  # the span was checked by _feed
-            self.implausible += 1
-            return
         if len(buffer) >= self.max_buffer:
             self.overflows += 1
             self._reset("buffer_overflow", restart_from=ev)

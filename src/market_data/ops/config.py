@@ -36,6 +36,8 @@ MAX_STREAMS_PER_CONNECTION = 200  # Binance USD-M limit per WebSocket connection
 MAX_CONNECTION_AGE_S = 86_400  # Binance closes every connection after 24h
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+#: ``symbols: all`` (normalised): serve every TRADING perpetual of the exchange.
+ALL_SYMBOLS = "ALL"
 # A POSIX shared-memory name is one path component of /dev/shm; 200 leaves room
 # for suffixes the writer may add within NAME_MAX (255).
 _SHM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
@@ -82,6 +84,9 @@ class Config:
     log_json: bool = False
     exchange_ca_file: str = ""
     rest_weight_share: float = 1.0
+    unknown_symbols: str = "fail"
+    symbols_quote_asset: str = ""
+    exchange_info_refresh_s: float = 600.0
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -104,6 +109,11 @@ class Config:
         # Redacted, so that logging a Config never leaks the Redis password.
         fields = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
         return f"Config({fields})"
+
+    @property
+    def all_symbols(self) -> bool:
+        """``symbols: all``: every TRADING perpetual the exchange lists."""
+        return self.symbols == (ALL_SYMBOLS,)
 
     @property
     def reconnect_delay_s(self) -> float:
@@ -365,13 +375,26 @@ def _url(*schemes: str) -> Callable[[Any], object]:
     return check
 
 
+def _as_symbols(value: object) -> tuple[object, ...]:
+    """A list of symbols, or the word ``all``."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return (ALL_SYMBOLS,)
+    symbols = _list_of(_as_str, "symbols (or the word all)")(value)
+    assert isinstance(symbols, tuple)
+    return symbols
+
+
 def _check_symbols(symbols: tuple[str, ...]) -> tuple[str, ...]:
+    if len(symbols) == 1 and symbols[0].strip().upper() == ALL_SYMBOLS:
+        return (ALL_SYMBOLS,)
     reasons: list[str] = []
     seen: set[str] = set()
     normalised: list[str] = []
     for written in symbols:
         symbol = written.strip().upper()
-        if not _SYMBOL.match(symbol):
+        if symbol == ALL_SYMBOLS:
+            reasons.append('"all" stands alone: it means every trading perpetual')
+        elif not _SYMBOL.match(symbol):
             reasons.append(f"{_show(written)} is not a valid symbol (2-20 letters or digits)")
         elif symbol in seen:
             reasons.append(f"{_show(symbol)} is listed twice")
@@ -383,6 +406,12 @@ def _check_symbols(symbols: tuple[str, ...]) -> tuple[str, ...]:
     if reasons:
         raise _Invalid(*reasons)
     return tuple(normalised)
+
+
+def _check_quote_asset(asset: str) -> str:
+    if asset and not re.fullmatch(r"[A-Za-z0-9]{2,10}", asset):
+        raise _Invalid(f"{_show(asset)} is not an asset name (e.g. USDT)")
+    return asset.upper()
 
 
 def _check_cpu_affinity(cores: tuple[int, ...]) -> tuple[int, ...]:
@@ -450,7 +479,7 @@ _KINDS: dict[str, tuple[Callable[[object], object], Callable[[str], object]]] = 
     "float": (_as_float, _env_float),
     "bool": (_as_bool, _env_bool),
     "str": (_as_str, str.strip),
-    "symbols": (_list_of(_as_str, "symbols"), _env_list(str)),
+    "symbols": (_as_symbols, _env_list(str)),
     "ints": (_list_of(_as_int, "integers"), _env_list(_env_int)),
 }
 
@@ -485,6 +514,9 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "log_json": _key("bool"),
     "exchange_ca_file": _key("str", _check_ca_file),
     "rest_weight_share": _key("float", _check_share),
+    "unknown_symbols": _key("str", _one_of("fail", "skip")),
+    "symbols_quote_asset": _key("str", _check_quote_asset),
+    "exchange_info_refresh_s": _key("float", _in_range(10, 86_400)),
 }
 
 

@@ -162,6 +162,7 @@ class HttpServer:
             return state
         now_ms = int(self.app.service.wall_clock() * 1000)
         stats = state.stats.snapshot(now_ms)
+        precision = state.precision
         return _json(
             {
                 "symbol": state.symbol,
@@ -170,11 +171,11 @@ class HttpServer:
                 "open_24h": stats.open_price,
                 "high_24h": stats.high,
                 "low_24h": stats.low,
-                "volume_24h": stats.volume,
-                "quote_volume_24h": stats.quote_volume,
+                "volume_24h": precision.qty(stats.volume),
+                "quote_volume_24h": precision.quote(stats.quote_volume),
                 "trade_count_24h": stats.trade_count,
-                "price_change_24h": stats.price_change,
-                "price_change_percent_24h": stats.price_change_percent,
+                "price_change_24h": precision.price(stats.price_change),
+                "price_change_percent_24h": precision.percent(stats.price_change_percent),
                 "window_start": stats.window_start_ms,
                 "updated_at": stats.updated_ms,
                 "trades_received": state.trades,

@@ -2,7 +2,13 @@
 
 Liveness only says the process answers; readiness says its data can be
 trusted: Redis answers a PING, at least one exchange connection is up, and
-every book is live (or partial) and has changed within ``ready_max_book_age_s``.
+every book is live (or partial) and fresh. Freshness is about the stream, not
+the market: a book is fresh while the connection that carries it is up and
+has delivered a message within ``ready_max_book_age_s``. A book that has not
+changed for that long on a delivering connection is *quiet* (listed, not a
+failure: common under ``symbols: all``). A contract the exchange lists as not
+trading is *halted*, and a configured symbol left out by ``unknown_symbols:
+skip`` is *skipped*: both are listed, neither is a failure.
 Each failed condition becomes one short reason (``"redis: disconnected: connection refused"``,
 ``"BTCUSDT: syncing"``), so an operator reads the cause straight from ``/ready``.
 """
@@ -55,7 +61,15 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
         reasons.append(f"feeds: no exchange connection up (0/{len(connections)})")
 
     max_age = app.config.ready_max_book_age_s
+    now = service.clock()
+    carrier = {
+        symbol: connection
+        for connection in connections
+        if connection.plan.carries_depth
+        for symbol in connection.plan.symbols
+    }
     books: dict[str, dict[str, Any]] = {}
+    quiet: list[str] = []
     for symbol, state in service.symbols.items():
         book_state = state.state
         age = service.book_age_s(state)
@@ -64,11 +78,23 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
             "age_s": None if age is None else round(age, 3),
             "last_update_id": state.last_update_id,
         }
+        if book_state is BookState.HALTED:
+            continue
         if book_state not in _TRUSTED:
             reasons.append(f"{symbol}: {book_state.label}")
+            continue
+        connection = carrier.get(symbol)
+        if connection is None or not connection.connected:
+            reasons.append(f"{symbol}: stale (its connection is down)")
+            continue
+        silent = now - connection.last_message_at
+        if silent > max_age:
+            reasons.append(
+                f"{symbol}: stale (connection {connection.plan.name} silent {silent:.1f}s, "
+                f"limit {max_age:g}s)"
+            )
         elif age is None or age > max_age:
-            shown = "never" if age is None else f"{age:.1f}s ago"
-            reasons.append(f"{symbol}: stale (last update {shown}, limit {max_age:g}s)")
+            quiet.append(symbol)
 
     checks: dict[str, Any] = {
         "redis": {"ok": redis_problem is None, "reason": redis_problem, "url": app.redis.url},
@@ -78,6 +104,8 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
             "down": [c.plan.name for c in connections if not c.connected],
         },
         "books": books,
+        "quiet": quiet,
+        "skipped": dict(service.skipped),
         "max_book_age_s": max_age,
     }
     return Readiness(not reasons, reasons, checks)

@@ -14,6 +14,9 @@ is logged, counted in ``task_restarts`` and started again.
 """
 
 import asyncio
+import contextlib
+import dataclasses
+import itertools
 import logging
 import ssl
 import time
@@ -30,12 +33,21 @@ from market_data.binance.decode import (
     UnsupportedStreamError,
     decode_frame,
 )
+from market_data.binance.instruments import (
+    Instrument,
+    all_perpetuals,
+    check_symbols,
+    decode_exchange_info,
+)
+from market_data.binance.rest import RestError, fetch_exchange_info
 from market_data.binance.schemas import AggTrade
 from market_data.binance.streams import StreamPlan, plan_connections
+from market_data.core.backoff import backoff
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
 from market_data.core.sync import BookLive, BookReset, SnapshotNeeded
 from market_data.core.weights import WeightBudget
+from market_data.errors import MarketDataError
 from market_data.ops.config import Config
 from market_data.outputs.sinks import Sink, TradeUpdate
 from market_data.service.feed import FeedConnection
@@ -48,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: A supervised task that died is started again after this many seconds.
 TASK_RESTART_DELAY_S = 1.0
+#: Tries of exchangeInfo at start before configured symbols are served unchecked.
+FIRST_LISTING_ATTEMPTS = 3
 
 
 @dataclass
@@ -84,15 +98,14 @@ class MarketDataService:
         self.config = config
         self.wall_clock = wall_clock
         self.clock_ns = clock_ns
+        #: The served symbols (with ``symbols: all``, filled from exchangeInfo at start).
         self.symbols: dict[str, SymbolState] = {
-            s: SymbolState(
-                s,
-                SymbolBook(
-                    s, max_buffer=config.sync_buffer_max, max_levels=config.max_levels_per_side
-                ),
-            )
-            for s in config.symbols
+            s: self._new_state(s) for s in ([] if config.all_symbols else config.symbols)
         }
+        #: Configured symbols not served, with why (``unknown_symbols: skip``).
+        self.skipped: dict[str, str] = {}
+        #: The exchange's listing (empty until exchangeInfo answered).
+        self.instruments: dict[str, Instrument] = {}
         self.counters = ServiceCounters()
         self.publisher = Publisher(
             sinks,
@@ -119,6 +132,13 @@ class MarketDataService:
         self._malformed_logged_at = -1e9
         self._malformed_since_log = 0
 
+    def _new_state(self, symbol: str) -> SymbolState:
+        cfg = self.config
+        book = SymbolBook(
+            symbol, max_buffer=cfg.sync_buffer_max, max_levels=cfg.max_levels_per_side
+        )
+        return SymbolState(symbol, book)
+
     def clock(self) -> float:
         """Monotonic seconds (from ``clock_ns``)."""
         return self.clock_ns() / 1e9
@@ -140,12 +160,15 @@ class MarketDataService:
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             self.snapshots.start(session)
-            for state in self.symbols.values():
-                self.publisher.mark(state)
-            self._start_feeds(self._plans())
-            self._supervise("market-data-refresh", self._refresh_market_data)
-            self.started = True
             try:
+                if not await self._first_listing(shutdown):
+                    return
+                for state in self.symbols.values():
+                    self.publisher.mark(state)
+                self._start_feeds(self._plans())
+                self._supervise("market-data-refresh", self._refresh_market_data)
+                self._supervise("exchange-info-refresh", self._refresh_listing)
+                self.started = True
                 await shutdown.wait()
             finally:
                 self.stopping = True
@@ -199,11 +222,150 @@ class MarketDataService:
             for state in self.symbols.values():
                 self.publisher.mark(state, book=False)
 
-    def _plans(self) -> list[StreamPlan]:
+    # ------------------------------------------------------------ exchange listing
+
+    async def _fetch_listing(self) -> dict[str, Instrument]:
+        assert self._session is not None
+        self.weights.try_acquire(1, self.wall_clock())
+        body, used = await fetch_exchange_info(self._session, self.config.exchange_rest_url)
+        if used is not None:
+            self.weights.observe_server_count(used, self.wall_clock())
+        return decode_exchange_info(body)
+
+    async def _first_listing(self, shutdown: asyncio.Event) -> bool:
+        """Check the symbols against exchangeInfo before any feed starts; False on shutdown.
+
+        Configured symbols the exchange does not list as TRADING stop the service
+        (MarketDataError, one line each) or, with ``unknown_symbols: skip``, are
+        left out. If exchangeInfo cannot be had, configured symbols are served
+        unchecked (the periodic refresh tries again); ``symbols: all`` waits for it.
+        """
+        cfg = self.config
+        delays = backoff(cfg.reconnect_delay_s, cfg.max_reconnect_delay_s)
+        for attempt in itertools.count(1):
+            try:
+                listed = await self._fetch_listing()
+            except (RestError, DecodeError) as exc:
+                if not cfg.all_symbols and attempt >= FIRST_LISTING_ATTEMPTS:
+                    log.warning(
+                        "exchangeInfo unavailable (%s): serving %s unchecked; asking again "
+                        "every %.0fs",
+                        exc,
+                        ", ".join(self.symbols),
+                        cfg.exchange_info_refresh_s,
+                    )
+                    return True
+                delay = next(delays)
+                log.warning("exchangeInfo unavailable (%s); asking again in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(shutdown.wait(), delay)
+                if shutdown.is_set():
+                    return False
+                continue
+            self._check_listing(listed)
+            self._apply_listing(listed)
+            return True
+        return True  # pragma: no cover - the loop only ends by returning
+
+    def _check_listing(self, listed: dict[str, Instrument]) -> None:
+        cfg = self.config
+        if cfg.all_symbols:
+            chosen = all_perpetuals(listed, cfg.symbols_quote_asset)
+            if not chosen:
+                quote = f" quoted in {cfg.symbols_quote_asset}" if cfg.symbols_quote_asset else ""
+                raise MarketDataError(
+                    f"symbols: all: the exchange lists no trading perpetual{quote}"
+                )
+            for symbol in chosen:
+                self.symbols[symbol] = self._new_state(symbol)
+            log.info("symbols: all: %d trading perpetuals", len(chosen))
+            return
+        check = check_symbols(self.symbols, listed)
+        if not check.problems:
+            return
+        if cfg.unknown_symbols == "fail":
+            raise MarketDataError(
+                "\n".join(
+                    [
+                        "symbols the exchange does not list as trading:",
+                        *check.lines(),
+                        "(fix symbols, or set unknown_symbols: skip to serve the others)",
+                    ]
+                )
+            )
+        for symbol, why in check.problems.items():
+            log.warning("%s: %s; skipped (unknown_symbols: skip)", symbol, why)
+            self.skipped[symbol] = why
+            del self.symbols[symbol]
+        if not self.symbols:
+            raise MarketDataError("no configured symbol is listed as trading: nothing to serve")
+
+    def _apply_listing(self, listed: dict[str, Instrument]) -> None:
+        """Precision of every symbol, and halts and resumptions of trading."""
+        self.instruments = listed
+        for symbol, state in self.symbols.items():
+            instrument = listed.get(symbol)
+            if instrument is None:
+                continue
+            state.precision = instrument.precision
+            halted = not instrument.trading
+            if halted == state.book.halted:
+                continue
+            if halted:
+                log.warning(
+                    "%s: the exchange lists it as %s: published as halted, no levels",
+                    symbol,
+                    instrument.status,
+                    extra={"symbol": symbol, "status": instrument.status},
+                )
+                state.book.halt()
+                state.book.drain()
+            else:
+                log.info("%s: trading again: resyncing", symbol, extra={"symbol": symbol})
+                state.book.resume()
+            self.publisher.mark(state)
+
+    async def _refresh_listing(self) -> None:
+        """Ask exchangeInfo every ``exchange_info_refresh_s``: halts, resumptions, listings."""
+        cfg = self.config
+        while True:
+            await asyncio.sleep(cfg.exchange_info_refresh_s)
+            try:
+                listed = await self._fetch_listing()
+            except (RestError, DecodeError) as exc:
+                log.warning("exchangeInfo refresh failed: %s", exc)
+                continue
+            self._apply_listing(listed)
+            if cfg.all_symbols:
+                self._add_listings(all_perpetuals(listed, cfg.symbols_quote_asset))
+
+    def _add_listings(self, wanted: Sequence[str]) -> None:
+        """New listings under ``symbols: all``: their own connections, started now."""
+        new = [symbol for symbol in wanted if symbol not in self.symbols]
+        if not new:
+            return
+        log.info("new listings: %s", ", ".join(new), extra={"symbols": new})
+        for symbol in new:
+            state = self.symbols[symbol] = self._new_state(symbol)
+            instrument = self.instruments.get(symbol)
+            if instrument is not None:
+                state.precision = instrument.precision
+            self.publisher.mark(state)
+        taken = {c.plan.name for c in self.connections}
+        plans: list[StreamPlan] = []
+        for plan in self._plans(new):
+            name = plan.name
+            while name in taken:  # "depth-1" exists: the new one is "depth-1+2"
+                name = f"{name}+{len(taken)}"
+            taken.add(name)
+            plans.append(dataclasses.replace(plan, name=name))
+        self._start_feeds(plans)
+
+    def _plans(self, symbols: Sequence[str] | None = None) -> list[StreamPlan]:
         cfg = self.config
         return plan_connections(
             cfg.exchange_ws_url,
-            cfg.symbols,
+            list(self.symbols) if symbols is None else symbols,
             depth=cfg.depth_stream,
             partial_levels=cfg.partial_depth_levels if self.partial_mode else None,
             split_routes=cfg.use_split_routes,

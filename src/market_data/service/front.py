@@ -193,6 +193,8 @@ class Front:
         feeds: dict[str, Any] = {"up": 0, "total": 0, "down": []}
         redis: dict[str, Any] = {"ok": True, "reason": None, "url": None}
         workers: dict[str, Any] = {}
+        quiet: list[str] = []
+        skipped: dict[str, str] = {}
         max_age: Any = None
         for worker, result in await self._ask_all("/ready"):
             answer: dict[str, Any] = {}
@@ -217,6 +219,8 @@ class Front:
             reasons.extend(answer.get("reasons", []))
             checks = answer["checks"]
             books.update(checks.get("books", {}))
+            quiet.extend(checks.get("quiet", []))
+            skipped.update(checks.get("skipped", {}))
             worker_feeds = checks.get("feeds", {})
             feeds["up"] += worker_feeds.get("up", 0)
             feeds["total"] += worker_feeds.get("total", 0)
@@ -231,6 +235,8 @@ class Front:
             "redis": redis,
             "feeds": feeds,
             "books": books,
+            "quiet": quiet,
+            "skipped": skipped,
             "max_book_age_s": max_age,
             "workers": workers,
         }

@@ -139,6 +139,7 @@ class Publisher:
             best_ask=best_ask,
             stats=state.stats.snapshot(now_ms),
             now_ms=now_ms,
+            precision=state.precision,
         )
         self.publish(MarketDataUpdate(state.symbol, payload))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from market_data.binance.schemas import AggTrade, DepthUpdate
 from market_data.core.book import Level, OrderBook
 from market_data.core.partial import PartialDepthBook
+from market_data.core.precision import Precision
 from market_data.core.state import BookState
 from market_data.core.stats import Rolling24h
 from market_data.core.sync import DepthSync, SyncOutput
@@ -20,11 +21,13 @@ from market_data.core.trades import TradeSequence
 class SymbolBook:
     """The book of one symbol, whichever way it is maintained."""
 
-    __slots__ = ("sync", "partial")
+    __slots__ = ("sync", "partial", "halted")
 
     def __init__(self, symbol: str, *, max_buffer: int, max_levels: int) -> None:
         self.sync = DepthSync(symbol, max_buffer=max_buffer, max_levels=max_levels)
         self.partial: PartialDepthBook | None = None
+        #: The exchange lists the contract as not trading: published as HALTED, no levels.
+        self.halted = False
 
     @property
     def _current(self) -> OrderBook:
@@ -32,7 +35,18 @@ class SymbolBook:
 
     @property
     def state(self) -> BookState:
+        if self.halted:
+            return BookState.HALTED
         return self.partial.state if self.partial is not None else self.sync.state
+
+    def halt(self) -> None:
+        """The contract stopped trading: drop the book; it resyncs when trading resumes."""
+        self.halted = True
+        self.on_disconnect()
+
+    def resume(self) -> None:
+        """Trading again: the next depth event starts a fresh sync."""
+        self.halted = False
 
     @property
     def applied(self) -> int:
@@ -99,6 +113,8 @@ class SymbolState:
     trades: int = 0
     #: Which trades to take (duplicates, late fills, hostile frames, restarts).
     trade_ids: TradeSequence[AggTrade] = field(default_factory=TradeSequence)
+    #: Decimals of the contract's tick and step sizes (exchangeInfo), for published sums.
+    precision: Precision = field(default_factory=Precision)
     dirty: bool = False  # the book changed since it was last published
     market_dirty: bool = False  # a trade arrived since market data was last published
     # What the last market_data publication showed (best bid, best ask, trades seen)

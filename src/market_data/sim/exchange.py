@@ -5,7 +5,12 @@ From the client side it looks like ``fstream.binance.com`` + ``fapi.binance.com`
 - WebSocket combined streams at ``/stream?streams=a/b``, raw streams at
   ``/ws/<name>``, and the 2026 split routes ``/public/...`` (depth, bookTicker)
   and ``/market/...`` (trades); ``SUBSCRIBE`` / ``UNSUBSCRIBE`` /
-  ``LIST_SUBSCRIPTIONS`` at run time, 200 streams per connection, server pings.
+  ``LIST_SUBSCRIPTIONS`` at run time, server pings. As on the real host, every
+  SUBSCRIBE is acknowledged, also for names that do not exist, are uppercase or
+  belong to another route, and such streams then send nothing; 1024 streams per
+  connection and 10 incoming messages per second, beyond which the connection
+  is closed with 1008 (BINANCE_FUTURES.md §2, from a public measurement of the
+  live host by the polyoxide project, 2026-10).
 - ``GET /fapi/v1/depth`` with Binance's limits, weights, 429, 451 and 400 answers.
 - Fault injection (gaps, disconnects, malformed frames, silence, bursts) through
   methods on ``SimExchange`` and, periodically, through ``PeriodicFaults``.
@@ -41,6 +46,7 @@ from aiohttp import WSMsgType, web
 from market_data.core.weights import SNAPSHOT_LIMITS, WeightBudget, snapshot_weight
 from market_data.sim.capture_source import Capture, CaptureSnapshot, load_capture
 from market_data.sim.faults import FaultCounters, MalformedKind, malformed_payload
+from market_data.sim.listing import exchange_info
 from market_data.sim.market import MarketConfig, SimMarket
 from market_data.sim.streams import StreamKind, StreamName, parse_stream, route_allows
 
@@ -86,7 +92,11 @@ class SimConfig:
     seed: int = 0
     market: MarketConfig = field(default_factory=MarketConfig)
     ping_interval_s: float | None = 180.0  # Binance pings every 3 minutes
-    max_streams_per_connection: int = 200
+    # BINANCE_FUTURES.md §2 (polyoxide's measurement of the live host, 2026-10): 1024
+    # streams are accepted, the 1025th is refused and the connection closed with 1008.
+    max_streams_per_connection: int = 1024
+    # Same source: at most 10 incoming messages per second, then a 1008 close.
+    max_incoming_per_s: int = 10
     max_queued_frames: int = 200_000  # per connection, before closing a slow consumer
     rest_weight_limit: int = 2400  # per minute
     rest_delay_s: float = 0.0  # extra latency of every REST answer
@@ -121,6 +131,9 @@ class _Connection:
         self.route = route
         self.raw = raw  # raw streams send the payload without the {"stream","data"} envelope
         self.streams: dict[str, StreamName] = {}  # insertion-ordered, for LIST_SUBSCRIPTIONS
+        #: Acknowledged names that carry nothing (unknown, uppercase, other route).
+        self.silent: dict[str, None] = {}
+        self.incoming: deque[float] = deque()  # receive times of the last second's messages
         self.queue: deque[bytes] = deque()
         self.wakeup = asyncio.Event()
         self.closed = False
@@ -164,6 +177,7 @@ class SimExchange:
         self.counters = FaultCounters()
         self.rest_requests = 0
         self.geo_blocked = self.config.geo_blocked
+        self.statuses: dict[str, str] = {}  # symbol -> exchangeInfo status (default TRADING)
         self.replay_finished = asyncio.Event()
         self._budget = WeightBudget(self.config.rest_weight_limit)
         self._connections: dict[int, _Connection] = {}
@@ -218,6 +232,7 @@ class SimExchange:
             app.router.add_get(f"{route}/ws", functools.partial(self._ws, route, True))
             app.router.add_get(f"{route}/ws/{{streams}}", functools.partial(self._ws, route, True))
         app.router.add_get("/fapi/v1/depth", self._rest_depth)
+        app.router.add_get("/fapi/v1/exchangeInfo", self._rest_exchange_info)
         app.router.add_get("/fapi/v1/ping", self._rest_ping)
         app.router.add_get("/fapi/v1/time", self._rest_time)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -331,6 +346,10 @@ class SimExchange:
 
     def set_geo_blocked(self, blocked: bool) -> None:
         self.geo_blocked = blocked
+
+    def set_status(self, symbol: str, status: str) -> None:
+        """List ``symbol`` with ``status`` in exchangeInfo (``SETTLING`` for a delisting)."""
+        self.statuses[symbol.upper()] = status
 
     # ----------------------------------------------------------------- emission
 
@@ -488,65 +507,82 @@ class SimExchange:
         try:
             names = request.match_info.get("streams") or request.query.get("streams", "")
             initial = [name for name in names.split("/") if name]
-            if initial:
-                error = self._subscribe(conn, initial)
-                if error:
-                    conn.push(_error_reply(error, None))
-            async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    self._on_request(conn, message.data)
+            close = self._subscribe(conn, initial, None, acknowledge=False) if initial else None
+            if close is None:
+                async for message in ws:
+                    if message.type is WSMsgType.TEXT:
+                        close = self._on_request(conn, message.data)
+                        if close is not None:
+                            break
+            if close is not None:
+                await self._close_after_writes(conn, close)
         finally:
             self._drop_connection(conn)
         return ws
 
-    def _on_request(self, conn: _Connection, text: str) -> None:
+    async def _close_after_writes(self, conn: _Connection, reason: str) -> None:
+        """Let the writer send what is queued (the error reply), then close with 1008."""
+        for _ in range(100):
+            if not conn.queue:
+                break
+            await asyncio.sleep(0.005)
+        self.counters.policy_closes += 1
+        await conn.ws.close(code=1008, message=reason.encode())
+
+    def _on_request(self, conn: _Connection, text: str) -> str | None:
+        """Answer one client message; returns a close reason when the connection must go."""
+        now = time.monotonic()
+        incoming = conn.incoming
+        incoming.append(now)
+        while incoming and incoming[0] <= now - 1.0:
+            incoming.popleft()
+        if len(incoming) > self.config.max_incoming_per_s:
+            return "Too many requests"
         try:
             request = msgspec.json.decode(text)
         except msgspec.DecodeError:
             conn.push(_error_reply("Invalid JSON: expected value", None, code=3))
-            return
+            return None
         if not isinstance(request, dict):
             conn.push(_error_reply("Invalid request: expected an object", None))
-            return
+            return None
         request_id = request.get("id")
         method = request.get("method")
         params = request.get("params", [])
         if method == "LIST_SUBSCRIPTIONS":
-            conn.push(_encode({"result": list(conn.streams), "id": request_id}))
-            return
+            listed = [*conn.streams, *conn.silent]
+            conn.push(_encode({"result": listed, "id": request_id}))
+            return None
         if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list):
             conn.push(_error_reply(f"Invalid request: unknown method {method!r}", request_id))
-            return
+            return None
         if not all(isinstance(param, str) for param in params):
             conn.push(_error_reply("Invalid request: params must be strings", request_id))
-            return
+            return None
         if method == "SUBSCRIBE":
-            error = self._subscribe(conn, params)
-        else:
-            error = None
-            self._unsubscribe(conn, params)
-        if error:
-            conn.push(_error_reply(error, request_id))
-        else:
-            conn.push(_encode({"result": None, "id": request_id}))
+            return self._subscribe(conn, params, request_id)
+        self._unsubscribe(conn, params)
+        conn.push(_encode({"result": None, "id": request_id}))
+        return None
 
-    def _subscribe(self, conn: _Connection, names: list[str]) -> str | None:
-        """Subscribe all of ``names`` or none; returns the error message if refused."""
-        parsed: list[StreamName] = []
-        for name in names:
+    def _subscribe(
+        self, conn: _Connection, names: list[str], request_id: Any, acknowledge: bool = True
+    ) -> str | None:
+        """Subscribe ``names`` and acknowledge; returns a close reason past the stream limit.
+
+        Names the exchange does not serve are acknowledged all the same and stay
+        silent (BINANCE_FUTURES.md §2): an unknown symbol is never an error here.
+        """
+        new = [n for n in dict.fromkeys(names) if n not in conn.streams and n not in conn.silent]
+        held = len(conn.streams) + len(conn.silent)
+        if held + len(new) > self.config.max_streams_per_connection:
+            conn.push(_error_reply("Too many subscriptions", request_id, code=4))
+            return "Too many subscriptions"
+        for name in new:
             stream = parse_stream(name)
-            if stream is None or not self._serves(stream):
-                return f"Invalid request: unknown stream {name!r}"
-            if not route_allows(conn.route, stream):
-                where = conn.route or "/"
-                return f"Invalid request: stream {name!r} is not served on {where}"
-            parsed.append(stream)
-        new = {stream.name for stream in parsed} - conn.streams.keys()
-        if len(conn.streams) + len(new) > self.config.max_streams_per_connection:
-            limit = self.config.max_streams_per_connection
-            return f"Invalid request: too many streams, at most {limit} per connection"
-        for stream in parsed:
-            if stream.name in conn.streams:
+            if stream is None or not self._serves(stream) or not route_allows(conn.route, stream):
+                conn.silent[name] = None
+                self.counters.silent_subscriptions += 1
                 continue
             conn.streams[stream.name] = stream
             self._subscribers.setdefault(stream.name, set()).add(conn)
@@ -554,11 +590,14 @@ class SimExchange:
             self._prefixes.setdefault(stream.name, b'{"stream":"%s","data":' % stream.name.encode())
             if stream.kind is StreamKind.PARTIAL_DEPTH:
                 self._partials[stream.channel] = stream
+        if acknowledge:
+            conn.push(_encode({"result": None, "id": request_id}))
         self._first_subscriber.set()
         return None
 
     def _unsubscribe(self, conn: _Connection, names: list[str]) -> None:
         for name in names:
+            conn.silent.pop(name, None)
             stream = conn.streams.pop(name, None)
             if stream is None:
                 continue
@@ -660,6 +699,11 @@ class SimExchange:
         body["bids"] = body["bids"][:limit]
         body["asks"] = body["asks"][:limit]
         return _encode(body)
+
+    async def _rest_exchange_info(self, request: web.Request) -> web.Response:
+        return await self._light_answer(
+            exchange_info(self._symbols(), self.statuses, self._now_ms())
+        )
 
     async def _rest_ping(self, request: web.Request) -> web.Response:
         return await self._light_answer({})

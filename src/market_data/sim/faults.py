@@ -32,6 +32,8 @@ class FaultCounters:
     pauses: int = 0
     burst_diffs: int = 0
     slow_consumers_closed: int = 0
+    silent_subscriptions: int = 0  # acknowledged names that carry nothing
+    policy_closes: int = 0  # connections closed with 1008 (stream or message limit)
 
     @property
     def malformed_total(self) -> int:

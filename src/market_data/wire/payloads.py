@@ -18,10 +18,12 @@ from collections.abc import Sequence
 import msgspec
 
 from market_data.core.book import Level
+from market_data.core.precision import Precision
 from market_data.core.state import BookState
 from market_data.core.stats import Stats24h
 
 _encode = msgspec.json.Encoder().encode
+_DEFAULT_PRECISION = Precision()
 
 
 def price_text(price: float) -> str:
@@ -71,16 +73,20 @@ def market_data_payload(
     best_ask: float | None,
     stats: Stats24h,
     now_ms: int,
+    precision: Precision = _DEFAULT_PRECISION,
 ) -> bytes:
-    """``market_data:{SYMBOL}``: last price, best bid/ask and real 24h figures."""
+    """``market_data:{SYMBOL}``: last price, best bid/ask and real 24h figures.
+
+    The sums are rounded to the exchange's own decimals (:mod:`core.precision`).
+    """
     return _encode(
         {
             "symbol": symbol,
             "last_price": stats.last_price,
             "bid_price": best_bid,
             "ask_price": best_ask,
-            "volume_24h": stats.volume,
-            "quote_volume_24h": stats.quote_volume,
+            "volume_24h": precision.qty(stats.volume),
+            "quote_volume_24h": precision.quote(stats.quote_volume),
             "high_24h": stats.high,
             "low_24h": stats.low,
             "trade_count_24h": stats.trade_count,
