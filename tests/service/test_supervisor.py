@@ -19,7 +19,12 @@ from market_data.client.shm import ShmRingReader
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.ops.config import Config
 from market_data.ops.health_check import run_checks
-from market_data.service.supervisor import Supervisor, shard_configs, shard_symbols
+from market_data.service.supervisor import (
+    Supervisor,
+    resolve_all_symbols,
+    shard_configs,
+    shard_symbols,
+)
 from market_data.sim.exchange import SimConfig, SimExchange
 from market_data.wire.ring_index import read_index
 from tests.integration.service_harness import Received, book_matches_truth, subscribe
@@ -225,3 +230,14 @@ async def test_sigterm_stops_every_worker_and_exits_zero(
                 process.kill()
                 await process.wait()
             await subscribed.aclose()
+
+
+async def test_symbols_all_is_made_explicit_before_sharding() -> None:
+    async with SimExchange(SimConfig(["BTCUSDT", "ETHUSDT", "SOLUSDT"])) as sim:
+        config = Config(symbols=("all",), exchange_rest_url=sim.rest_base_url, health_port=0)
+        resolved = await asyncio.to_thread(resolve_all_symbols, config)
+    assert resolved.symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    assert [c.symbols for c in shard_configs(resolved, 2)] == [
+        ("BTCUSDT", "SOLUSDT"),
+        ("ETHUSDT",),
+    ]

@@ -177,7 +177,10 @@ async def test_past_the_stream_limit_the_connection_is_closed_with_1008(
     assert SimConfig().max_streams_per_connection == 1024
     config = SimConfig(symbols=["ETHUSDT"], max_streams_per_connection=4)
     names = ["ethusdt@depth", "ethusdt@aggTrade", "ethusdt@bookTicker", "nosuchusdt@depth"]
-    async with SimExchange(config) as small, session.ws_connect(f"{small.ws_base_url}/stream") as ws:
+    async with (
+        SimExchange(config) as small,
+        session.ws_connect(f"{small.ws_base_url}/stream") as ws,
+    ):
         await ws.send_json({"method": "SUBSCRIBE", "params": names, "id": 7})
         assert await _reply_to(ws, 7) == {"result": None, "id": 7}
         await ws.send_json({"method": "SUBSCRIBE", "params": ["ethusdt@depth5"], "id": 8})

@@ -327,17 +327,20 @@ class MarketDataService:
 
     async def _refresh_listing(self) -> None:
         """Ask exchangeInfo every ``exchange_info_refresh_s``: halts, resumptions, listings."""
-        cfg = self.config
         while True:
-            await asyncio.sleep(cfg.exchange_info_refresh_s)
-            try:
-                listed = await self._fetch_listing()
-            except (RestError, DecodeError) as exc:
-                log.warning("exchangeInfo refresh failed: %s", exc)
-                continue
-            self._apply_listing(listed)
-            if cfg.all_symbols:
-                self._add_listings(all_perpetuals(listed, cfg.symbols_quote_asset))
+            await asyncio.sleep(self.config.exchange_info_refresh_s)
+            await self.refresh_listing()
+
+    async def refresh_listing(self) -> None:
+        """One refresh of the listing (a failure is logged; the next refresh tries again)."""
+        try:
+            listed = await self._fetch_listing()
+        except (RestError, DecodeError) as exc:
+            log.warning("exchangeInfo refresh failed: %s", exc)
+            return
+        self._apply_listing(listed)
+        if self.config.all_symbols:
+            self._add_listings(all_perpetuals(listed, self.config.symbols_quote_asset))
 
     def _add_listings(self, wanted: Sequence[str]) -> None:
         """New listings under ``symbols: all``: their own connections, started now."""

@@ -28,12 +28,16 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
+from market_data.binance.decode import DecodeError
+from market_data.binance.instruments import all_perpetuals, decode_exchange_info
 from market_data.core.backoff import backoff
+from market_data.errors import MarketDataError
 from market_data.ops.config import Config
 from market_data.service.front import Front, WorkerAddress
 from market_data.wire.ring_index import remove_index, write_index
@@ -344,9 +348,30 @@ class Supervisor:
             self._running[slot.index] = False
 
 
+def resolve_all_symbols(config: Config, timeout_s: float = 10.0) -> Config:
+    """``symbols: all`` made explicit from exchangeInfo, so it can be sharded over workers.
+
+    New listings are not picked up while the workers run (a single process does).
+    """
+    if not config.all_symbols:
+        return config
+    url = f"{config.exchange_rest_url}/fapi/v1/exchangeInfo"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - config URL
+            body = response.read()
+        listed = decode_exchange_info(body)
+    except (OSError, DecodeError) as exc:
+        raise MarketDataError(f"symbols: all: cannot read {url}: {exc}") from exc
+    symbols = all_perpetuals(listed, config.symbols_quote_asset)
+    if not symbols:
+        raise MarketDataError("symbols: all: no trading perpetual is listed")
+    log.info("symbols: all: %d trading perpetuals", len(symbols))
+    return config.with_overrides(symbols=symbols)
+
+
 def run_workers(config: Config, workers: int, log_level: str | None = None) -> int:
     """``market-data run --workers N``: supervise N workers until SIGTERM or SIGINT; returns 0."""
-    supervisor = Supervisor(config, workers, log_level=log_level)
+    supervisor = Supervisor(resolve_all_symbols(config), workers, log_level=log_level)
 
     def on_signal(signum: int, frame: object) -> None:
         supervisor.stop()

@@ -5,8 +5,9 @@ docs): ``timezone``, ``serverTime``, ``rateLimits`` and one entry per contract
 with ``status``, ``contractType``, ``baseAsset``/``quoteAsset`` and its
 ``filters``, numbers as decimal strings. ``PRICE_FILTER.tickSize`` and
 ``LOT_SIZE.stepSize`` follow each symbol's decimals in ``sim/market.py``.
-Besides the symbols it streams, it lists a few more (as the real exchange lists
-hundreds), so a typo can be told from a contract this exchange does not stream.
+Besides the symbols it streams, it lists a few that no longer trade (the real
+exchange keeps settled and delisted contracts listed with such statuses), so
+"listed but not trading" can be told from "not listed".
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 
 from market_data.sim.market import format_fixed, spec_for
 
-#: Listed but not streamed: typos near the usual names must not match them.
-EXTRA_LISTED = ("BNBUSDT", "ADAUSDT", "LINKUSDT", "BTCUSDC", "ETHBTC")
+#: Listed but not trading (and not streamed): symbol -> status.
+EXTRA_LISTED = {"LUNAUSDT": "SETTLING", "SRMUSDT": "CLOSE", "NEWUSDT": "PENDING_TRADING"}
 
 
 def _contract(symbol: str, status: str) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def exchange_info(
     streamed: Iterable[str], statuses: Mapping[str, str], now_ms: int
 ) -> dict[str, Any]:
     """The body: every streamed symbol (status from ``statuses``, default TRADING) and extras."""
-    names = list(dict.fromkeys([*streamed, *EXTRA_LISTED]))
+    merged = {**EXTRA_LISTED, **dict.fromkeys(streamed, "TRADING"), **statuses}
     return {
         "timezone": "UTC",
         "serverTime": now_ms,
@@ -83,5 +84,5 @@ def exchange_info(
         ],  # fmt: skip
         "exchangeFilters": [],
         "assets": [],
-        "symbols": [_contract(name, statuses.get(name, "TRADING")) for name in names],
+        "symbols": [_contract(name, status) for name, status in merged.items()],
     }
