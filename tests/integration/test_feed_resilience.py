@@ -56,7 +56,9 @@ async def test_server_pings_are_answered(redis_server: EmbeddedRedis) -> None:
         assert all(c.connects == 1 and c.connected for c in service.connections)
 
 
-async def test_geo_blocked_rest_falls_back_to_partial_depth(redis_server: EmbeddedRedis) -> None:
+async def test_geo_blocked_rest_falls_back_to_partial_depth_and_returns(
+    redis_server: EmbeddedRedis,
+) -> None:
     sim_config = SimConfig(symbols=["BTCUSDT", "ETHUSDT"], diff_rate_hz=20, geo_blocked=True)
     async with running_service(
         redis_server.url, ("BTCUSDT", "ETHUSDT"), sim_config=sim_config, partial_depth_levels=10
@@ -68,9 +70,28 @@ async def test_geo_blocked_rest_falls_back_to_partial_depth(redis_server: Embedd
             what="partial books",
         )
         assert service.counters.snapshot_failures["geo_blocked"] >= 1
+        assert not await service.probe_rest()  # still blocked: stays on partial depth
+        partial_books = {s: list(received.live_books(s)) for s in ("BTCUSDT", "ETHUSDT")}
+        # The block ends: the next probe finds REST and the books go back to diff depth.
+        sim.set_geo_blocked(False)
+        assert await service.probe_rest()
+        await wait_for(
+            lambda: all(s.state is BookState.LIVE for s in service.symbols.values()),
+            what="diff books live again",
+        )
+        await wait_for(
+            lambda: all(
+                any(b["state"] == "live" for b in received.live_books(s))
+                for s in ("BTCUSDT", "ETHUSDT")
+            ),
+            what="live books published",
+        )
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        books = received.live_books(symbol)
+        books = partial_books[symbol]
         assert {b["state"] for b in books} == {"partial"}
         assert all(len(b["bids"]) == 10 for b in books)
         problems = [p for b in books if (p := book_matches_truth(sim, b, depth=10))]
         assert not problems, problems[:2]
+        live = [b for b in received.live_books(symbol) if b["state"] == "live"]
+        problems = [p for b in live if (p := book_matches_truth(sim, b))]
+        assert live and not problems, problems[:2]

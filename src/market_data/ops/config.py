@@ -87,6 +87,7 @@ class Config:
     unknown_symbols: str = "fail"
     symbols_quote_asset: str = ""
     exchange_info_refresh_s: float = 600.0
+    geo_block_retry_s: float = 300.0
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -517,6 +518,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "unknown_symbols": _key("str", _one_of("fail", "skip")),
     "symbols_quote_asset": _key("str", _check_quote_asset),
     "exchange_info_refresh_s": _key("float", _in_range(10, 86_400)),
+    "geo_block_retry_s": _key("float", _in_range(1, 86_400)),
 }
 
 

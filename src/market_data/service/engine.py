@@ -39,14 +39,14 @@ from market_data.binance.instruments import (
     check_symbols,
     decode_exchange_info,
 )
-from market_data.binance.rest import RestError, fetch_exchange_info
+from market_data.binance.rest import RestError, fetch_exchange_info, fetch_snapshot
 from market_data.binance.schemas import AggTrade
 from market_data.binance.streams import StreamPlan, plan_connections
 from market_data.core.backoff import backoff
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
 from market_data.core.sync import BookLive, BookReset, SnapshotNeeded
-from market_data.core.weights import WeightBudget
+from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.errors import MarketDataError
 from market_data.ops.config import Config
 from market_data.outputs.sinks import Sink, TradeUpdate
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 TASK_RESTART_DELAY_S = 1.0
 #: Tries of exchangeInfo at start before configured symbols are served unchecked.
 FIRST_LISTING_ATTEMPTS = 3
+#: Levels of the snapshot that probes REST while on partial depth (the lightest: weight 2).
+PROBE_LIMIT = 5
 
 
 @dataclass
@@ -545,9 +547,47 @@ class MarketDataService:
             state.book.use_partial(levels)
             self.publisher.mark(state)
         self._supervise("partial-switch", self._switch_depth_feeds)
+        self._supervise("rest-probe", self._probe_rest_until_it_answers)
+
+    async def _probe_rest_until_it_answers(self) -> None:
+        """While on partial depth, ask REST again every ``geo_block_retry_s``."""
+        while self.partial_mode:
+            await asyncio.sleep(self.config.geo_block_retry_s)
+            if await self.probe_rest():
+                break
+        self._tasks.pop("rest-probe", None)
+
+    async def probe_rest(self) -> bool:
+        """One small snapshot request; when it answers, go back to diff books. True if it did."""
+        if not self.partial_mode or not self.symbols:
+            return not self.partial_mode
+        assert self._session is not None
+        symbol = next(iter(self.symbols))
+        weight = snapshot_weight(PROBE_LIMIT)
+        if self.weights.try_acquire(weight, self.wall_clock()) > 0:
+            return False
+        try:
+            await fetch_snapshot(self._session, self.config.exchange_rest_url, symbol, PROBE_LIMIT)
+        except RestError as exc:
+            log.info("REST still unavailable (%s): staying on partial depth", exc)
+            return False
+        self._leave_partial_mode()
+        return True
+
+    def _leave_partial_mode(self) -> None:
+        log.warning(
+            "REST snapshots answer again: back to diff-depth books (resync, then live)",
+            extra={"symbols": len(self.symbols)},
+        )
+        self.partial_mode = False
+        self.snapshots.enabled = True
+        for state in self.symbols.values():
+            state.book.use_diff()
+            self.publisher.mark(state)
+        self._supervise("partial-switch", self._switch_depth_feeds)
 
     async def _switch_depth_feeds(self) -> None:
-        """Replace the diff-depth connections with partial-depth ones, old ones awaited."""
+        """Replace the depth connections with ones of the current mode, old ones awaited."""
         old = [c for c in self.connections if c.plan.carries_depth]
         tasks = [self._tasks.pop(c.plan.name) for c in old if c.plan.name in self._tasks]
         for task in tasks:

@@ -87,6 +87,12 @@ class SymbolBook:
         self.sync.on_disconnect()
         self.sync.drain()
 
+    def use_diff(self) -> None:
+        """Back to diff books (REST answers again): the next event starts a sync."""
+        if self.partial is not None:
+            self.partial.on_disconnect()
+        self.partial = None
+
     def retire(self) -> None:
         """Nobody maintains the book any more (shutdown): mark it not live."""
         if self.partial is not None:
