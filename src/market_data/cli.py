@@ -141,6 +141,7 @@ _BENCHES: dict[str, str] = {
     "shm": "shared-memory ring vs Redis pub/sub latency",
     "redis": "Redis publisher vs one await per publish",
     "e2e": "load generator -> service -> Redis -> subscriber",
+    "rot": "depth-cache rot: naive vs bounded vs re-based books, accelerated",
 }
 
 

@@ -95,3 +95,16 @@ def test_side_matches_a_dict_and_sort(batches: list[list[tuple[float, float]]], 
         assert side.top(5) == sorted(reference.items(), reverse=True)[:5]
         assert len(capped) <= cap and set(capped.qty) == set(capped.prices)
         assert capped.prices == sorted(capped.qty)
+
+
+def test_the_depth_bound_applies_to_the_whole_event_not_each_insert() -> None:
+    """Insert a new best and delete another level: the window is as large as before."""
+    side = BookSide(is_bid=True, max_levels=3)
+    side.apply([(10.0, 1.0), (9.0, 1.0), (8.0, 1.0)])
+    side.apply([(11.0, 1.0), (10.0, 0.0)])  # best first, as the exchange orders bids
+    assert side.prices == [8.0, 9.0, 11.0] and set(side.qty) == {8.0, 9.0, 11.0}
+    side.apply([(12.0, 1.0), (13.0, 2.0)])  # two more than the bound: the two worst go
+    assert side.prices == [11.0, 12.0, 13.0] and set(side.qty) == {11.0, 12.0, 13.0}
+    asks = BookSide(is_bid=False, max_levels=2)
+    asks.apply([(5.0, 1.0), (6.0, 1.0), (7.0, 1.0), (4.0, 1.0)])
+    assert asks.prices == [4.0, 5.0] and set(asks.qty) == {4.0, 5.0}

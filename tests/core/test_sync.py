@@ -12,6 +12,7 @@ from market_data.core.sync import (
     MAX_BEFORE_BRIDGE,
     MAX_ID_STEP,
     MAX_STALE_RUN,
+    BookAudit,
     BookLive,
     BookReset,
     DepthSync,
@@ -259,7 +260,8 @@ changes = st.lists(
     st.tuples(st.integers(0, 1), st.integers(1, 20), st.integers(0, 3)), min_size=1, max_size=6
 )
 actions = st.sampled_from(
-    ["deliver"] * 6 + ["drop", "duplicate", "stale", "reconnect", "snapshot", "old_snapshot"]
+    ["deliver"] * 6
+    + ["drop", "duplicate", "stale", "reconnect", "snapshot", "old_snapshot", "refresh"]
 )
 
 
@@ -291,6 +293,8 @@ def test_never_publishes_a_wrong_book_and_detects_every_gap(
             continue
         if action == "reconnect":
             sync.on_disconnect()
+        elif action == "refresh":
+            sync.request_refresh()  # a re-base: the book must stay exact through it
         deliver(ev)
         if action == "duplicate":
             deliver(ev)
@@ -410,3 +414,68 @@ def test_any_one_hostile_event_changes_nothing_but_counters(
         return seen
 
     assert run(position) == run(None)
+
+
+# ------------------------------------------------------------- re-base and audit
+
+
+def _live_at(sync: DepthSync, bids: list[Level], asks: list[Level]) -> None:
+    """Live on snapshot 100 (these levels) bridged by an empty event 95..105."""
+    sync.on_depth(Ev(95, 105, 90))
+    sync.on_snapshot(Snap(100, bids, asks))
+    sync.drain()
+    assert sync.is_live
+
+
+def test_a_refresh_rebases_the_live_book_without_leaving_live() -> None:
+    sync = DepthSync("X", audit_depth=2)
+    _live_at(sync, [(10.0, 1.0), (9.0, 1.0), (5.0, 1.0)], [(11.0, 1.0), (12.0, 1.0)])
+    assert sync.request_refresh()
+    assert sync.drain() == [SnapshotNeeded("X", "refresh")]
+    assert not sync.request_refresh()  # one at a time
+    sync.on_depth(Ev(106, 108, 105, [(9.0, 2.0)]))
+    sync.on_depth(Ev(109, 112, 108, [(10.0, 3.0)]))
+    # The exchange dropped 5.0 without a delete (outside its window): the snapshot lacks it.
+    sync.on_snapshot(Snap(107, [(10.0, 1.0), (9.0, 2.0)], [(11.0, 1.0), (12.0, 1.0)]))
+    assert sync.is_live and sync.resets == 0
+    assert sync.drain() == [BookAudit("X", 112, 107, 0, 1, False)]
+    assert sync.book.bids.qty == {10.0: 3.0, 9.0: 2.0}  # 5.0 is gone
+    assert (sync.refreshes, sync.audit_window_differences, sync.audit_top_differences) == (1, 1, 0)
+    assert sync.on_depth(Ev(113, 114, 112, [(9.5, 1.0)]))  # the chain goes on in the new book
+
+
+def test_a_wrong_top_of_book_found_by_an_audit_resyncs() -> None:
+    sync = DepthSync("X")
+    _live_at(sync, [(10.0, 1.0)], [(11.0, 1.0)])
+    sync.request_refresh()
+    sync.drain()
+    sync.on_depth(Ev(106, 108, 105))
+    sync.on_snapshot(Snap(107, [(10.0, 4.0)], [(11.0, 1.0)]))  # the best bid's size differs
+    outputs = sync.drain()
+    assert outputs[0] == BookAudit("X", 108, 107, 1, 1, True)
+    assert outputs[1] == BookReset("X", "audit")
+    assert sync.audit_top_of_book == 1 and not sync.is_live
+
+
+def test_a_refresh_snapshot_ahead_of_the_stream_waits_for_its_bridge() -> None:
+    sync = DepthSync("X")
+    _live_at(sync, [(10.0, 1.0)], [(11.0, 1.0)])
+    sync.request_refresh()
+    sync.drain()
+    sync.on_snapshot(Snap(110, [(10.0, 2.0)], [(11.0, 1.0)]))  # REST is ahead of our stream
+    assert sync.drain() == [] and sync.is_live
+    sync.on_depth(Ev(106, 109, 105, [(10.0, 7.0)]))  # before 110: already in the snapshot
+    sync.on_depth(Ev(110, 112, 109, [(10.0, 2.0)]))  # bridges 110
+    assert sync.drain() == [BookAudit("X", 112, 110, 0, 0, False)]
+
+
+def test_a_refresh_snapshot_older_than_the_kept_events_is_abandoned() -> None:
+    sync = DepthSync("X")
+    _live_at(sync, [(10.0, 1.0)], [(11.0, 1.0)])
+    sync.request_refresh()
+    sync.drain()
+    sync.on_depth(Ev(106, 108, 105))
+    sync.on_snapshot(Snap(103, [(10.0, 9.0)], [(11.0, 1.0)]))
+    assert sync.drain() == [] and sync.is_live and sync.refreshes_abandoned == 1
+    assert sync.book.bids.qty == {10.0: 1.0}
+    assert sync.request_refresh()  # the next one may try again

@@ -35,6 +35,17 @@ reset the book too. Every reset is announced (:class:`BookReset`) and every
 return to a correct book too (:class:`BookLive`), so consumers never mistake
 a stale book for a live one.
 
+Re-base and audit (depth-cache rot, BINANCE_FUTURES.md §5): :meth:`request_refresh`
+asks for a fresh snapshot while the book stays live. Events applied from then on
+are kept; when the snapshot arrives, a second book is built beside the live one
+from it plus those events (step 4's bridge, then the chain), and once both are at
+the same update id they are compared (levels touched by the bridging event
+excepted, since both books hold the exchange's latest quantities for them) and
+the fresh book replaces the live one. Nothing leaves ``LIVE``: the only visible
+effect is that levels the exchange dropped without a delete are gone. The
+comparison is reported (:class:`BookAudit`); a difference at the top of the book
+means the live book was published wrong, and it is reset and resynced.
+
 Calls in, events out: the I/O layer calls :meth:`DepthSync.on_depth`,
 :meth:`~DepthSync.on_snapshot`, :meth:`~DepthSync.on_snapshot_failed` and
 :meth:`~DepthSync.on_disconnect`, then :meth:`~DepthSync.drain` s the outputs.
@@ -46,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from market_data.core.book import DEFAULT_MAX_LEVELS, Level, OrderBook
+from market_data.core.book import DEFAULT_MAX_LEVELS, BookSide, Level, OrderBook
 from market_data.core.state import BookState
 
 DEFAULT_MAX_BUFFER = 1_000
@@ -111,7 +122,19 @@ class BookLive:
     first_pu: int
 
 
-SyncOutput = SnapshotNeeded | BookReset | BookLive
+@dataclass(frozen=True, slots=True)
+class BookAudit:
+    """The live book compared with a fresh one at the same update id (a re-base)."""
+
+    symbol: str
+    update_id: int
+    snapshot_id: int
+    top_differences: int  # differing levels among the top ``audit_depth`` of each side
+    window_differences: int  # differing levels in the whole book
+    top_of_book: bool  # the best bid or ask differed: the published book was wrong
+
+
+SyncOutput = SnapshotNeeded | BookReset | BookLive | BookAudit
 
 
 class DepthSync:
@@ -124,8 +147,11 @@ class DepthSync:
         max_buffer: int = DEFAULT_MAX_BUFFER,
         max_levels: int = DEFAULT_MAX_LEVELS,
         on_applied: Callable[[DepthDiff], None] | None = None,
+        audit_depth: int = 20,
     ) -> None:
         self.symbol = symbol
+        self.max_levels = max_levels
+        self.audit_depth = audit_depth
         self.book = OrderBook(symbol, max_levels=max_levels)
         self.state = BookState.WAITING
         self.max_buffer = max_buffer
@@ -155,6 +181,17 @@ class DepthSync:
         self.snapshots_ignored = 0
         self.implausible = 0  # events and snapshots rejected for absurd ids
         self._before_bridge = 0  # events dropped in a row while a loaded snapshot waits
+        # Re-base: events applied since the refresh was asked for, then the fresh book.
+        self._rebase: list[DepthDiff] | None = None
+        self._shadow: OrderBook | None = None
+        self._shadow_id = 0
+        self._shadow_bridged = False
+        self._touched: tuple[set[float], set[float]] = (set(), set())
+        self.refreshes = 0  # re-bases completed
+        self.refreshes_abandoned = 0  # a refresh snapshot that could not be bridged
+        self.audit_top_differences = 0  # summed over audits
+        self.audit_window_differences = 0
+        self.audit_top_of_book = 0  # audits that found the top of the book wrong
 
     # ------------------------------------------------------------------ calls in
 
@@ -193,8 +230,25 @@ class DepthSync:
         self._buffer_event(ev)
         return False
 
+    def request_refresh(self) -> bool:
+        """Ask for a snapshot to re-base the live book on; False unless live and idle."""
+        if (
+            self.state is not BookState.LIVE
+            or self._rebase is not None
+            or self._shadow is not None
+            or self._snapshot_pending
+        ):
+            return False
+        self._rebase = []
+        self._request_snapshot("refresh")
+        return True
+
     def on_snapshot(self, snap: Snapshot) -> None:
         """Feed the REST snapshot that a :class:`SnapshotNeeded` asked for."""
+        if self.state is BookState.LIVE and self._rebase is not None:
+            self._snapshot_pending = False
+            self._start_shadow(snap)
+            return
         if self.state is not BookState.SYNCING or self._snapshot_id is not None:
             self.snapshots_ignored += 1  # not what the current request is waiting for
             return
@@ -233,6 +287,9 @@ class DepthSync:
     def on_snapshot_failed(self, reason: str) -> None:
         """The snapshot request failed; ask again (the I/O layer backs off)."""
         self._snapshot_pending = False
+        if self._rebase is not None:  # a refresh: the next one will try again
+            self._rebase = None
+            self.refreshes_abandoned += 1
         if self.state is BookState.SYNCING and self._snapshot_id is None:
             self._request_snapshot(reason)
 
@@ -285,6 +342,8 @@ class DepthSync:
             "snapshots_rejected": self.snapshots_rejected,
             "snapshots_ignored": self.snapshots_ignored,
             "implausible": self.implausible,
+            "refreshes": self.refreshes,
+            "refreshes_abandoned": self.refreshes_abandoned,
         }
 
     # ----------------------------------------------------------------- internals
@@ -312,9 +371,91 @@ class DepthSync:
             return False
         self.applied += 1
         self.last_applied = ev
+        if self._rebase is not None:
+            self._keep_for_rebase(ev)
+        elif self._shadow is not None:
+            self._feed_shadow(ev)
         if self.on_applied is not None:
             self.on_applied(ev)
         return True
+
+    # ----------------------------------------------------------- re-base, audit
+
+    def _keep_for_rebase(self, ev: DepthDiff) -> None:
+        rebase = self._rebase
+        assert rebase is not None
+        if len(rebase) >= self.max_buffer:  # the snapshot is not coming: give up this one
+            self._rebase = None
+            self.refreshes_abandoned += 1
+            return
+        rebase.append(ev)
+
+    def _start_shadow(self, snap: Snapshot) -> None:
+        """Build the fresh book from ``snap`` and the events kept since the request."""
+        events = self._rebase or []
+        self._rebase = None
+        last_id = snap.lastUpdateId
+        if abs(last_id - self._last_u) > MAX_ID_STEP:
+            self.implausible += 1
+            self.refreshes_abandoned += 1
+            return
+        shadow = OrderBook(self.symbol, max_levels=self.max_levels)
+        shadow.load(snap.bids, snap.asks, last_id)
+        self._shadow, self._shadow_id = shadow, last_id
+        self._shadow_bridged = last_id == self._last_u and not any(e.u > last_id for e in events)
+        self._touched = (set(), set())
+        if self._shadow_bridged:
+            self._finish_rebase()
+            return
+        for ev in events:
+            self._feed_shadow(ev)
+            if self._shadow is None:
+                return
+
+    def _feed_shadow(self, ev: DepthDiff) -> None:
+        """One live event into the fresh book: bridge first (step 4), then the chain."""
+        shadow = self._shadow
+        assert shadow is not None
+        if not self._shadow_bridged:
+            if ev.u < self._shadow_id:
+                return  # the snapshot holds it already
+            if not _bridges(ev, self._shadow_id):  # the snapshot predates the kept events
+                self._shadow = None
+                self.refreshes_abandoned += 1
+                return
+            self._shadow_bridged = True
+            self._touched = ({p for p, _ in ev.b}, {p for p, _ in ev.a})
+        shadow.apply(ev.b, ev.a, ev.u)
+        if shadow.last_update_id == self._last_u:
+            self._finish_rebase()
+
+    def _finish_rebase(self) -> None:
+        """Both books are at the same update id: compare them, then keep the fresh one."""
+        fresh = self._shadow
+        assert fresh is not None
+        self._shadow = None
+        live = self.book
+        touched_bids, touched_asks = self._touched
+        depth = self.audit_depth
+        top = _differences(live.bids, fresh.bids, touched_bids, depth) + _differences(
+            live.asks, fresh.asks, touched_asks, depth
+        )
+        window = _differences(live.bids, fresh.bids, touched_bids, None) + _differences(
+            live.asks, fresh.asks, touched_asks, None
+        )
+        wrong_top = _differences(live.bids, fresh.bids, touched_bids, 1) + _differences(
+            live.asks, fresh.asks, touched_asks, 1
+        )
+        self.refreshes += 1
+        self.audit_top_differences += top
+        self.audit_window_differences += window
+        audit = BookAudit(self.symbol, self._last_u, self._shadow_id, top, window, wrong_top > 0)
+        self._outputs.append(audit)
+        if wrong_top:
+            self.audit_top_of_book += 1
+            self._reset("audit", restart_from=None)
+            return
+        self.book = fresh
 
     def _bridge_with(self, ev: DepthDiff) -> bool:
         """First event after a loaded snapshot: step 4 of the procedure."""
@@ -371,6 +512,8 @@ class DepthSync:
         self.resets += 1
         self.book.clear()
         self._buffer.clear()
+        self._rebase = None
+        self._shadow = None
         self._snapshot_id = None
         self._last_u = 0
         # A request made for the discarded book is not one for the next: the next
@@ -380,6 +523,16 @@ class DepthSync:
         self._outputs.append(BookReset(self.symbol, reason))
         if restart_from is not None:
             self._buffer_event(restart_from)
+
+
+def _differences(live: BookSide, fresh: BookSide, touched: set[float], depth: int | None) -> int:
+    """Levels that differ between two sides (within the top ``depth`` of either, if given)."""
+    if depth is None:
+        prices = set(live.qty) | set(fresh.qty)
+    else:
+        prices = {p for p, _ in live.top(depth)} | {p for p, _ in fresh.top(depth)}
+    live_qty, fresh_qty = live.qty, fresh.qty
+    return sum(1 for p in prices - touched if live_qty.get(p) != fresh_qty.get(p))
 
 
 def _bridges(ev: DepthDiff, snapshot_id: int) -> bool:

@@ -68,7 +68,7 @@ class Config:
     streams_per_connection: int = 200
     snapshot_limit: int = 1000
     rest_weight_budget_per_minute: int = 2400
-    max_levels_per_side: int = 5000
+    max_levels_per_side: int = 1000
     sync_buffer_max: int = 1_000
     silence_timeout_s: float = 30.0
     connection_max_age_s: float = 23 * 3600.0
@@ -88,6 +88,7 @@ class Config:
     symbols_quote_asset: str = ""
     exchange_info_refresh_s: float = 600.0
     geo_block_retry_s: float = 300.0
+    book_refresh_interval_s: float = 3600.0
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -519,6 +520,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "symbols_quote_asset": _key("str", _check_quote_asset),
     "exchange_info_refresh_s": _key("float", _in_range(10, 86_400)),
     "geo_block_retry_s": _key("float", _in_range(1, 86_400)),
+    "book_refresh_interval_s": _key("float", _in_range(0, 7 * 86_400)),
 }
 
 

@@ -199,6 +199,36 @@ class ServiceCollector(Collector):
 
     # -------------------------------------------------------------------- books
 
+    def _audit_metrics(self) -> Iterator[Metric]:
+        """Re-bases on fresh snapshots and what their comparison with the live book found."""
+        audits = CounterMetricFamily(
+            "book_audits", "Live books re-based on a fresh snapshot and audited", labels=["symbol"]
+        )
+        abandoned = CounterMetricFamily(
+            "book_audits_abandoned",
+            "Re-base snapshots that could not be bridged to the live book (tried again later)",
+            labels=["symbol"],
+        )
+        differences = CounterMetricFamily(
+            "book_audit_differences",
+            "Levels that differed between the live book and a fresh one at the same update "
+            "id: scope=top within the published depth, scope=window in the whole book",
+            labels=["symbol", "scope"],
+        )
+        wrong_top = CounterMetricFamily(
+            "book_audit_top_of_book_errors",
+            "Audits that found the live book's best bid or ask wrong (the book was resynced)",
+            labels=["symbol"],
+        )
+        for symbol, state in self.app.service.symbols.items():
+            sync = state.sync
+            audits.add_metric([symbol], sync.refreshes)
+            abandoned.add_metric([symbol], sync.refreshes_abandoned)
+            differences.add_metric([symbol, "top"], sync.audit_top_differences)
+            differences.add_metric([symbol, "window"], sync.audit_window_differences)
+            wrong_top.add_metric([symbol], sync.audit_top_of_book)
+        yield from (audits, abandoned, differences, wrong_top)
+
     def _book_metrics(self) -> Iterator[Metric]:
         service = self.app.service
         states = GaugeMetricFamily(
@@ -265,6 +295,7 @@ class ServiceCollector(Collector):
             buffered.add_metric([symbol, "buffer_overflow"], sync_counts["buffer_overflows"])
         yield from (states, updates, gaps, trades, trade_gaps, trade_dups, trade_rejected)
         yield from (trade_restarts, age, last_id, buffered)
+        yield from self._audit_metrics()
         sink_errors = CounterMetricFamily(
             "sink_errors", "Updates an output failed to take, by output", labels=["sink"]
         )

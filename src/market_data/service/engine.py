@@ -45,7 +45,7 @@ from market_data.binance.streams import StreamPlan, plan_connections
 from market_data.core.backoff import backoff
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
-from market_data.core.sync import BookLive, BookReset, SnapshotNeeded
+from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.errors import MarketDataError
 from market_data.ops.config import Config
@@ -79,6 +79,7 @@ class ServiceCounters:
     snapshot_failures: Counter[str] = field(default_factory=Counter)
     sink_errors: Counter[str] = field(default_factory=Counter)
     task_restarts: Counter[str] = field(default_factory=Counter)
+    audits: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
@@ -137,7 +138,10 @@ class MarketDataService:
     def _new_state(self, symbol: str) -> SymbolState:
         cfg = self.config
         book = SymbolBook(
-            symbol, max_buffer=cfg.sync_buffer_max, max_levels=cfg.max_levels_per_side
+            symbol,
+            max_buffer=cfg.sync_buffer_max,
+            max_levels=cfg.max_levels_per_side,
+            audit_depth=cfg.order_book_depth,
         )
         return SymbolState(symbol, book)
 
@@ -170,6 +174,8 @@ class MarketDataService:
                 self._start_feeds(self._plans())
                 self._supervise("market-data-refresh", self._refresh_market_data)
                 self._supervise("exchange-info-refresh", self._refresh_listing)
+                if self.config.book_refresh_interval_s > 0:
+                    self._supervise("book-refresh", self._refresh_books)
                 self.started = True
                 await shutdown.wait()
             finally:
@@ -500,6 +506,8 @@ class MarketDataService:
                     extra={"symbol": state.symbol, "reason": output.reason},
                 )
                 self.publisher.mark(state)
+            elif isinstance(output, BookAudit):
+                self._on_audit(state, output)
             elif isinstance(output, BookLive):
                 log.info(
                     "%s: book live from snapshot %d (first event U=%d u=%d)",
@@ -510,6 +518,64 @@ class MarketDataService:
                     extra={"symbol": state.symbol, "snapshot_id": output.snapshot_id},
                 )
                 self.publisher.mark(state)
+
+    def _on_audit(self, state: SymbolState, audit: BookAudit) -> None:
+        """A re-base compared the live book with a fresh one: say what differed."""
+        self.counters.audits += 1
+        if audit.top_of_book:
+            level, what = logging.ERROR, "the top of the book was wrong: resyncing"
+        elif audit.top_differences:
+            level, what = logging.WARNING, "levels within the published depth differed"
+        elif audit.window_differences:
+            level, what = logging.INFO, "stale levels beyond the published depth were dropped"
+        else:
+            level, what = logging.DEBUG, "no difference"
+        log.log(
+            level,
+            "%s: audit at u=%d (snapshot %d): %d differing levels in the top %d, %d in the "
+            "book; %s",
+            state.symbol,
+            audit.update_id,
+            audit.snapshot_id,
+            audit.top_differences,
+            self.config.order_book_depth,
+            audit.window_differences,
+            what,
+            extra={
+                "symbol": state.symbol,
+                "top_differences": audit.top_differences,
+                "window_differences": audit.window_differences,
+            },
+        )
+        self.publisher.mark(state)
+
+    async def _refresh_books(self) -> None:
+        """Re-base every live book on a fresh snapshot once per ``book_refresh_interval_s``.
+
+        Staggered: one symbol at a time, evenly over the interval. Below the
+        sync snapshots in priority: a refresh is asked for only while less than
+        half of the REST weight budget is used.
+        """
+        cfg = self.config
+        weights = self.weights
+        while True:
+            symbols = list(self.symbols.values())
+            pause = cfg.book_refresh_interval_s / max(1, len(symbols))
+            for state in symbols:
+                await asyncio.sleep(pause)
+                if self.partial_mode or state.symbol not in self.symbols:
+                    continue
+                address_used = weights.used_now(self.wall_clock())
+                if address_used >= weights.per_minute / 2 or weights.used >= weights.allowance / 2:
+                    continue
+                self.refresh_book(state)
+
+    def refresh_book(self, state: SymbolState) -> bool:
+        """Ask for a re-base of one live book now; False when it is not live or busy."""
+        if not state.sync.request_refresh():
+            return False
+        self._handle_outputs(state)
+        return True
 
     def _on_malformed(self, exc: DecodeError, raw: str | bytes) -> None:
         """Count and skip; log at most every 10 s, with how many were skipped."""

@@ -23,8 +23,12 @@ class SymbolBook:
 
     __slots__ = ("sync", "partial", "halted")
 
-    def __init__(self, symbol: str, *, max_buffer: int, max_levels: int) -> None:
-        self.sync = DepthSync(symbol, max_buffer=max_buffer, max_levels=max_levels)
+    def __init__(
+        self, symbol: str, *, max_buffer: int, max_levels: int, audit_depth: int = 20
+    ) -> None:
+        self.sync = DepthSync(
+            symbol, max_buffer=max_buffer, max_levels=max_levels, audit_depth=audit_depth
+        )
         self.partial: PartialDepthBook | None = None
         #: The exchange lists the contract as not trading: published as HALTED, no levels.
         self.halted = False

@@ -10,6 +10,13 @@ fixed-decimal strings on the way out, exactly as the exchange writes them
 Update ids follow the futures rules: one counter shared by all symbols, so a
 symbol's ``U``/``u`` are not contiguous; ``pu`` is that symbol's previous ``u``.
 
+Depth window: like the exchange, the model keeps a deep book but sends diffs
+only for levels inside the top ``window_levels`` of a side (about 1000 on the
+real exchange, BINANCE_FUTURES.md §5, from unicorn-binance-local-depth-cache's
+forensic study and cryptofeed #604): a change further out, deletes included,
+is applied to the true book and never sent, so a client book that keeps such
+levels rots here exactly as it does against the exchange.
+
 Ground truth: ``true_book(symbol, update_id)`` rebuilds the book after any
 update id still covered by the history. The history keeps a full checkpoint
 every ``checkpoint_every`` diffs and the diffs since the oldest kept checkpoint;
@@ -63,6 +70,10 @@ class MarketConfig:
     """Shape of the simulated books and of each diff."""
 
     levels_per_side: int = 1000
+    window_levels: int = 1000  # diffs are sent only for levels ranked inside this
+    sweep_probability: float = 0.0  # a large move in this diff (bench rot)
+    sweep_ticks: int = 0  # how far a large move goes
+    deep_changes: int = 0  # cancels per diff among the levels beyond the window (never sent)
     min_changes: int = 5
     max_changes: int = 30
     absent_delete_probability: float = 0.05  # a delete of a level not in the book
@@ -267,6 +278,10 @@ class SimMarket:
 
         if rng.random() < cfg.drift_probability:
             self._drift(state, changes_b, changes_a, rng.choice((-1, 1)))
+        if cfg.sweep_ticks and rng.random() < cfg.sweep_probability:
+            self._sweep(state, changes_b, changes_a, rng.choice((-1, 1)) * cfg.sweep_ticks)
+        for _ in range(cfg.deep_changes):
+            self._deep_cancel(state, changes_b, changes_a)
         target = rng.randint(cfg.min_changes, cfg.max_changes)
         attempts = 0
         while len(changes_b) + len(changes_a) < target and attempts < target * 4:
@@ -283,6 +298,7 @@ class SimMarket:
         state.last_t_ms = max(now_ms - rng.randint(0, 5), state.last_t_ms)
         self._record(state, changes_b, changes_a)
         spec = state.spec
+        window = cfg.window_levels
         return {
             "e": "depthUpdate",
             "E": now_ms,
@@ -291,8 +307,8 @@ class SimMarket:
             "U": first_u,
             "u": state.last_u,
             "pu": pu,
-            "b": _format_changes(state, changes_b, reverse=True),
-            "a": _format_changes(state, changes_a, reverse=False),
+            "b": _format_changes(state, _in_window(state.bids, changes_b, True, window), True),
+            "a": _format_changes(state, _in_window(state.asks, changes_a, False, window), False),
         }
 
     def trade(self, symbol: str, now_ms: int) -> dict[str, Any]:
@@ -382,6 +398,36 @@ class SimMarket:
             if old_ask - 1 > state.bids.prices[-1]:
                 self._set(state.asks, changes_a, old_ask - 1, self._random_qty(state))
 
+    def _sweep(
+        self, state: _SymbolState, changes_b: Changes, changes_a: Changes, ticks: int
+    ) -> None:
+        """A large move: take out every level ``ticks`` deep on one side, fill the other."""
+        bids, asks = state.bids, state.asks
+        if ticks > 0:
+            new_bid = bids.prices[-1] + ticks
+            while asks.prices and asks.prices[0] <= new_bid:
+                self._set(asks, changes_a, asks.prices[0], 0)
+            for price in range(bids.prices[-1] + 1, new_bid + 1):
+                self._set(bids, changes_b, price, self._random_qty(state))
+        else:
+            new_ask = asks.prices[0] + ticks
+            while bids.prices and bids.prices[-1] >= new_ask:
+                self._set(bids, changes_b, bids.prices[-1], 0)
+            for price in range(max(1, new_ask), asks.prices[0]):
+                self._set(asks, changes_a, price, self._random_qty(state))
+
+    def _deep_cancel(self, state: _SymbolState, changes_b: Changes, changes_a: Changes) -> None:
+        """Cancel a level beyond the window: the exchange applies it and sends nothing."""
+        window = self.config.window_levels
+        is_bid = state.rng.random() < 0.5
+        side, changes = (state.bids, changes_b) if is_bid else (state.asks, changes_a)
+        count = len(side.prices)
+        if count <= window + 1:
+            return
+        rank = state.rng.randint(window, count - 1)
+        price = side.prices[count - 1 - rank] if is_bid else side.prices[rank]
+        self._set(side, changes, price, 0)
+
     def _tighten_spread(self, state: _SymbolState, changes_b: Changes, changes_a: Changes) -> None:
         """Refill a wide spread with improving orders, so the book stays tight but never crosses."""
         rng = state.rng
@@ -429,13 +475,18 @@ class SimMarket:
                 self._set(side, changes, price, self._random_qty(state))
 
     def _delete_absent(self, state: _SymbolState, changes_b: Changes, changes_a: Changes) -> None:
-        """A delete for a price the book does not hold (the exchange sends these)."""
+        """A delete for a price the book does not hold (the exchange sends these).
+
+        The price is a free tick near the top, inside the window, so it is sent.
+        """
         rng = state.rng
         is_bid = rng.random() < 0.5
         side, changes = (state.bids, changes_b) if is_bid else (state.asks, changes_a)
-        edge = side.prices[0] - 1 if is_bid else side.prices[-1] + 1
+        count = len(side.prices)
         for _ in range(20):
-            probe = edge - rng.randint(0, 50) if is_bid else edge + rng.randint(0, 50)
+            depth = rng.randint(0, min(50, count - 1))
+            price = side.prices[count - 1 - depth] if is_bid else side.prices[depth]
+            probe = price - 1 if is_bid else price + 1
             if probe > 0 and probe not in side.levels and probe not in changes:
                 changes[probe] = 0
                 return
@@ -469,6 +520,22 @@ class SimMarket:
             [(format_fixed(p, pd), format_fixed(bids[p], qd)) for p in bid_prices],
             [(format_fixed(p, pd), format_fixed(asks[p], qd)) for p in ask_prices],
         )
+
+
+def _in_window(side: _Side, changes: Changes, is_bid: bool, window: int) -> Changes:
+    """The changes the exchange sends: those of levels ranked inside its window.
+
+    A level's rank is the number of better prices on its side after the change
+    (for a delete: the better prices left), so the ``window`` best levels are sent.
+    """
+    if len(side.prices) < window:
+        return changes
+    prices = side.prices
+    if is_bid:
+        edge = prices[len(prices) - window]  # the window's worst bid
+        return {p: q for p, q in changes.items() if p >= edge}
+    edge = prices[window - 1]
+    return {p: q for p, q in changes.items() if p <= edge}
 
 
 def _apply(levels: dict[int, int], changes: Changes) -> None:
