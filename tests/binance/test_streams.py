@@ -12,9 +12,12 @@ def test_split_routes_put_depth_on_public_and_trades_on_market() -> None:
         "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/ethusdt@depth@100ms"
     )
     assert plans[1].url.startswith("wss://fstream.binance.com/market/stream?streams=")
-    assert plans[1].streams == ("btcusdt@aggTrade", "ethusdt@aggTrade")
+    # Each symbol's 24h ticker rides with its trades (both are /market streams).
+    assert plans[1].streams == (
+        "btcusdt@aggTrade", "btcusdt@ticker", "ethusdt@aggTrade", "ethusdt@ticker",
+    )  # fmt: skip
     assert plans[0].carries_depth and not plans[1].carries_depth
-    assert plans[0].symbols == ("BTCUSDT", "ETHUSDT")
+    assert plans[0].symbols == plans[1].symbols == ("BTCUSDT", "ETHUSDT")
 
 
 def test_streams_are_spread_over_connections_of_bounded_size() -> None:
@@ -38,9 +41,14 @@ def test_one_route_keeps_a_symbols_streams_together() -> None:
         depth="depth",
         split_routes=False,
         per_connection=4,
+        tickers=False,
     )
     assert [p.streams for p in plans] == [
         ("btcusdt@depth", "btcusdt@aggTrade", "ethusdt@depth", "ethusdt@aggTrade"),
         ("solusdt@depth", "solusdt@aggTrade"),
     ]
+    with_tickers = plan_connections(
+        "ws://x", ("BTCUSDT",), depth="depth", split_routes=False, per_connection=4
+    )
+    assert with_tickers[0].streams == ("btcusdt@depth", "btcusdt@aggTrade", "btcusdt@ticker")
     assert all(p.url.startswith("ws://x/stream?streams=") for p in plans)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market_data.core.stats import DAY_MS, MINUTE_MS, Rolling24h, Stats24h
+from market_data.core.stats import DAY_MS, MINUTE_MS, MinuteTotals, Rolling24h, Stats24h
 
 HOUR_MS = 3_600_000
 
@@ -58,8 +58,9 @@ def assert_same(actual: Stats24h, expected: Stats24h) -> None:
     assert actual.volume == pytest.approx(expected.volume, rel=1e-9, abs=1e-6)
     assert actual.quote_volume == pytest.approx(expected.quote_volume, rel=1e-9, abs=1e-6)
     exact = {"volume", "quote_volume"}
+    coverage = {"complete", "covered_from_ms"}  # the backfill's business (tests below)
     for name in Stats24h.__struct_fields__:
-        if name not in exact:
+        if name not in exact | coverage:
             assert getattr(actual, name) == getattr(expected, name), name
 
 
@@ -222,3 +223,26 @@ def test_matches_the_brute_force_reference(
         assert tracker.bucket_count <= tracker.max_buckets == 11
         assert tracker.ignored_old_trades == reference.ignored
     assert_same(tracker.snapshot(clock + WINDOW // 2), reference.snapshot(clock + WINDOW // 2))
+
+
+def test_klines_replace_whole_minutes_and_complete_the_window() -> None:
+    tracker = Rolling24h()
+    now = 10 * DAY_MS + 30 * 60_000 + 5_000
+    tracker.on_trade(100.0, 1.0, now - 10 * 60_000)  # a live trade, 10 minutes ago
+    tracker.on_trade(101.0, 2.0, now - 1_000)  # and one in the open minute
+    assert not tracker.snapshot(now).complete  # only since the service started
+    minute = now - now % 60_000
+    rows = [
+        MinuteTotals(minute - i * 60_000, 99.0, 120.0 - i % 7, 90.0 + i % 5, 99.5, 1.0, 99.5, 3)
+        for i in range(1, 1442)
+    ]
+    assert tracker.replace_minutes(rows) == 1440  # the oldest row is older than the window
+    tracker.coverage_start_ms = rows[-1].start_ms
+    stats = tracker.snapshot(now)
+    assert stats.complete and stats.covered_from_ms == rows[-1].start_ms
+    # 1440 closed minutes (the one that held the live trade 10 minutes ago replaced, not
+    # added to), plus the open minute's live trade.
+    assert stats.trade_count == 1440 * 3 + 1
+    assert stats.volume == pytest.approx(1440 * 1.0 + 2.0)
+    assert (stats.high, stats.low) == (120.0, 90.0)
+    assert stats.last_price == 101.0

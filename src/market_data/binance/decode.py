@@ -21,6 +21,8 @@ from market_data.binance.schemas import (
     CombinedFrame,
     DepthSnapshot,
     DepthUpdate,
+    Kline,
+    Ticker24h,
 )
 from market_data.errors import MarketDataError
 
@@ -40,6 +42,7 @@ class StreamKind(enum.Enum):
     PARTIAL_DEPTH = "partial_depth"
     AGG_TRADE = "agg_trade"
     BOOK_TICKER = "book_ticker"
+    TICKER = "ticker"
 
 
 #: A decoded frame: its kind and payload. A caller dispatches on ``frame[0]`` and
@@ -48,6 +51,7 @@ Frame = (
     tuple[Literal[StreamKind.DIFF_DEPTH, StreamKind.PARTIAL_DEPTH], DepthUpdate]
     | tuple[Literal[StreamKind.AGG_TRADE], AggTrade]
     | tuple[Literal[StreamKind.BOOK_TICKER], BookTicker]
+    | tuple[Literal[StreamKind.TICKER], Ticker24h]
 )
 
 
@@ -55,6 +59,7 @@ def _suffix_kinds() -> dict[str, StreamKind]:
     kinds = {
         "aggTrade": StreamKind.AGG_TRADE,
         "bookTicker": StreamKind.BOOK_TICKER,
+        "ticker": StreamKind.TICKER,
     }
     for speed in ("", "@0ms", "@100ms", "@250ms", "@500ms"):
         kinds["depth" + speed] = StreamKind.DIFF_DEPTH
@@ -72,10 +77,12 @@ _EXPECTED_TYPE: dict[StreamKind, type] = {
     StreamKind.PARTIAL_DEPTH: DepthUpdate,
     StreamKind.AGG_TRADE: AggTrade,
     StreamKind.BOOK_TICKER: BookTicker,
+    StreamKind.TICKER: Ticker24h,
 }
 
 _frame_decoder = msgspec.json.Decoder(CombinedFrame, strict=False)
 _snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
+_klines_decoder = msgspec.json.Decoder(list[Kline], strict=False)
 
 
 def decode_frame(raw: bytes | str) -> Frame:
@@ -133,6 +140,18 @@ def decode_snapshot(raw: bytes | str) -> DepthSnapshot:
         raise DecodeError(f"malformed depth snapshot: {exc}") from None
     except RecursionError:
         raise DecodeError("malformed depth snapshot: nested too deeply") from None
+
+
+def decode_klines(raw: bytes | str) -> list[Kline]:
+    """Decode a ``GET /fapi/v1/klines`` body (rows as the exchange documents them)."""
+    try:
+        rows = _klines_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise DecodeError(f"malformed klines: {exc}") from None
+    for row in rows:
+        if not row.low <= row.high or row.close_time < row.open_time:
+            raise DecodeError(f"kline at {row.open_time}: low above high or closing before open")
+    return rows
 
 
 class _Envelope(msgspec.Struct):

@@ -65,7 +65,40 @@ class BookTicker(msgspec.Struct, tag_field="e", tag="bookTicker", gc=False):
     A: Qty  # best ask quantity
 
 
-StreamData = DepthUpdate | AggTrade | BookTicker
+class Ticker24h(msgspec.Struct, tag_field="e", tag="24hrTicker", gc=False):
+    """Rolling 24 h statistics (``<sym>@ticker``, every 2 s, route ``/market``)."""
+
+    E: Millis  # event time, ms
+    s: str  # symbol
+    c: Price  # last price
+    o: Price  # open price, 24 h ago
+    h: Price  # high
+    l: Price  # low  # noqa: E741 - the exchange's field name
+    v: Qty  # base volume
+    q: Qty  # quote volume
+    O: Millis  # noqa: E741 - statistics open time, ms
+    C: Millis  # statistics close time, ms
+    n: Annotated[int, msgspec.Meta(ge=0, lt=2**53)]  # raw trades in the window
+
+
+class Kline(msgspec.Struct, array_like=True, gc=False):
+    """One row of ``GET /fapi/v1/klines``: a JSON array, numbers as strings."""
+
+    open_time: Millis
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Qty  # base asset
+    close_time: Millis
+    quote_volume: Qty
+    trades: Annotated[int, msgspec.Meta(ge=0, lt=2**53)]  # raw trades
+    taker_buy_volume: Qty
+    taker_buy_quote_volume: Qty
+    ignore: str = ""
+
+
+StreamData = DepthUpdate | AggTrade | BookTicker | Ticker24h
 
 
 class CombinedFrame(msgspec.Struct, gc=False):

@@ -38,6 +38,11 @@ def trade_stream(symbol: str) -> str:
     return f"{symbol.lower()}@aggTrade"
 
 
+def ticker_stream(symbol: str) -> str:
+    """``btcusdt@ticker``: the exchange's 24 h figures every 2 s (route ``/market``)."""
+    return f"{symbol.lower()}@ticker"
+
+
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -50,11 +55,13 @@ def plan_connections(
     partial_levels: int | None = None,
     split_routes: bool = True,
     per_connection: int = MAX_STREAMS_PER_CONNECTION,
+    tickers: bool = True,
 ) -> list[StreamPlan]:
     """The connections needed for depth and trades of ``symbols``.
 
     ``partial_levels`` set means partial-depth streams replace the diff streams
-    (REST snapshots unavailable).
+    (REST snapshots unavailable). ``tickers`` adds each symbol's ``@ticker``
+    beside its trades (the 24 h figures while the service's own are incomplete).
     """
     base = ws_base_url.rstrip("/")
     per_connection = max(1, min(per_connection, MAX_STREAMS_PER_CONNECTION))
@@ -64,11 +71,16 @@ def plan_connections(
             return partial_depth_stream(symbol, partial_levels)
         return depth_stream(symbol, depth)
 
+    def market(symbol: str) -> tuple[str, ...]:
+        if tickers:
+            return (trade_stream(symbol), ticker_stream(symbol))
+        return (trade_stream(symbol),)
+
     plans: list[StreamPlan] = []
     if split_routes:
         groups = [
             ("depth", f"{base}/public/stream", True, [depth_name(s) for s in symbols]),
-            ("trades", f"{base}/market/stream", False, [trade_stream(s) for s in symbols]),
+            ("trades", f"{base}/market/stream", False, [n for s in symbols for n in market(s)]),
         ]
         for kind, route, carries_depth, streams in groups:
             for i, chunk in enumerate(_chunks(streams, per_connection), start=1):
@@ -77,17 +89,17 @@ def plan_connections(
                         f"{kind}-{i}",
                         f"{route}?streams={'/'.join(chunk)}",
                         tuple(chunk),
-                        tuple(s.partition("@")[0].upper() for s in chunk),
+                        tuple(dict.fromkeys(s.partition("@")[0].upper() for s in chunk)),
                         carries_depth,
                     )
                 )
         return plans
     # One route: keep a symbol's depth and trades on the same connection.
-    per_symbol = 2
+    per_symbol = 3 if tickers else 2
     symbols_per_connection = max(1, per_connection // per_symbol)
     for i in range(0, len(symbols), symbols_per_connection):
         group = symbols[i : i + symbols_per_connection]
-        streams = [name for s in group for name in (depth_name(s), trade_stream(s))]
+        streams = [name for s in group for name in (depth_name(s), *market(s))]
         plans.append(
             StreamPlan(
                 f"combined-{i // symbols_per_connection + 1}",

@@ -20,12 +20,21 @@ window is added to the bucket of its own timestamp (not the newest bucket), so
 it expires exactly when an in-order trade of the same time would. A trade older
 than the window is ignored and counted in ``ignored_old_trades``.
 
+Backfill: the window can be filled from the exchange's own 1-minute totals
+(klines) with :meth:`Rolling24h.replace_minutes`, which replaces whole buckets:
+the service gives it only minutes that are closed and that live trades do not
+cover alone, so no trade is counted twice. ``coverage_start_ms`` says from when
+on every trade is included (None: only since the first live trade), and
+``Stats24h.complete`` whether that covers the whole window.
+
 Sums are kept in floats: subtracting an expired bucket can leave a rounding
 residue of about 1e-16 of the largest total seen; the sums are reset to exactly
 zero whenever the window becomes empty.
 """
 
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import msgspec
 
@@ -53,6 +62,8 @@ class Stats24h(msgspec.Struct, frozen=True, kw_only=True):
     trade_count: int  # raw trades in the window (as the exchange counts them)
     window_start_ms: int  # trades at or after this time are in the window
     updated_ms: int  # end of the window: the tracker's clock (see module doc)
+    complete: bool = False  # every trade since window_start_ms is included
+    covered_from_ms: int | None = None  # every trade since this time is included
 
     @property
     def price_change(self) -> float | None:
@@ -68,6 +79,20 @@ class Stats24h(msgspec.Struct, frozen=True, kw_only=True):
         if change is None or not self.open_price:
             return None
         return 100.0 * change / self.open_price
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteTotals:
+    """The exchange's totals of one minute (a 1-minute kline)."""
+
+    start_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    count: int  # raw trades
 
 
 class _Bucket:
@@ -157,6 +182,8 @@ class Rolling24h:
         self._last_price: float | None = None
         self._last_trade_ms: int | None = None
         self.ignored_old_trades = 0
+        #: Every trade since this time is included (set by a backfill); None: unknown.
+        self.coverage_start_ms: int | None = None
 
     @property
     def max_buckets(self) -> int:
@@ -170,6 +197,8 @@ class Rolling24h:
 
     def on_trade(self, price: float, qty: float, ts_ms: int, count: int = 1) -> None:
         """Add one trade (``count`` raw trades: an aggTrade's ``l - f + 1``); O(1) amortised."""
+        if self.coverage_start_ms is None:
+            self.coverage_start_ms = ts_ms  # from here on, live trades include every trade
         if self._clock_ms is None or ts_ms > self._clock_ms:
             self.advance(ts_ms)
         bucket_number = ts_ms // self._bucket_ms
@@ -204,6 +233,59 @@ class Rolling24h:
             self._last_trade_ms = ts_ms
             self._last_price = price
 
+    @property
+    def complete_now(self) -> bool:
+        """Whether the window as of the tracker's clock includes every trade."""
+        coverage = self.coverage_start_ms
+        if coverage is None or self._start_bucket is None:
+            return False
+        return coverage <= self._start_bucket * self._bucket_ms
+
+    def replace_minutes(self, minutes: Iterable[MinuteTotals]) -> int:
+        """Replace whole buckets with the exchange's totals; returns how many were taken.
+
+        Buckets older than the window are skipped. Sums and extremes are
+        recomputed, so a replaced bucket's old trades leave no trace.
+        """
+        taken = 0
+        for minute in minutes:
+            number = minute.start_ms // self._bucket_ms
+            if self._start_bucket is not None and number < self._start_bucket:
+                continue
+            old = self._buckets.get(number)
+            if old is not None:
+                self._volume -= old.volume
+                self._quote_volume -= old.quote_volume
+                self._count -= old.count
+            else:
+                self._insert_in_order(number)
+            bucket = _Bucket(minute.open, minute.start_ms)
+            bucket.high, bucket.low = minute.high, minute.low
+            bucket.volume, bucket.quote_volume, bucket.count = (
+                minute.volume, minute.quote_volume, minute.count,
+            )  # fmt: skip
+            self._buckets[number] = bucket
+            self._volume += bucket.volume
+            self._quote_volume += bucket.quote_volume
+            self._count += bucket.count
+            if self._last_trade_ms is None or minute.start_ms + self._bucket_ms - 1 > (
+                self._last_trade_ms
+            ):
+                self._last_trade_ms = minute.start_ms + self._bucket_ms - 1
+                self._last_price = minute.close
+            taken += 1
+        if taken:
+            self._rebuild_extremes()
+        return taken
+
+    def _rebuild_extremes(self) -> None:
+        self._highs.clear()
+        self._negated_lows.clear()
+        for number in self._order:
+            bucket = self._buckets[number]
+            self._highs.raise_to(number, bucket.high)
+            self._negated_lows.raise_to(number, -bucket.low)
+
     def advance(self, now_ms: int) -> None:
         """Move the clock to ``now_ms`` (if later) and drop the buckets that left the window."""
         if self._clock_ms is not None and now_ms <= self._clock_ms:
@@ -234,6 +316,7 @@ class Rolling24h:
         assert self._clock_ms is not None and self._start_bucket is not None
         negated_low = self._negated_lows.value
         first = self._buckets[self._order[0]] if self._order else None
+        coverage = self.coverage_start_ms
         return Stats24h(
             last_price=self._last_price,
             last_trade_ms=self._last_trade_ms,
@@ -245,6 +328,8 @@ class Rolling24h:
             trade_count=self._count,
             window_start_ms=self._start_bucket * self._bucket_ms,
             updated_ms=self._clock_ms,
+            complete=coverage is not None and coverage <= self._start_bucket * self._bucket_ms,
+            covered_from_ms=coverage,
         )
 
     def _insert_in_order(self, bucket_number: int) -> None:

@@ -176,7 +176,10 @@ class HttpServer:
                 "trade_count_24h": stats.trade_count,
                 "price_change_24h": precision.price(stats.price_change),
                 "price_change_percent_24h": precision.percent(stats.price_change_percent),
-                "window_start": stats.window_start_ms,
+                "window_start": (
+                    stats.window_start_ms if stats.complete else stats.covered_from_ms
+                ),
+                "window_complete": stats.complete,
                 "updated_at": stats.updated_ms,
                 "trades_received": state.trades,
             }

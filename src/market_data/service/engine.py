@@ -50,6 +50,7 @@ from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.errors import MarketDataError
 from market_data.ops.config import Config
 from market_data.outputs.sinks import Sink, TradeUpdate
+from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
 from market_data.service.publisher import MARKET_DATA_REFRESH_MS, Publisher
 from market_data.service.snapshots import SnapshotFetcher
@@ -64,6 +65,9 @@ TASK_RESTART_DELAY_S = 1.0
 FIRST_LISTING_ATTEMPTS = 3
 #: Levels of the snapshot that probes REST while on partial depth (the lightest: weight 2).
 PROBE_LIMIT = 5
+#: Seconds market_data waits for a symbol's first 24h backfill before it is published
+#: marked incomplete.
+STATS_WAIT_S = 10.0
 
 
 @dataclass
@@ -124,6 +128,9 @@ class MarketDataService:
             on_outputs=self._handle_outputs,
             on_geo_blocked=self._enter_partial_mode,
         )
+        self.backfill = StatsBackfill(
+            config, self.snapshots.weights, wall_clock=wall_clock, on_done=self._stats_changed
+        )
         self.partial_mode = False
         #: State and last update id of every book when the service stopped.
         self.final_books: dict[str, tuple[BookState, int]] = {}
@@ -166,10 +173,12 @@ class MarketDataService:
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             self.snapshots.start(session)
+            self.backfill.start(session)
             try:
                 if not await self._first_listing(shutdown):
                     return
                 for state in self.symbols.values():
+                    self._start_backfill(state)
                     self.publisher.mark(state)
                 self._start_feeds(self._plans())
                 self._supervise("market-data-refresh", self._refresh_market_data)
@@ -215,6 +224,27 @@ class MarketDataService:
     ) -> None:
         if not self.stopping and self._tasks.get(name) is old:
             self._supervise(name, factory)
+
+    def _start_backfill(self, state: SymbolState) -> None:
+        """Fill the 24h window from klines; market_data waits for it (STATS_WAIT_S at most)."""
+        state.stats_ready = False
+        self.backfill.request(state, "start")
+        asyncio.get_running_loop().call_later(STATS_WAIT_S, self._stats_overdue, state)
+
+    def _stats_overdue(self, state: SymbolState) -> None:
+        if not state.stats_ready:
+            log.warning(
+                "%s: 24h backfill still pending after %.0fs: publishing market data marked "
+                "window_complete: false",
+                state.symbol,
+                STATS_WAIT_S,
+            )
+            state.stats_ready = True
+            self._stats_changed(state)
+
+    def _stats_changed(self, state: SymbolState) -> None:
+        state.stats_revision += 1
+        self.publisher.mark(state, book=False)
 
     def _retire_books(self) -> None:
         """Nobody maintains the books after a stop: publish them as not live."""
@@ -361,6 +391,7 @@ class MarketDataService:
             instrument = self.instruments.get(symbol)
             if instrument is not None:
                 state.precision = instrument.precision
+            self._start_backfill(state)
             self.publisher.mark(state)
         taken = {c.plan.name for c in self.connections}
         plans: list[StreamPlan] = []
@@ -404,7 +435,9 @@ class MarketDataService:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, self.snapshots.stop(), return_exceptions=True)
+        await asyncio.gather(
+            *tasks, self.snapshots.stop(), self.backfill.stop(), return_exceptions=True
+        )
         self._tasks.clear()
 
     # ------------------------------------------------------------ feed callbacks
@@ -440,6 +473,11 @@ class MarketDataService:
             counters.by_type["partial_depth"] += 1
             if state.book.on_partial(frame[1]) and not state.dirty:
                 self.publisher.mark(state)
+        elif frame[0] is StreamKind.TICKER:
+            counters.by_type["ticker"] += 1
+            state.ticker = frame[1]
+            if not state.stats.complete_now:
+                self._stats_changed(state)  # its figures are the ones published
         else:
             counters.by_type["book_ticker"] += 1
         counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
@@ -462,9 +500,13 @@ class MarketDataService:
     # -------------------------------------------------------------------- core
 
     def _on_trade(self, state: SymbolState, trade: AggTrade) -> None:
-        taken = state.trade_ids.on_trade(trade, int(self.wall_clock() * 1000))
+        ids = state.trade_ids
+        missing = ids.missing
+        taken = ids.on_trade(trade, int(self.wall_clock() * 1000))
         for one in taken:
             self._take_trade(state, one)
+        if ids.missing > missing:  # trades the stream skipped: the klines have them
+            self.backfill.request(state, "trade gap")
 
     def _take_trade(self, state: SymbolState, trade: AggTrade) -> None:
         state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1)

@@ -121,10 +121,15 @@ class Publisher:
         now_ms: int,
         local_ns: int,
     ) -> None:
-        """Publish market data when best prices or trades changed, or to refresh the key."""
+        """Publish market data when best prices, trades or 24h figures changed, or to refresh.
+
+        Not before the symbol's first 24h backfill answered (``stats_ready``).
+        """
+        if not state.stats_ready:
+            return
         best_bid = bids[0][0] if bids else None
         best_ask = asks[0][0] if asks else None
-        signature = (best_bid, best_ask, state.trades)
+        signature = (best_bid, best_ask, state.trades, state.stats_revision)
         local_ms = local_ns / 1e6
         if (
             signature == state.market_signature
@@ -140,6 +145,7 @@ class Publisher:
             stats=state.stats.snapshot(now_ms),
             now_ms=now_ms,
             precision=state.precision,
+            ticker=state.ticker,
         )
         self.publish(MarketDataUpdate(state.symbol, payload))
 

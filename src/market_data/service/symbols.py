@@ -8,7 +8,7 @@ else in the service asks :class:`SymbolBook` and never which of the two it is.
 
 from dataclasses import dataclass, field
 
-from market_data.binance.schemas import AggTrade, DepthUpdate
+from market_data.binance.schemas import AggTrade, DepthUpdate, Ticker24h
 from market_data.core.book import Level, OrderBook
 from market_data.core.partial import PartialDepthBook
 from market_data.core.precision import Precision
@@ -125,12 +125,18 @@ class SymbolState:
     trade_ids: TradeSequence[AggTrade] = field(default_factory=TradeSequence)
     #: Decimals of the contract's tick and step sizes (exchangeInfo), for published sums.
     precision: Precision = field(default_factory=Precision)
+    #: False while the first 24h backfill is pending: market_data is not published yet.
+    stats_ready: bool = True
+    #: The latest ``@ticker`` event: the 24h figures while the window is incomplete.
+    ticker: Ticker24h | None = None
+    #: Bumped when the 24h figures change other than by a trade (backfill, ticker).
+    stats_revision: int = 0
     dirty: bool = False  # the book changed since it was last published
     market_dirty: bool = False  # a trade arrived since market data was last published
     # What the last market_data publication showed (best bid, best ask, trades seen)
     # and when (local monotonic ms): it is published again only when that changes,
     # or to refresh the key.
-    market_signature: tuple[float | None, float | None, int] = (None, None, -1)
+    market_signature: tuple[float | None, float | None, int, int] = (None, None, -1, 0)
     market_published_ms: float = -1e18
 
     @property

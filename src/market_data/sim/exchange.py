@@ -46,6 +46,7 @@ from aiohttp import WSMsgType, web
 from market_data.core.weights import SNAPSHOT_LIMITS, WeightBudget, snapshot_weight
 from market_data.sim.capture_source import Capture, CaptureSnapshot, load_capture
 from market_data.sim.faults import FaultCounters, MalformedKind, malformed_payload
+from market_data.sim.history import TradeHistory
 from market_data.sim.listing import exchange_info
 from market_data.sim.market import MarketConfig, SimMarket
 from market_data.sim.streams import StreamKind, StreamName, parse_stream, route_allows
@@ -178,6 +179,9 @@ class SimExchange:
         self.rest_requests = 0
         self.geo_blocked = self.config.geo_blocked
         self.statuses: dict[str, str] = {}  # symbol -> exchangeInfo status (default TRADING)
+        #: Every trade by minute, per symbol (live market only): klines and tickers.
+        self.history: dict[str, TradeHistory] = {}
+        self._ticker_due = 0.0
         self.replay_finished = asyncio.Event()
         self._budget = WeightBudget(self.config.rest_weight_limit)
         self._connections: dict[int, _Connection] = {}
@@ -210,6 +214,17 @@ class SimExchange:
                 config=self.config.market,
                 now_ms=self._now_ms(),
             )
+            for symbol in self._market.symbols:
+                spec = self._market.spec(symbol)
+                history = self.history[symbol] = TradeHistory(
+                    spec.price_decimals, spec.qty_decimals
+                )
+                history.seed_day(
+                    self._now_ms(),
+                    spec.start_price,
+                    spec.typical_qty,
+                    f"{self.config.seed}:{symbol}",
+                )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -233,6 +248,8 @@ class SimExchange:
             app.router.add_get(f"{route}/ws/{{streams}}", functools.partial(self._ws, route, True))
         app.router.add_get("/fapi/v1/depth", self._rest_depth)
         app.router.add_get("/fapi/v1/exchangeInfo", self._rest_exchange_info)
+        app.router.add_get("/fapi/v1/klines", self._rest_klines)
+        app.router.add_get("/fapi/v1/ticker/24hr", self._rest_ticker)
         app.router.add_get("/fapi/v1/ping", self._rest_ping)
         app.router.add_get("/fapi/v1/time", self._rest_time)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -417,9 +434,37 @@ class SimExchange:
                 trades = int(trade_due[symbol])
                 trade_due[symbol] -= trades
                 for _ in range(trades):
-                    trade = _encode(market.trade(symbol, now_ms))
-                    self._fan_out((symbol, StreamKind.AGG_TRADE.value), trade)
+                    self._fan_out((symbol, StreamKind.AGG_TRADE.value), self._trade(symbol, now_ms))
             self._emit_partials(now, now_ms)
+            if now >= self._ticker_due:
+                # <symbol>@ticker: every 2000 ms (Binance USD-M futures "Individual Symbol
+                # Ticker Streams").
+                self._ticker_due = now + 2.0
+                self._emit_tickers(now_ms)
+
+    def _trade(self, symbol: str, now_ms: int) -> bytes:
+        """One trade of the market, recorded in the history; its frame payload."""
+        trade = self.market.trade(symbol, now_ms)
+        history = self.history.get(symbol)
+        if history is not None:
+            history.record(
+                float(trade["p"]), float(trade["q"]), trade["l"] - trade["f"] + 1, trade["T"],
+                trade["m"], trade["a"],
+            )  # fmt: skip
+        return _encode(trade)
+
+    def _emit_tickers(self, now_ms: int) -> None:
+        for symbol, history in self.history.items():
+            channel = (symbol, StreamKind.TICKER.value)
+            if self._channel_names.get(channel):
+                self._fan_out(channel, _encode(history.ticker_event(symbol, now_ms)))
+
+    def skip_trades(self, symbol: str, count: int) -> None:
+        """``count`` trades happen on the exchange and are not sent (a trade-stream gap)."""
+        now_ms = self._now_ms()
+        for _ in range(count):
+            self._trade(symbol.upper(), now_ms)
+        self.counters.skipped_trades += count
 
     def _emit_partials(self, now: float, now_ms: int) -> None:
         for channel, stream in self._partials.items():
@@ -619,6 +664,7 @@ class SimExchange:
                 StreamKind.PARTIAL_DEPTH,
                 StreamKind.AGG_TRADE,
                 StreamKind.BOOK_TICKER,
+                StreamKind.TICKER,
             )
         return stream.channel in self._replay_channels
 
@@ -705,17 +751,55 @@ class SimExchange:
             exchange_info(self._symbols(), self.statuses, self._now_ms())
         )
 
+    async def _rest_klines(self, request: web.Request) -> web.Response:
+        """``GET /fapi/v1/klines``: 1-minute rows of the history (limit 1..1500, default 500).
+
+        Weight by limit as the docs give it: 1 up to 100, 2 up to 500, 5 up to 1000, 10 above.
+        """
+        query = request.query
+        symbol = query.get("symbol", "").upper()
+        now = self.config.clock()
+        if symbol not in self._symbols():
+            return self._rest_error(400, -1121, "Invalid symbol.", now)
+        if query.get("interval") != "1m":
+            return self._rest_error(400, -1120, "Invalid interval.", now)
+        limit_text = query.get("limit", "500")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1500:
+            return self._rest_error(
+                400, -1130, "Data sent for parameter 'limit' is not valid.", now
+            )
+        limit = int(limit_text)
+        start = int(query["startTime"]) if query.get("startTime", "").isdigit() else None
+        end = int(query["endTime"]) if query.get("endTime", "").isdigit() else None
+        weight = 1 if limit <= 100 else 2 if limit <= 500 else 5 if limit <= 1000 else 10
+        history = self.history.get(symbol)
+        rows = history.klines(start, end, limit) if history is not None else []
+        return await self._light_answer(rows, weight)
+
+    async def _rest_ticker(self, request: web.Request) -> web.Response:
+        """``GET /fapi/v1/ticker/24hr?symbol=`` (weight 1; every symbol: 40)."""
+        symbol = request.query.get("symbol", "").upper()
+        now_ms = self._now_ms()
+        if not symbol:
+            rows = [h.ticker(s, now_ms) for s, h in self.history.items()]
+            return await self._light_answer(rows, 40)
+        history = self.history.get(symbol)
+        if history is None:
+            return self._rest_error(400, -1121, "Invalid symbol.", self.config.clock())
+        return await self._light_answer(history.ticker(symbol, now_ms), 1)
+
     async def _rest_ping(self, request: web.Request) -> web.Response:
         return await self._light_answer({})
 
     async def _rest_time(self, request: web.Request) -> web.Response:
         return await self._light_answer({"serverTime": self._now_ms()})
 
-    async def _light_answer(self, body: dict[str, Any]) -> web.Response:
+    async def _light_answer(self, body: Any, weight: int = 1) -> web.Response:
         now = self.config.clock()
+        self.rest_requests += 1
         if self.geo_blocked:
             return self._rest_error(451, 0, GEO_BLOCKED_MSG, now)
-        if self._budget.try_acquire(1, now) > 0:
+        if self._budget.try_acquire(weight, now) > 0:
             return self._rest_error(429, -1003, "Too many requests.", now)
         return web.Response(
             body=_encode(body),

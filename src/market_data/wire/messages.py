@@ -48,6 +48,10 @@ class MarketDataMessage(msgspec.Struct, kw_only=True):
     low_24h: float | None = None
     trade_count_24h: int = 0
     updated_at: int = 0
+    #: The figures cover the whole 24 h (False: since the service started, or a gap).
+    window_complete: bool = False
+    #: "trades" (the service's own window) or "ticker" (the exchange's @ticker figures).
+    window_source: str = "trades"
 
 
 class TradeMessage(msgspec.Struct, kw_only=True):

@@ -14,6 +14,7 @@ in (``now_ms``): this module never reads a clock.
 """
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -66,6 +67,16 @@ def orderbook_payload(
     )
 
 
+class Ticker(Protocol):
+    """The exchange's own 24 h figures (a ``@ticker`` event)."""
+
+    v: float
+    q: float
+    h: float
+    l: float  # noqa: E741 - the exchange's field name
+    n: int
+
+
 def market_data_payload(
     symbol: str,
     *,
@@ -74,23 +85,32 @@ def market_data_payload(
     stats: Stats24h,
     now_ms: int,
     precision: Precision = _DEFAULT_PRECISION,
+    ticker: Ticker | None = None,
 ) -> bytes:
     """``market_data:{SYMBOL}``: last price, best bid/ask and real 24h figures.
 
     The sums are rounded to the exchange's own decimals (:mod:`core.precision`).
+    ``window_complete`` says whether the figures cover the whole 24 h; while
+    they do not, the exchange's ``@ticker`` figures are published if given.
     """
+    volume, quote = stats.volume, stats.quote_volume
+    high, low, count = stats.high, stats.low, stats.trade_count
+    if not stats.complete and ticker is not None:
+        volume, quote, high, low, count = ticker.v, ticker.q, ticker.h, ticker.l, ticker.n
     return _encode(
         {
             "symbol": symbol,
             "last_price": stats.last_price,
             "bid_price": best_bid,
             "ask_price": best_ask,
-            "volume_24h": precision.qty(stats.volume),
-            "quote_volume_24h": precision.quote(stats.quote_volume),
-            "high_24h": stats.high,
-            "low_24h": stats.low,
-            "trade_count_24h": stats.trade_count,
+            "volume_24h": precision.qty(volume),
+            "quote_volume_24h": precision.quote(quote),
+            "high_24h": high,
+            "low_24h": low,
+            "trade_count_24h": count,
             "updated_at": now_ms,
+            "window_complete": stats.complete,
+            "window_source": "trades" if stats.complete or ticker is None else "ticker",
         }
     )
 
