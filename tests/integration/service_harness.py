@@ -74,10 +74,16 @@ async def running_service(
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
     *,
     sim_config: SimConfig | None = None,
+    sim: SimExchange | None = None,
     **overrides: Any,
 ) -> AsyncIterator[tuple[App, SimExchange, Received]]:
-    sim_cfg = sim_config or SimConfig(symbols=list(symbols), diff_rate_hz=40, trade_rate_hz=10)
-    async with SimExchange(sim_cfg) as sim:
+    """The service on a simulator (a new one, or ``sim`` if given), with a subscriber."""
+    async with contextlib.AsyncExitStack() as stack:
+        if sim is None:
+            sim_cfg = sim_config or SimConfig(
+                symbols=list(symbols), diff_rate_hz=40, trade_rate_hz=10
+            )
+            sim = await stack.enter_async_context(SimExchange(sim_cfg))
         config = service_config(sim, redis_url, symbols, **overrides)
         received = Received()
         ready = asyncio.Event()

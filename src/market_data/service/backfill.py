@@ -77,7 +77,7 @@ class StatsBackfill:
         self._on_done = on_done
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()  # asked for while one ran: run once more after it
+        self._wake: dict[str, asyncio.Event] = {}  # asked for again while one runs
         self.requests = 0
         self.failures = 0
 
@@ -89,9 +89,10 @@ class StatsBackfill:
         if self._session is None:
             return
         if state.symbol in self._tasks:
-            self._again.add(state.symbol)
+            self._wake[state.symbol].set()  # the running one fills the whole window again
             return
         log.debug("%s: 24h backfill (%s)", state.symbol, reason)
+        self._wake[state.symbol] = asyncio.Event()
         self._tasks[state.symbol] = asyncio.create_task(
             self._backfill(state), name=f"backfill-{state.symbol}"
         )
@@ -104,16 +105,19 @@ class StatsBackfill:
         self._tasks.clear()
 
     async def _backfill(self, state: SymbolState) -> None:
+        wake = self._wake[state.symbol]
         try:
-            again = True
-            while again:
-                join_ms = await self._fill(state)
-                if join_ms is not None:
-                    close_s = (join_ms + MINUTE_MS) / 1000 + CLOSE_MARGIN_S
-                    await asyncio.sleep(max(0.0, close_s - self.wall_clock()))
+            join_ms = await self._fill(state)
+            while join_ms is not None:
+                close_s = (join_ms + MINUTE_MS) / 1000 + CLOSE_MARGIN_S
+                try:  # until the open minute has closed, or a new gap asks for more
+                    await asyncio.wait_for(wake.wait(), max(0.0, close_s - self.wall_clock()))
+                except TimeoutError:
                     await self._fill(state, start_ms=join_ms, limit=1)
-                again = state.symbol in self._again
-                self._again.discard(state.symbol)
+                    if not wake.is_set():
+                        break
+                wake.clear()
+                join_ms = await self._fill(state)
         except Exception:  # a bug must not leave the figures unpublished
             log.exception("%s: 24h backfill failed", state.symbol)
         finally:
@@ -122,6 +126,7 @@ class StatsBackfill:
                 self._on_done(state)
             if self._tasks.get(state.symbol) is asyncio.current_task():
                 del self._tasks[state.symbol]
+                del self._wake[state.symbol]
 
     async def _fill(
         self, state: SymbolState, start_ms: int | None = None, limit: int = WINDOW_ROWS
