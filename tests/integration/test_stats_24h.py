@@ -68,10 +68,12 @@ async def test_24h_figures_agree_with_the_exchange_from_the_first_publication(
                     sim.skip_trades("BTCUSDT", 200)
                     backfills = app.service.backfill.requests
                     await wait_for(
-                        lambda: app.service.backfill.requests > backfills, what="gap backfill"
+                        lambda b=backfills: app.service.backfill.requests > b,  # type: ignore[misc]
+                        what="gap backfill",
                     )
                     count = len(received.market["BTCUSDT"])
                     await wait_for(
-                        lambda: len(received.market["BTCUSDT"]) > count + 5, what="more data"
+                        lambda c=count: len(received.market["BTCUSDT"]) > c + 5,  # type: ignore[misc]
+                        what="more data",
                     )
                 assert check(sim, received) >= 6
