@@ -68,12 +68,12 @@ async def test_24h_figures_agree_with_the_exchange_from_the_first_publication(
                     sim.skip_trades("BTCUSDT", 200)
                     backfills = app.service.backfill.requests
                     await wait_for(
-                        lambda b=backfills: app.service.backfill.requests > b,  # type: ignore[misc]
+                        lambda b=backfills: app.service.backfill.requests > b,
                         what="gap backfill",
                     )
                     count = len(received.market["BTCUSDT"])
                     await wait_for(
-                        lambda c=count: len(received.market["BTCUSDT"]) > c + 5,  # type: ignore[misc]
+                        lambda c=count: len(received.market["BTCUSDT"]) > c + 5,
                         what="more data",
                     )
                 assert check(sim, received) >= 6
