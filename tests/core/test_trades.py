@@ -128,3 +128,14 @@ def test_any_one_hostile_trade_changes_only_counters(n: int, position: int, host
     stream = [*clean[: min(position, n)], bad, *clean[min(position, n) :]]
     seq: TradeSequence[T] = TradeSequence()
     assert feed(seq, *stream) == [t.a for t in clean]
+
+
+def test_ids_restarting_just_below_the_last_one_are_a_restart_not_redeliveries() -> None:
+    """The exchange restarted: ids 1, 2, 3 again, but newer than every trade taken."""
+    seq: TradeSequence[T] = TradeSequence()
+    assert feed(seq, *(T.at(i, NOW + i) for i in range(1, 51))) == list(range(1, 51))
+    later = NOW + 60_000
+    assert feed(seq, T.at(1, later), T.at(2, later + 1)) == []  # held, not dropped
+    assert feed(seq, T.at(3, later + 2)) == [1, 2, 3]
+    assert (seq.restarts, seq.duplicates, seq.last_id) == (1, 0, 3)
+    assert feed(seq, T.at(3, later + 2), T.at(4, later + 3)) == [4]  # a real re-delivery

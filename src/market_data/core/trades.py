@@ -6,7 +6,9 @@ Aggregate trade ids (``a``) are consecutive per symbol. The rules, clock-free
 - An id above the last one taken, by a plausible step, is taken; the ids it
   skips are remembered as a gap (a bounded list of intervals).
 - An id at or below the last one is a re-delivery (dropped), unless it lies in
-  a remembered gap: then it is a late trade filling the gap, and taken.
+  a remembered gap: then it is a late trade filling the gap, and taken. Either
+  way its time is not after the newest trade taken (the exchange's trade times
+  never decrease with the id); one that is belongs to a restarted sequence.
 - A trade that does not fit (an id far above or below the sequence, a
   timestamp far from the local clock, an absurd raw-trade count) is *held*,
   never taken on its own: one hostile frame moves no state. If the exchange
@@ -107,7 +109,10 @@ class TradeSequence(Generic[T]):
             if a != last + 1:
                 self._remember_gap(last + 1, a - 1)
             return self._take(trade)
-        if last is not None and a <= last and last - a <= self._step(trade.T):
+        # Trade times never decrease with the id: an id already passed with a time
+        # newer than every trade taken is no re-delivery but a restarted sequence.
+        redelivery = trade.T <= self.last_ms
+        if last is not None and a <= last and last - a <= self._step(trade.T) and redelivery:
             if self._fill(a):
                 self.filled += 1
                 self.missing -= 1
