@@ -77,3 +77,26 @@ async def test_24h_figures_agree_with_the_exchange_from_the_first_publication(
                         what="more data",
                     )
                 assert check(sim, received) >= 6
+
+
+async def test_without_rest_the_ticker_stream_supplies_the_24h_figures(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """Klines geo-blocked: market_data says so and shows the exchange's @ticker figures."""
+    sim_config = SimConfig(symbols=["BTCUSDT"], diff_rate_hz=10, trade_rate_hz=10, geo_blocked=True)
+    async with running_service(redis_server.url, ("BTCUSDT",), sim_config=sim_config) as (
+        app,
+        sim,
+        received,
+    ):
+        await wait_for(
+            lambda: any(m["window_source"] == "ticker" for m in received.market["BTCUSDT"]),
+            within=15,
+            what="market data from the ticker",
+        )
+        message = next(m for m in received.market["BTCUSDT"] if m["window_source"] == "ticker")
+        assert message["window_complete"] is False
+        ticker = app.service.symbols["BTCUSDT"].ticker
+        assert ticker is not None and message["trade_count_24h"] > 1000
+        assert abs(message["trade_count_24h"] - ticker.n) <= 100  # a 2 s old ticker at most
+        assert within_one_minute(sim, message) is None
