@@ -479,3 +479,130 @@ def test_a_refresh_snapshot_older_than_the_kept_events_is_abandoned() -> None:
     assert sync.drain() == [] and sync.is_live and sync.refreshes_abandoned == 1
     assert sync.book.bids.qty == {10.0: 1.0}
     assert sync.request_refresh()  # the next one may try again
+
+
+# ------------------------------------------------------------- A/B lines
+
+
+def _merge(events: list[Ev]) -> Ev:
+    """One batch carrying several consecutive events: final quantities of (pu, u]."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for ev in events:
+        bids.update(ev.b)
+        asks.update(ev.a)
+    return Ev(events[0].U, events[-1].u, events[0].pu, list(bids.items()), list(asks.items()))
+
+
+line_plan = st.lists(
+    st.tuples(
+        st.integers(1, 3),  # batch size
+        st.sampled_from(["deliver"] * 8 + ["drop", "down"]),
+        st.integers(0, 4),  # extra delay, in event steps
+    ),
+    min_size=60,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(changes, min_size=10, max_size=60),
+    st.lists(st.integers(1, 7), min_size=60, max_size=60),
+    line_plan,
+    line_plan,
+)
+def test_two_lines_give_an_exact_book_and_resync_only_when_both_lost_an_update(
+    draw_levels: list[list[tuple[int, int, int]]],
+    id_steps: list[int],
+    plan_a: list[tuple[int, str, int]],
+    plan_b: list[tuple[int, str, int]],
+) -> None:
+    exchange = ModelExchange(draw_levels, id_steps)
+    true = exchange.events
+    # Each line batches the true sequence its own way, drops some batches, goes down for a
+    # while, and delivers late by its own jitter (in order on each line).
+    arrivals: list[tuple[float, int, str, Ev | None]] = []
+    down_spans: list[list[tuple[int, int]]] = [[], []]
+    for line, plan in enumerate((plan_a, plan_b)):
+        index, clock, steps = 0, 0.0, iter(plan)
+        down_until = -1
+        while index < len(true):
+            size, action, delay = next(steps, (1, "deliver", 0))
+            batch = true[index : index + size]
+            end = index + len(batch) - 1
+            clock = max(clock, end + delay + line * 0.01)
+            if index <= down_until:
+                pass  # the line is down: lost
+            elif action == "down":
+                down_until = end + 3
+                down_spans[line].append((index, down_until))
+                arrivals.append((index - 0.5, line, "down", None))
+                arrivals.append((down_until + 0.25, line, "up", None))
+            elif action == "deliver":
+                arrivals.append((clock, line, "event", _merge(batch)))
+            index = end + 1
+    arrivals.sort(key=lambda a: a[0])
+    # A line that is down delivers nothing, not even what was still in flight on it.
+    is_down, kept = [False, False], []
+    delivered = [set(), set()]
+    for arrival in arrivals:
+        _, line, kind, ev = arrival
+        if kind != "event":
+            is_down[line] = kind == "down"
+        elif is_down[line]:
+            continue
+        else:
+            assert ev is not None
+            delivered[line].update(i for i, e in enumerate(true) if ev.pu < e.u <= ev.u)
+        kept.append(arrival)
+    arrivals = kept
+    sync = DepthSync("X", lines=2, max_buffer=1000)
+    first_live_at: int | None = None
+    reasons: list[str] = []
+    for _, line, kind, ev in arrivals:
+        if kind == "down":
+            sync.on_disconnect(line)
+            continue
+        if kind == "up":
+            sync.on_line_up(line)
+            continue
+        assert ev is not None
+        sync.on_depth(ev, line)
+        if sync.snapshot_pending:
+            reasons.extend(o.reason for o in sync.drain() if isinstance(o, BookReset))
+            sync.on_snapshot(exchange.snapshot_at(ev.u))
+        reasons.extend(o.reason for o in sync.drain() if isinstance(o, BookReset))
+        if sync.is_live:
+            if first_live_at is None:
+                first_live_at = next(i for i, e in enumerate(true) if e.u == ev.u)
+            bids, asks = exchange.history[sync.book.last_update_id]
+            assert sync.book.bids.qty == bids and sync.book.asks.qty == asks
+    if first_live_at is None:
+        return
+    both_down = any(a0 <= b1 and b0 <= a1 for a0, a1 in down_spans[0] for b0, b1 in down_spans[1])
+    lost_by_both = any(
+        i not in delivered[0] and i not in delivered[1] for i in range(first_live_at, len(true))
+    )
+    if not both_down and not lost_by_both:
+        assert sync.resets == 0, reasons
+    # Every applied event was some line's first arrival, but the bridge on a snapshot.
+    assert sync.applied - sync.snapshots_applied <= sum(sync.first_arrivals) <= sync.applied
+
+
+def test_a_line_that_drops_costs_nothing_while_the_other_carries_the_book() -> None:
+    sync = DepthSync("X", lines=2)
+    sync.on_depth(Ev(95, 105, 90), line=0)
+    sync.on_snapshot(Snap(100, [(10.0, 1.0)], [(11.0, 1.0)]))
+    sync.drain()
+    sync.on_depth(Ev(95, 105, 90), line=1)  # the copy from the slower line
+    sync.on_disconnect(0)
+    assert sync.is_live and sync.resets == 0
+    assert sync.on_depth(Ev(106, 108, 105, [(10.0, 2.0)]), line=1)
+    sync.on_line_up(0)
+    assert sync.on_depth(Ev(109, 112, 106, [(10.0, 3.0)]), line=0)  # overlaps: pu < u < ...
+    assert sync.book.bids.qty == {10.0: 3.0} and sync.book.last_update_id == 112
+    assert (sync.first_arrivals, sync.line_duplicates) == ([1, 1, 0], [0, 1, 0])
+    sync.on_disconnect(1)
+    sync.on_disconnect(0)
+    assert sync.drain() == [BookReset("X", "reconnect")]

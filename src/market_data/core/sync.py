@@ -35,6 +35,22 @@ reset the book too. Every reset is announced (:class:`BookReset`) and every
 return to a correct book too (:class:`BookLive`), so consumers never mistake
 a stale book for a live one.
 
+Redundant lines (A/B feeds, ``lines > 1``): the same streams arrive over several
+connections, and each event is taken from whichever line delivers it first.
+Why this is exact even when the lines batch updates differently: an event
+carries the *final* quantity of every level changed in ``(pu, u]``. If the book
+is exact at ``last_u`` and ``pu <= last_u < u``, the levels changed in
+``(pu, last_u]`` are already right and the event overwrites each with its value
+at ``u``; every level changed in ``(last_u, u]`` is in the event too. So the
+book is exact at ``u``: the event may be applied whenever ``pu <= last_u < u``.
+An event with ``u <= last_u`` holds nothing new: a duplicate, dropped. An event
+with ``pu > last_u`` cannot be applied yet; it waits (per line, bounded) while
+another connected line may still deliver what bridges to it, and is applied
+as soon as the chain reaches it. Only when every connected line is past the
+chain (no line can continue it) is it a gap. A line that disconnects while
+another is up costs nothing: no reset, no snapshot; what it delivered before
+stays usable.
+
 Re-base and audit (depth-cache rot, BINANCE_FUTURES.md §5): :meth:`request_refresh`
 asks for a fresh snapshot while the book stays live. Events applied from then on
 are kept; when the snapshot arrives, a second book is built beside the live one
@@ -53,6 +69,7 @@ The hot path (a live book receiving a continuous event) produces no output
 object: ``on_depth`` returns ``True`` when the live book changed.
 """
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,6 +88,8 @@ MAX_ID_STEP = 10**12
 #: Events before a loaded snapshot's id, in a row, after which the snapshot is suspect
 #: (a real stream reaches a fresh snapshot within a second or two).
 MAX_BEFORE_BRIDGE = 100
+#: Events one line may hold ahead of the chain while another line catches up.
+MAX_AHEAD = 100
 
 
 class DepthDiff(Protocol):
@@ -148,8 +167,21 @@ class DepthSync:
         max_levels: int = DEFAULT_MAX_LEVELS,
         on_applied: Callable[[DepthDiff], None] | None = None,
         audit_depth: int = 20,
+        lines: int = 1,
     ) -> None:
         self.symbol = symbol
+        self.lines = lines
+        #: Per line: events delivered beyond the chain, waiting for it (A/B feeds); the
+        #: extra last list holds buffered events replayed after a snapshot (line unknown).
+        self._ahead: list[list[DepthDiff]] = [[] for _ in range(lines + 1)]
+        self._waiting = 0  # events in all _ahead lists
+        self._down: set[int] = set()  # lines that are disconnected
+        #: Per line: events it delivered first (applied), and copies it delivered late.
+        self.first_arrivals = [0] * (lines + 1)
+        self.line_duplicates = [0] * (lines + 1)
+        # The last MAX_AHEAD applied ids: a copy at or above the oldest is a lagging line's,
+        # one below it is counted as stale (a run of those means the ids went backwards).
+        self._recent: deque[int] = deque(maxlen=MAX_AHEAD)
         self.max_levels = max_levels
         self.audit_depth = audit_depth
         self.book = OrderBook(symbol, max_levels=max_levels)
@@ -195,8 +227,8 @@ class DepthSync:
 
     # ------------------------------------------------------------------ calls in
 
-    def on_depth(self, ev: DepthDiff) -> bool:
-        """Feed one diff event; ``True`` when the live book changed."""
+    def on_depth(self, ev: DepthDiff, line: int = 0) -> bool:
+        """Feed one diff event (from ``line``); ``True`` when the live book changed."""
         self.events += 1
         if self.state is BookState.LIVE:  # the hot path, inlined
             last_u = self._last_u
@@ -204,10 +236,16 @@ class DepthSync:
             if ev.pu == last_u and u - last_u <= MAX_ID_STEP and u - ev.U <= MAX_ID_STEP:
                 self.book.apply(ev.b, ev.a, u)
                 self._last_u = u
-                return self._after_apply(ev)
-        return self._feed(ev)
+                if self.lines == 1:
+                    return self._after_apply(ev)
+                self.first_arrivals[line] += 1
+                changed = self._after_apply(ev)
+                if self._waiting:
+                    self._catch_up()
+                return changed
+        return self._feed(ev, line)
 
-    def _feed(self, ev: DepthDiff) -> bool:
+    def _feed(self, ev: DepthDiff, line: int = 0) -> bool:
         if ev.u - ev.U > MAX_ID_STEP:
             self.implausible += 1
             return False
@@ -216,6 +254,8 @@ class DepthSync:
             if ev.u - last_u > MAX_ID_STEP:
                 self.implausible += 1
                 return False
+            if self.lines > 1:
+                return self._arbitrate(ev, line)
             if ev.pu != last_u:
                 if ev.u <= last_u:
                     return self._on_stale()
@@ -282,7 +322,7 @@ class DepthSync:
             pending = buffer[:]
             buffer.clear()
             for ev in pending:
-                self._feed(ev)
+                self._feed(ev, self.lines)  # buffered: its line is not known any more
 
     def on_snapshot_failed(self, reason: str) -> None:
         """The snapshot request failed; ask again (the I/O layer backs off)."""
@@ -293,11 +333,21 @@ class DepthSync:
         if self.state is BookState.SYNCING and self._snapshot_id is None:
             self._request_snapshot(reason)
 
-    def on_disconnect(self) -> None:
-        """The stream broke: nothing before it can be trusted to continue."""
+    def on_disconnect(self, line: int | None = None) -> None:
+        """A line broke (None: all of them). While another line is up, nothing is lost."""
+        if line is not None and self.lines > 1:
+            self._down.add(line)  # what it delivered before is real and kept
+            if len(self._down) < self.lines:
+                if self.state is BookState.LIVE and self._waiting:
+                    self._gap_if_stuck(None)
+                return
         if self.state is BookState.WAITING and not self._buffer:
             return
         self._reset("reconnect", restart_from=None)
+
+    def on_line_up(self, line: int) -> None:
+        """A line (re)connected: it may carry the chain again."""
+        self._down.discard(line)
 
     # --------------------------------------------------------------- events out
 
@@ -371,6 +421,8 @@ class DepthSync:
             return False
         self.applied += 1
         self.last_applied = ev
+        if self.lines > 1:
+            self._recent.append(ev.u)
         if self._rebase is not None:
             self._keep_for_rebase(ev)
         elif self._shadow is not None:
@@ -378,6 +430,68 @@ class DepthSync:
         if self.on_applied is not None:
             self.on_applied(ev)
         return True
+
+    # ------------------------------------------------------------ A/B lines
+
+    def _arbitrate(self, ev: DepthDiff, line: int) -> bool:
+        """A live event on one of several lines (see the module doc for why it is exact)."""
+        last_u = self._last_u
+        if ev.u <= last_u:
+            self.line_duplicates[line] += 1
+            recent = self._recent
+            if recent and ev.u >= recent[0]:
+                self.stale += 1  # a copy from a line that lags: normal
+                return False
+            return self._on_stale()
+        if last_u - ev.pu > MAX_ID_STEP:  # claims to continue from absurdly far back
+            self.implausible += 1
+            return False
+        if ev.pu <= last_u:
+            self.book.apply(ev.b, ev.a, ev.u)
+            self._last_u = ev.u
+            self.first_arrivals[line] += 1
+            changed = self._after_apply(ev)
+            if self._waiting and self.is_live:
+                self._catch_up()
+            return changed
+        ahead = self._ahead[line]
+        ahead.append(ev)
+        self._waiting += 1
+        self._gap_if_stuck(ev)
+        return False
+
+    def _catch_up(self) -> None:
+        """Apply waiting events the chain has reached; drop those it has passed."""
+        progressed = True
+        while progressed and self.is_live and self._waiting:
+            progressed = False
+            for line, ahead in enumerate(self._ahead):
+                while ahead and self.is_live:
+                    head = ahead[0]
+                    if head.u <= self._last_u:
+                        ahead.pop(0)
+                        self._waiting -= 1
+                        self.line_duplicates[line] += 1
+                        continue
+                    if head.pu > self._last_u:
+                        break
+                    ahead.pop(0)
+                    self._waiting -= 1
+                    self.book.apply(head.b, head.a, head.u)
+                    self._last_u = head.u
+                    self.first_arrivals[line] += 1
+                    self._after_apply(head)
+                    progressed = True
+
+    def _gap_if_stuck(self, ev: DepthDiff | None) -> None:
+        """A gap when no connected line can continue the chain (or one is too far ahead)."""
+        connected = [line for line in range(self.lines) if line not in self._down]
+        stuck = all(self._ahead[line] for line in connected)
+        if not stuck and not any(len(a) > MAX_AHEAD for a in self._ahead):
+            return
+        restart = min((a[0] for a in self._ahead if a), key=lambda e: e.pu, default=ev)
+        self.gaps += 1
+        self._reset("gap", restart_from=restart)
 
     # ----------------------------------------------------------- re-base, audit
 
@@ -514,6 +628,10 @@ class DepthSync:
         self._buffer.clear()
         self._rebase = None
         self._shadow = None
+        for ahead in self._ahead:
+            ahead.clear()
+        self._waiting = 0
+        self._recent.clear()
         self._snapshot_id = None
         self._last_u = 0
         # A request made for the discarded book is not one for the next: the next
