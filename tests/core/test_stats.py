@@ -246,3 +246,14 @@ def test_klines_replace_whole_minutes_and_complete_the_window() -> None:
     assert stats.volume == pytest.approx(1440 * 1.0 + 2.0)
     assert (stats.high, stats.low) == (120.0, 90.0)
     assert stats.last_price == 101.0
+
+
+def test_a_late_trade_in_a_minute_replaced_by_klines_is_not_counted_twice() -> None:
+    tracker = Rolling24h()
+    now = 10 * DAY_MS
+    minute = now - now % MINUTE_MS - MINUTE_MS
+    tracker.on_trade(100.0, 1.0, now)
+    tracker.replace_minutes([MinuteTotals(minute, 100.0, 100.0, 100.0, 100.0, 4.0, 400.0, 4)])
+    tracker.on_trade(100.0, 1.0, minute + 10, late=True)  # in the klines' minute already
+    tracker.on_trade(100.0, 1.0, now + 1, late=True)  # a live minute: counted
+    assert tracker.snapshot(now + 2).trade_count == 1 + 4 + 1

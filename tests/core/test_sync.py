@@ -606,3 +606,45 @@ def test_a_line_that_drops_costs_nothing_while_the_other_carries_the_book() -> N
     sync.on_disconnect(1)
     sync.on_disconnect(0)
     assert sync.drain() == [BookReset("X", "reconnect")]
+
+
+def test_an_event_that_goes_backwards_but_claims_to_chain_is_not_applied() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    assert not sync.on_depth(Ev(0, 1, 105, [(10.0, 99.0)]))  # pu == last u, u far below
+    assert sync.book.last_update_id == 105 and sync.book.bids.qty[10.0] != 99.0
+    assert sync.on_depth(Ev(106, 107, 105))  # the real stream goes on
+
+
+def test_a_run_of_absurd_jumps_resets_instead_of_freezing() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    for i in range(MAX_STALE_RUN):
+        sync.on_depth(Ev(106, 106 + 2 * MAX_ID_STEP + i, 105 + i))
+    assert sync.drain()[-1] == BookReset("X", "implausible_stream")
+
+
+def test_a_refresh_given_up_on_does_not_leave_a_snapshot_pending() -> None:
+    sync = DepthSync("X", max_buffer=5)
+    _live(sync)
+    assert sync.request_refresh()
+    u = 105
+    for _ in range(6):  # the refresh snapshot never comes: the kept events overflow
+        sync.on_depth(Ev(u + 1, u + 2, u))
+        u += 2
+    assert not sync.snapshot_pending and sync.refreshes_abandoned == 1
+    sync.on_snapshot(Snap(u))  # arrives after all: ignored
+    assert sync.is_live and sync.request_refresh()
+
+
+def test_a_refresh_snapshot_the_stream_never_reaches_is_given_up() -> None:
+    sync = DepthSync("X")
+    _live(sync)
+    sync.request_refresh()
+    sync.drain()
+    sync.on_snapshot(Snap(10**9))  # far ahead of the stream, yet plausible
+    u = 105
+    for _ in range(MAX_BEFORE_BRIDGE):
+        sync.on_depth(Ev(u + 1, u + 2, u))
+        u += 2
+    assert sync.refreshes_abandoned == 1 and sync.request_refresh()

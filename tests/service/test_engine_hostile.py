@@ -91,6 +91,7 @@ def hostile_frame(kind: str, stream: Stream) -> bytes:
         "trade_huge_id": _trade(10**15, "1.5", NOW_MS),
         "trade_id_restart": _trade(1, "1.5", NOW_MS),
         "trade_far_future": _trade(stream.last_trade_id + 1, "1.5", NOW_MS + 30 * 86_400_000),
+        "trade_next_id_minutes_ahead": _trade(51_000, "1.5", NOW_MS + 9 * 60_000),
         "trade_far_past": _trade(stream.last_trade_id + 1, "1.5", NOW_MS - 30 * 86_400_000),
         "trade_absurd_count": _trade(stream.last_trade_id + 1, "1.5", NOW_MS, f=0, last=far),
         "nested_brackets": b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","x":'
@@ -131,6 +132,7 @@ HOSTILE_KINDS = [
     "trade_huge_id",
     "trade_id_restart",
     "trade_far_future",
+    "trade_next_id_minutes_ahead",
     "trade_far_past",
     "trade_absurd_count",
     "nested_brackets",

@@ -184,6 +184,7 @@ class Rolling24h:
         self.ignored_old_trades = 0
         #: Every trade since this time is included (set by a backfill); None: unknown.
         self.coverage_start_ms: int | None = None
+        self._replaced: set[int] = set()  # buckets that hold the exchange's own totals
 
     @property
     def max_buckets(self) -> int:
@@ -195,8 +196,16 @@ class Rolling24h:
         """Buckets currently held (only buckets that received a trade exist)."""
         return len(self._buckets)
 
-    def on_trade(self, price: float, qty: float, ts_ms: int, count: int = 1) -> None:
-        """Add one trade (``count`` raw trades: an aggTrade's ``l - f + 1``); O(1) amortised."""
+    def on_trade(
+        self, price: float, qty: float, ts_ms: int, count: int = 1, late: bool = False
+    ) -> None:
+        """Add one trade (``count`` raw trades: an aggTrade's ``l - f + 1``); O(1) amortised.
+
+        ``late``: a trade that arrived after a gap it fills; a minute replaced by the
+        exchange's totals already holds it, so it is not added there again.
+        """
+        if late and ts_ms // self._bucket_ms in self._replaced:
+            return
         if self.coverage_start_ms is None:
             self.coverage_start_ms = ts_ms  # from here on, live trades include every trade
         if self._clock_ms is None or ts_ms > self._clock_ms:
@@ -265,6 +274,7 @@ class Rolling24h:
                 minute.volume, minute.quote_volume, minute.count,
             )  # fmt: skip
             self._buckets[number] = bucket
+            self._replaced.add(number)
             self._volume += bucket.volume
             self._quote_volume += bucket.quote_volume
             self._count += bucket.count
@@ -297,7 +307,9 @@ class Rolling24h:
         self._start_bucket = start
         order = self._order
         while order and order[0] < start:
-            expired = self._buckets.pop(order.popleft())
+            number = order.popleft()
+            self._replaced.discard(number)
+            expired = self._buckets.pop(number)
             self._volume -= expired.volume
             self._quote_volume -= expired.quote_volume
             self._count -= expired.count

@@ -123,7 +123,9 @@ class BookReset:
     """The book was discarded; it is not correct until the next BookLive."""
 
     symbol: str
-    reason: str  # "gap", "crossed", "reconnect", "buffer_overflow", "stale_stream"
+    # "gap", "crossed", "reconnect", "buffer_overflow", "stale_stream", "implausible_stream",
+    # "audit"
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,8 @@ class DepthSync:
         self._last_u = 0
         self._stale_mark = -1  # ``applied`` when the current run of stale events began
         self._stale_run = 0
+        self._implausible_mark = -1
+        self._implausible_run = 0
         #: The last event applied to a correct book (its exchange time is the book's).
         self.last_applied: DepthDiff | None = None
         # Counters (plain attributes: cheap on the hot path).
@@ -218,6 +222,7 @@ class DepthSync:
         self._shadow: OrderBook | None = None
         self._shadow_id = 0
         self._shadow_bridged = False
+        self._shadow_waited = 0
         self._touched: tuple[set[float], set[float]] = (set(), set())
         self.refreshes = 0  # re-bases completed
         self.refreshes_abandoned = 0  # a refresh snapshot that could not be bridged
@@ -233,7 +238,7 @@ class DepthSync:
         if self.state is BookState.LIVE:  # the hot path, inlined
             last_u = self._last_u
             u = ev.u
-            if ev.pu == last_u and u - last_u <= MAX_ID_STEP and u - ev.U <= MAX_ID_STEP:
+            if ev.pu == last_u and 0 < u - last_u <= MAX_ID_STEP and u - ev.U <= MAX_ID_STEP:
                 self.book.apply(ev.b, ev.a, u)
                 self._last_u = u
                 if self.lines == 1:
@@ -247,18 +252,19 @@ class DepthSync:
 
     def _feed(self, ev: DepthDiff, line: int = 0) -> bool:
         if ev.u - ev.U > MAX_ID_STEP:
+            if self.state is BookState.LIVE:
+                return self._on_implausible()
             self.implausible += 1
             return False
         if self.state is BookState.LIVE:
             last_u = self._last_u
             if ev.u - last_u > MAX_ID_STEP:
-                self.implausible += 1
-                return False
+                return self._on_implausible()
             if self.lines > 1:
                 return self._arbitrate(ev, line)
+            if ev.u <= last_u:  # holds nothing new (whatever its pu says)
+                return self._on_stale()
             if ev.pu != last_u:
-                if ev.u <= last_u:
-                    return self._on_stale()
                 self.gaps += 1
                 self._reset("gap", restart_from=ev)
                 return False
@@ -291,6 +297,8 @@ class DepthSync:
             return
         if self.state is not BookState.SYNCING or self._snapshot_id is not None:
             self.snapshots_ignored += 1  # not what the current request is waiting for
+            if self.state is BookState.LIVE and self._rebase is None:
+                self._snapshot_pending = False  # a refresh given up on: nothing waits
             return
         self._snapshot_pending = False
         last_id = snap.lastUpdateId
@@ -398,6 +406,17 @@ class DepthSync:
 
     # ----------------------------------------------------------------- internals
 
+    def _on_implausible(self) -> bool:
+        """An absurd jump: dropped; a run of nothing else means the stream really jumped."""
+        self.implausible += 1
+        if self._implausible_mark != self.applied:
+            self._implausible_mark = self.applied
+            self._implausible_run = 0
+        self._implausible_run += 1
+        if self._implausible_run >= MAX_STALE_RUN:
+            self._reset("implausible_stream", restart_from=None)
+        return False
+
     def _on_stale(self) -> bool:
         """An event the book already holds: drop it, unless nothing new comes any more.
 
@@ -500,6 +519,7 @@ class DepthSync:
         assert rebase is not None
         if len(rebase) >= self.max_buffer:  # the snapshot is not coming: give up this one
             self._rebase = None
+            self._snapshot_pending = False  # nothing waits for it any more
             self.refreshes_abandoned += 1
             return
         rebase.append(ev)
@@ -516,6 +536,7 @@ class DepthSync:
         shadow = OrderBook(self.symbol, max_levels=self.max_levels)
         shadow.load(snap.bids, snap.asks, last_id)
         self._shadow, self._shadow_id = shadow, last_id
+        self._shadow_waited = 0
         self._shadow_bridged = last_id == self._last_u and not any(e.u > last_id for e in events)
         self._touched = (set(), set())
         if self._shadow_bridged:
@@ -531,8 +552,12 @@ class DepthSync:
         shadow = self._shadow
         assert shadow is not None
         if not self._shadow_bridged:
-            if ev.u < self._shadow_id:
-                return  # the snapshot holds it already
+            if ev.u < self._shadow_id:  # the snapshot holds it already
+                self._shadow_waited += 1
+                if self._shadow_waited >= MAX_BEFORE_BRIDGE:  # the stream never gets there
+                    self._shadow = None
+                    self.refreshes_abandoned += 1
+                return
             if not _bridges(ev, self._shadow_id):  # the snapshot predates the kept events
                 self._shadow = None
                 self.refreshes_abandoned += 1

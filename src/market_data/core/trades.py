@@ -25,8 +25,9 @@ Aggregate trade ids (``a``) are consecutive per symbol. The rules, clock-free
 Plausible step: at most ``max_step`` ids plus ``max_rate`` ids per second of
 exchange time since the last trade taken, so a real jump after a long outage
 fits and an id of 10**15 never does. Time: a trade may be at most
-``max_skew_ms`` from the local clock, after correcting for the offset learnt
-when a run was confirmed (so a wrong local clock costs ``confirm`` trades of
+``max_skew_ms`` behind the local clock and 5 s ahead of it (a future time
+would move the 24h clock), after correcting for the offset learnt when a run
+was confirmed (so a wrong local clock costs ``confirm`` trades of
 delay once, not every trade).
 """
 
@@ -37,8 +38,10 @@ from typing import Generic, Protocol, TypeVar
 MAX_ID_STEP = 100_000
 #: Further ids allowed per second since the last trade (far above any symbol's rate).
 MAX_ID_RATE_PER_S = 10_000
-#: A trade's time may be this far from the local clock (both ways).
+#: A trade's time may be this far behind the local clock (a stream that stalled) ...
 MAX_SKEW_MS = 10 * 60_000
+#: ... and only this far ahead of it: a future time would move the 24h clock.
+MAX_AHEAD_MS = 5_000
 #: Raw trades one aggregate trade may cover (``l - f + 1``).
 MAX_RAW_TRADES = 1_000_000
 #: Consistent trades in a row that move the sequence (a restart, or a wrong clock).
@@ -131,7 +134,8 @@ class TradeSequence(Generic[T]):
     def _in_time(self, trade: T, now_ms: int) -> bool:
         if not 0 < trade.l - trade.f + 1 <= MAX_RAW_TRADES:
             return False
-        return abs(trade.T - now_ms - self.clock_offset_ms) <= self.max_skew_ms
+        offset = trade.T - now_ms - self.clock_offset_ms
+        return -self.max_skew_ms <= offset <= MAX_AHEAD_MS
 
     def _take(self, trade: T) -> Sequence[T]:
         if self._chains:
@@ -166,7 +170,8 @@ class TradeSequence(Generic[T]):
                 self._remember_gap(before.a + 1, after.a - 1)
         self.last_id = chain[-1].a
         self.last_ms = max(t.T for t in chain)
-        if abs(chain[-1].T - now_ms - self.clock_offset_ms) > self.max_skew_ms:
+        offset = chain[-1].T - now_ms - self.clock_offset_ms
+        if not -self.max_skew_ms <= offset <= MAX_AHEAD_MS:
             self.clock_offset_ms = chain[-1].T - now_ms
         self.taken += len(chain)
         return chain

@@ -52,11 +52,14 @@ def klines_weight(limit: int) -> int:
 
 
 def as_minutes(rows: Sequence[Kline]) -> list[MinuteTotals]:
+    """The rows' totals; a minute without trades (the exchange sends them, with every
+    price at the previous close) holds nothing and is left out."""
     return [
         MinuteTotals(
             r.open_time, r.open, r.high, r.low, r.close, r.volume, r.quote_volume, r.trades
         )
         for r in rows
+        if r.trades
     ]
 
 
@@ -113,7 +116,10 @@ class StatsBackfill:
                 try:  # until the open minute has closed, or a new gap asks for more
                     await asyncio.wait_for(wake.wait(), max(0.0, close_s - self.wall_clock()))
                 except TimeoutError:
-                    await self._fill(state, start_ms=join_ms, limit=1)
+                    if await self._fill(state, start_ms=join_ms, limit=1) is None:
+                        # Minute J holds only the trades since the join: not the whole day.
+                        state.stats.coverage_start_ms = join_ms + MINUTE_MS
+                        self._publish(state, stats_ready=True)
                     if not wake.is_set():
                         break
                 wake.clear()
@@ -163,7 +169,7 @@ class StatsBackfill:
             stats.advance(now_ms)
             stats.replace_minutes(closed)
             if start_ms is None:
-                first = closed[0].start_ms if closed else open_minute
+                first = rows[0].open_time if rows else open_minute  # empty minutes count too
                 stats.coverage_start_ms = first
                 self._publish(state, stats_ready=True)
                 log.info(

@@ -343,18 +343,18 @@ class MarketDataService:
         self.instruments = listed
         for symbol, state in self.symbols.items():
             instrument = listed.get(symbol)
-            if instrument is None:
-                continue
-            state.precision = instrument.precision
-            halted = not instrument.trading
+            if instrument is not None:
+                state.precision = instrument.precision
+            halted = instrument is None or not instrument.trading
             if halted == state.book.halted:
                 continue
             if halted:
+                status = "delisted" if instrument is None else instrument.status
                 log.warning(
                     "%s: the exchange lists it as %s: published as halted, no levels",
                     symbol,
-                    instrument.status,
-                    extra={"symbol": symbol, "status": instrument.status},
+                    status,
+                    extra={"symbol": symbol, "status": status},
                 )
                 state.book.halt()
                 state.book.drain()
@@ -391,6 +391,8 @@ class MarketDataService:
             instrument = self.instruments.get(symbol)
             if instrument is not None:
                 state.precision = instrument.precision
+            if self.partial_mode:
+                state.book.use_partial(self.config.partial_depth_levels)
             self._start_backfill(state)
             self.publisher.mark(state)
         taken = {c.plan.name for c in self.connections}
@@ -501,15 +503,15 @@ class MarketDataService:
 
     def _on_trade(self, state: SymbolState, trade: AggTrade) -> None:
         ids = state.trade_ids
-        missing = ids.missing
+        missing, filled = ids.missing, ids.filled
         taken = ids.on_trade(trade, int(self.wall_clock() * 1000))
         for one in taken:
-            self._take_trade(state, one)
+            self._take_trade(state, one, late=ids.filled > filled)
         if ids.missing > missing:  # trades the stream skipped: the klines have them
             self.backfill.request(state, "trade gap")
 
-    def _take_trade(self, state: SymbolState, trade: AggTrade) -> None:
-        state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1)
+    def _take_trade(self, state: SymbolState, trade: AggTrade, late: bool = False) -> None:
+        state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1, late)
         state.trades += 1
         update = TradeUpdate(
             state.symbol,
@@ -654,7 +656,7 @@ class MarketDataService:
         for state in self.symbols.values():
             state.book.use_partial(levels)
             self.publisher.mark(state)
-        self._supervise("partial-switch", self._switch_depth_feeds)
+        self._switch_feeds_soon()
         self._supervise("rest-probe", self._probe_rest_until_it_answers)
 
     async def _probe_rest_until_it_answers(self) -> None:
@@ -692,19 +694,29 @@ class MarketDataService:
         for state in self.symbols.values():
             state.book.use_diff()
             self.publisher.mark(state)
-        self._supervise("partial-switch", self._switch_depth_feeds)
+        self._switch_feeds_soon()
 
     async def _switch_depth_feeds(self) -> None:
-        """Replace the depth connections with ones of the current mode, old ones awaited."""
-        old = [c for c in self.connections if c.plan.carries_depth]
-        tasks = [self._tasks.pop(c.plan.name) for c in old if c.plan.name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        names = {c.plan.name for c in old}
-        self.connections = [c for c in self.connections if c.plan.name not in names]
-        self._start_feeds([p for p in self._plans() if p.carries_depth and p.name in names])
+        """Replace the depth connections with ones of the current mode, old ones awaited.
+
+        One switch runs at a time: if the mode changed again meanwhile, it switches again.
+        """
+        while True:
+            partial = self.partial_mode
+            old = [c for c in self.connections if c.plan.carries_depth]
+            tasks = [self._tasks.pop(c.plan.name) for c in old if c.plan.name in self._tasks]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.connections = [c for c in self.connections if not c.plan.carries_depth]
+            self._start_feeds([p for p in self._plans() if p.carries_depth])
+            if self.partial_mode == partial:
+                break
         self._tasks.pop("partial-switch", None)
+
+    def _switch_feeds_soon(self) -> None:
+        if "partial-switch" not in self._tasks:
+            self._supervise("partial-switch", self._switch_depth_feeds)
 
     # ---------------------------------------------------------------- status
 
