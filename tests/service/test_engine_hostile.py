@@ -106,10 +106,12 @@ def hostile_frame(kind: str, stream: Stream) -> bytes:
 def run(stream: Stream, hostile: tuple[int, bytes] | None) -> list[bytes]:
     sink = MemorySink()
     config = Config(symbols=("BTCUSDT",), health_port=0)
-    service = MarketDataService(config, [sink], wall_clock=lambda: NOW_MS / 1000)
+    clock_ms = [NOW_MS]  # the local clock follows the stream (a frame every 100 ms)
+    service = MarketDataService(config, [sink], wall_clock=lambda: clock_ms[0] / 1000)
     state = service.symbols["BTCUSDT"]
     last_u = START_ID
     for index, frame in enumerate(stream.frames):
+        clock_ms[0] = NOW_MS + index * 100
         frames = [frame]
         if hostile is not None and hostile[0] == index:
             frames.append(hostile[1])

@@ -7,6 +7,7 @@ classic ``/stream`` endpoint. Either way a connection carries at most
 ``per_connection`` streams (Binance allows 200).
 """
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,24 @@ class StreamPlan:
     streams: tuple[str, ...]
     symbols: tuple[str, ...]  # upper case, the symbols whose streams it carries
     carries_depth: bool
+    line: int = 0  # which of the redundant lines (A/B feeds) of ``group`` this is
+    group: str = ""  # the planned connection the lines share ("" : the name itself)
+
+    @property
+    def connection(self) -> str:
+        """The planned connection this line belongs to."""
+        return self.group or self.name
+
+
+def with_lines(plans: Sequence[StreamPlan], lines: int) -> list[StreamPlan]:
+    """Each planned connection opened ``lines`` times (``depth-1/a``, ``depth-1/b``)."""
+    if lines <= 1:
+        return list(plans)
+    return [
+        dataclasses.replace(plan, name=f"{plan.name}/{chr(ord('a') + i)}", line=i, group=plan.name)
+        for plan in plans
+        for i in range(lines)
+    ]
 
 
 def depth_stream(symbol: str, depth_stream: str) -> str:

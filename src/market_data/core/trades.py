@@ -150,7 +150,7 @@ class TradeSequence(Generic[T]):
         if not 0 < trade.l - trade.f + 1 <= MAX_RAW_TRADES:
             self.rejected += 1  # no run of real trades has one of these
             return ()
-        chain = next((c for c in self._chains if self._follows(c[-1], trade)), None)
+        chain = next((c for c in self._chains if self._follows(c[-1], trade, now_ms)), None)
         if chain is None:
             chain = [trade]
             self._chains.append(chain)
@@ -176,11 +176,16 @@ class TradeSequence(Generic[T]):
         self.taken += len(chain)
         return chain
 
-    def _follows(self, previous: T, trade: T) -> bool:
-        """Whether ``trade`` may come next after ``previous`` in one real sequence."""
+    def _follows(self, previous: T, trade: T, now_ms: int) -> bool:
+        """Whether ``trade`` may come next after ``previous`` in one real sequence.
+
+        Both in time for the local clock, or both out of it (a clock that is off):
+        a future-dated frame never joins a chain of trades the clock agrees with.
+        """
         return (
             previous.a < trade.a <= previous.a + CHAIN_STEP
             and abs(trade.T - previous.T) <= self.max_skew_ms
+            and self._in_time(previous, now_ms) == self._in_time(trade, now_ms)
         )
 
     def _reject_chains(self) -> None:

@@ -89,6 +89,7 @@ class Config:
     exchange_info_refresh_s: float = 600.0
     geo_block_retry_s: float = 300.0
     book_refresh_interval_s: float = 3600.0
+    feed_lines: int = 1
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -521,6 +522,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "exchange_info_refresh_s": _key("float", _in_range(10, 86_400)),
     "geo_block_retry_s": _key("float", _in_range(1, 86_400)),
     "book_refresh_interval_s": _key("float", _in_range(0, 7 * 86_400)),
+    "feed_lines": _key("int", _in_range(1, 3)),
 }
 
 

@@ -62,12 +62,11 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
 
     max_age = app.config.ready_max_book_age_s
     now = service.clock()
-    carrier = {
-        symbol: connection
-        for connection in connections
-        if connection.plan.carries_depth
-        for symbol in connection.plan.symbols
-    }
+    carriers: dict[str, list[Any]] = {}  # symbol -> the depth lines that carry it
+    for connection in connections:
+        if connection.plan.carries_depth:
+            for symbol in connection.plan.symbols:
+                carriers.setdefault(symbol, []).append(connection)
     books: dict[str, dict[str, Any]] = {}
     quiet: list[str] = []
     for symbol, state in service.symbols.items():
@@ -83,10 +82,11 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
         if book_state not in _TRUSTED:
             reasons.append(f"{symbol}: {book_state.label}")
             continue
-        connection = carrier.get(symbol)
-        if connection is None or not connection.connected:
+        lines_up = [c for c in carriers.get(symbol, []) if c.connected]
+        if not lines_up:  # with A/B lines: ready while at least one line is up
             reasons.append(f"{symbol}: stale (its connection is down)")
             continue
+        connection = max(lines_up, key=lambda c: c.last_message_at)
         silent = now - connection.last_message_at
         if silent > max_age:
             reasons.append(

@@ -41,7 +41,7 @@ from market_data.binance.instruments import (
 )
 from market_data.binance.rest import RestError, fetch_exchange_info, fetch_snapshot
 from market_data.binance.schemas import AggTrade
-from market_data.binance.streams import StreamPlan, plan_connections
+from market_data.binance.streams import StreamPlan, plan_connections, with_lines
 from market_data.core.backoff import backoff
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
@@ -149,6 +149,7 @@ class MarketDataService:
             max_buffer=cfg.sync_buffer_max,
             max_levels=cfg.max_levels_per_side,
             audit_depth=cfg.order_book_depth,
+            lines=cfg.feed_lines,
         )
         return SymbolState(symbol, book)
 
@@ -407,6 +408,10 @@ class MarketDataService:
 
     def _plans(self, symbols: Sequence[str] | None = None) -> list[StreamPlan]:
         cfg = self.config
+        return with_lines(self._connection_plans(symbols), cfg.feed_lines)
+
+    def _connection_plans(self, symbols: Sequence[str] | None) -> list[StreamPlan]:
+        cfg = self.config
         return plan_connections(
             cfg.exchange_ws_url,
             list(self.symbols) if symbols is None else symbols,
@@ -444,8 +449,8 @@ class MarketDataService:
 
     # ------------------------------------------------------------ feed callbacks
 
-    def on_frame(self, raw: str | bytes) -> None:
-        """Decode one frame and feed the core; never raises for bad input."""
+    def on_frame(self, raw: str | bytes, line: int = 0) -> None:
+        """Decode one frame (from ``line``) and feed the core; never raises for bad input."""
         started = time.perf_counter_ns()
         counters = self.counters
         counters.frames += 1
@@ -464,7 +469,7 @@ class MarketDataService:
         if frame[0] is StreamKind.DIFF_DEPTH:
             counters.by_type["depth"] += 1
             book = state.book
-            if book.on_diff(frame[1]) and not state.dirty:
+            if book.on_diff(frame[1], line) and not state.dirty:
                 self.publisher.mark(state)
             if book.has_outputs:
                 self._handle_outputs(state)
@@ -485,19 +490,28 @@ class MarketDataService:
         counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
 
     def on_connected(self, plan: StreamPlan) -> None:
-        """Nothing to do: the first depth event will ask for a snapshot."""
+        """A line is up: it may carry the chain again (one line: the first event syncs)."""
+        if not plan.carries_depth or self.config.feed_lines == 1:
+            return
+        for symbol in plan.symbols:
+            state = self.symbols.get(symbol)
+            if state is not None:
+                state.book.on_line_up(plan.line)
 
     def on_disconnected(self, plan: StreamPlan, reason: str) -> None:
-        """Every disconnect is a gap for the books that connection carried."""
+        """A disconnect is a gap for its books, unless another line still carries them."""
         if not plan.carries_depth or self.stopping:
             return
+        line = plan.line if self.config.feed_lines > 1 else None
         for symbol in plan.symbols:
             state = self.symbols.get(symbol)
             if state is None:
                 continue
-            state.book.on_disconnect()
-            self.publisher.mark(state)
-            self._handle_outputs(state)
+            before = state.state
+            state.book.on_disconnect(line)
+            if state.state is not before or state.book.has_outputs:
+                self.publisher.mark(state)
+                self._handle_outputs(state)
 
     # -------------------------------------------------------------------- core
 

@@ -8,6 +8,7 @@ handler, which treats it as a gap: the stream does not replay missed events.
 """
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 class FeedHandler(Protocol):
     """What the feed loop drives."""
 
-    def on_frame(self, raw: str | bytes) -> None: ...
+    def on_frame(self, raw: str | bytes, line: int = 0) -> None: ...
 
     def on_connected(self, plan: StreamPlan) -> None: ...
 
@@ -153,6 +154,8 @@ class FeedConnection:
         timeout instead, and closes the socket, which ends ``receive``.
         """
         on_frame = self.handler.on_frame
+        if self.plan.line:  # a redundant line: say which (line 0 costs no extra argument)
+            on_frame = functools.partial(on_frame, line=self.plan.line)
         clock = self.clock
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         self._end: tuple[str, str] | None = None

@@ -24,10 +24,20 @@ class SymbolBook:
     __slots__ = ("sync", "partial", "halted")
 
     def __init__(
-        self, symbol: str, *, max_buffer: int, max_levels: int, audit_depth: int = 20
+        self,
+        symbol: str,
+        *,
+        max_buffer: int,
+        max_levels: int,
+        audit_depth: int = 20,
+        lines: int = 1,
     ) -> None:
         self.sync = DepthSync(
-            symbol, max_buffer=max_buffer, max_levels=max_levels, audit_depth=audit_depth
+            symbol,
+            max_buffer=max_buffer,
+            max_levels=max_levels,
+            audit_depth=audit_depth,
+            lines=lines,
         )
         self.partial: PartialDepthBook | None = None
         #: The exchange lists the contract as not trading: published as HALTED, no levels.
@@ -70,20 +80,24 @@ class SymbolBook:
     def top(self, depth: int) -> tuple[list[Level], list[Level]]:
         return self._current.top(depth)
 
-    def on_diff(self, update: DepthUpdate) -> bool:
+    def on_diff(self, update: DepthUpdate, line: int = 0) -> bool:
         """A diff-depth event; ``True`` when the book changed. Ignored in partial mode."""
-        return self.partial is None and self.sync.on_depth(update)
+        return self.partial is None and self.sync.on_depth(update, line)
 
     def on_partial(self, update: DepthUpdate) -> bool:
         """A partial-depth message; ``True`` when it replaced the book."""
         return self.partial is not None and self.partial.on_partial(update)
 
-    def on_disconnect(self) -> None:
-        """The stream that carried the book broke: it is not trustworthy now."""
+    def on_disconnect(self, line: int | None = None) -> None:
+        """A line that carried the book broke (None: all); with none left it is not trusted."""
         if self.partial is not None:
-            self.partial.on_disconnect()
+            if line is None or self.sync.lines == 1:
+                self.partial.on_disconnect()
         else:
-            self.sync.on_disconnect()
+            self.sync.on_disconnect(line)
+
+    def on_line_up(self, line: int) -> None:
+        self.sync.on_line_up(line)
 
     def use_partial(self, levels: int) -> None:
         """Switch to partial depth (REST is unreachable); the diff book is dropped."""

@@ -31,6 +31,7 @@ import functools
 import itertools
 import logging
 import math
+import random
 import ssl
 import time
 from collections import deque
@@ -98,6 +99,10 @@ class SimConfig:
     max_streams_per_connection: int = 1024
     # Same source: at most 10 incoming messages per second, then a 1008 close.
     max_incoming_per_s: int = 10
+    # Per connection, independently (to measure redundant lines): a random extra delay
+    # of up to this many ms on every data frame (order kept), and a chance to lose one.
+    line_jitter_ms: float = 0.0
+    line_drop_rate: float = 0.0
     max_queued_frames: int = 200_000  # per connection, before closing a slow consumer
     rest_weight_limit: int = 2400  # per minute
     rest_delay_s: float = 0.0  # extra latency of every REST answer
@@ -123,8 +128,15 @@ class _Connection:
         raw: bool,
         max_queued: int,
         on_overflow: Callable[[_Connection], None],
+        jitter_s: float = 0.0,
+        drop_rate: float = 0.0,
     ) -> None:
         self.cid = cid
+        self.jitter_s = jitter_s
+        self.drop_rate = drop_rate
+        self.rng = random.Random(cid)
+        self.dropped = 0
+        self._last_due = 0.0
         self.max_queued = max_queued
         self.on_overflow = on_overflow
         self.ws = ws
@@ -139,6 +151,19 @@ class _Connection:
         self.wakeup = asyncio.Event()
         self.closed = False
         self.writer: asyncio.Task[None] | None = None
+
+    def push_data(self, frame: bytes) -> None:
+        """A stream frame, through this connection's own latency and losses (if any)."""
+        if self.drop_rate and self.rng.random() < self.drop_rate:
+            self.dropped += 1
+            return
+        if not self.jitter_s:
+            self.push(frame)
+            return
+        loop = asyncio.get_running_loop()
+        due = max(self._last_due, loop.time() + self.rng.random() * self.jitter_s)
+        self._last_due = due
+        loop.call_at(due, self.push, frame)
 
     def push(self, frame: bytes) -> None:
         if self.closed:
@@ -315,6 +340,10 @@ class SimExchange:
     def connection_ids(self) -> list[int]:
         return list(self._connections)
 
+    def connection_route(self, connection_id: int) -> str:
+        """The route a connection came in on (``""``, ``/public`` or ``/market``)."""
+        return self._connections[connection_id].route
+
     def subscriber_count(self, stream: str) -> int:
         return len(self._subscribers.get(stream, ()))
 
@@ -391,7 +420,7 @@ class SimExchange:
         for name in names:
             frame = self._prefixes[name] + data + b"}"
             for conn in self._subscribers[name]:
-                conn.push(data if conn.raw else frame)
+                conn.push_data(data if conn.raw else frame)
                 sent += 1
         return sent
 
@@ -546,6 +575,8 @@ class SimExchange:
             raw,
             self.config.max_queued_frames,
             self._close_slow_consumer,
+            self.config.line_jitter_ms / 1000,
+            self.config.line_drop_rate,
         )
         self._connections[conn.cid] = conn
         conn.writer = asyncio.create_task(conn.write_forever(), name=f"sim-writer-{conn.cid}")
