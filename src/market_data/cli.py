@@ -142,6 +142,7 @@ _BENCHES: dict[str, str] = {
     "redis": "Redis publisher vs one await per publish",
     "e2e": "load generator -> service -> Redis -> subscriber",
     "rot": "depth-cache rot: naive vs bounded vs re-based books, accelerated",
+    "lines": "one feed line vs two (A/B): latency under jitter, resets under kills",
 }
 
 
