@@ -7,6 +7,7 @@ from market_data.core.state import BookState
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig
 from tests.integration.service_harness import book_matches_truth, running_service
+from tests.ops.ops_harness import scrape, value
 from tests.support import wait_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -43,6 +44,10 @@ async def test_a_line_killed_20_times_costs_no_reset_and_no_non_live_book(
         assert sum(c.disconnects for c in depth_lines) >= 20
         wins = [sum(s.sync.first_arrivals[i] for s in states) for i in (0, 1)]
         assert min(wins) > 0  # both lines won some first arrivals
+        metrics = await scrape(f"http://127.0.0.1:{app.http_port}")
+        for line, won in zip("ab", wins, strict=True):
+            assert value(metrics, "feed_line_first_arrivals_total", line=line) >= won
+            assert value(metrics, "feed_line_duplicates_total", line=line) > 0
     for symbol in SYMBOLS:
         after = received.books[symbol][first_live[symbol] :]
         while after and after[-1]["state"] != "live":  # the shutdown retires the books

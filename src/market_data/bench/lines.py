@@ -7,8 +7,9 @@ lines it measures:
 - arrival latency of every applied depth event: local apply time minus the
   exchange's event time ``E`` (the first arrival of two jittered lines should
   cut the tail);
-- ``--kills`` random kills of one depth line under load: book resets and
-  non-live publications (with 1 line each kill is a resync; with 2, none).
+- ``--kills`` random kills of one depth line under load, each once every line
+  is back and delivering: book resets and non-live publications (with 1 line
+  each kill is a resync; with 2, none).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from market_data.core.state import BookState
 from market_data.ops.config import Config
 from market_data.outputs.sinks import BookUpdate, MemorySink
 from market_data.service.engine import MarketDataService
+from market_data.service.feed import FeedConnection
 from market_data.sim.exchange import SimConfig, SimExchange
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -39,6 +41,11 @@ class LinesResult:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _caught_up(lines: list[FeedConnection], margin_s: float) -> bool:
+    """Every line back and delivering past the jitter (kills are apart, not overlapping)."""
+    return all(c.connected and c.last_message_at > c.opened_at + margin_s for c in lines)
 
 
 async def measure(lines: int, jitter_ms: float, seconds: float, kills: int) -> LinesResult:
@@ -79,9 +86,8 @@ async def measure(lines: int, jitter_ms: float, seconds: float, kills: int) -> L
                 sim.disconnect(rng.choice(public))
             await asyncio.sleep(0.02 + rng.random() * 0.03)
             depth = [c for c in service.connections if c.plan.carries_depth]
-            while not all(c.connected for c in depth):  # noqa: ASYNC110 (every line back first)
+            while not _caught_up(depth, jitter_ms / 1000):  # noqa: ASYNC110 (no event for it)
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(jitter_ms / 1000 * 2)
         await asyncio.sleep(0.5)
         non_live = sum(
             1

@@ -228,6 +228,33 @@ class ServiceCollector(Collector):
             differences.add_metric([symbol, "window"], sync.audit_window_differences)
             wrong_top.add_metric([symbol], sync.audit_top_of_book)
         yield from (audits, abandoned, differences, wrong_top)
+        yield from self._line_metrics()
+
+    def _line_metrics(self) -> Iterator[Metric]:
+        """A/B lines: which line delivered each applied event first, and the copies dropped."""
+        service = self.app.service
+        lines = service.config.feed_lines
+        if lines == 1:
+            return
+        wins = CounterMetricFamily(
+            "feed_line_first_arrivals",
+            "Depth events applied from this line because it delivered them first",
+            labels=["line"],
+        )
+        copies = CounterMetricFamily(
+            "feed_line_duplicates",
+            "Depth events this line delivered after another line already had",
+            labels=["line"],
+        )
+        for line in range(lines):
+            name = chr(ord("a") + line)
+            wins.add_metric(
+                [name], sum(s.sync.first_arrivals[line] for s in service.symbols.values())
+            )
+            copies.add_metric(
+                [name], sum(s.sync.line_duplicates[line] for s in service.symbols.values())
+            )
+        yield from (wins, copies)
 
     def _book_metrics(self) -> Iterator[Metric]:
         service = self.app.service

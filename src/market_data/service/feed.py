@@ -88,6 +88,11 @@ class FeedConnection:
     _opened_at = 0.0
     _lived_s = 0.0  # how long the last session stayed open (0 when it never opened)
 
+    @property
+    def opened_at(self) -> float:
+        """When the current (or last) session opened, on ``clock``."""
+        return self._opened_at
+
     async def _session_once(self) -> str:
         """One connection's life; returns why it ended."""
         plan = self.plan
