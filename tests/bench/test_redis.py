@@ -10,9 +10,10 @@ async def test_bench_publish_reports_every_figure(redis_server: EmbeddedRedis) -
         "baseline_cmd_per_s",
         "pipeline_cmd_per_s",
         "sink_cmd_per_s",
+        "sink_streamed_trades_per_s",
         "sink_mean_batch",
         "enqueue_ns",
     }
     assert all(value > 0 for value in results.values())
     text = format_results(results, 300, 64)
-    assert "baseline" in text and "RedisSink" in text
+    assert "baseline" in text and "RedisSink" in text and "XADD stream" in text

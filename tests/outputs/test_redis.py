@@ -448,3 +448,41 @@ async def test_aclose_during_a_stuck_batch_keeps_it_counted(redis_server: Embedd
         await sink.aclose(flush_timeout_s=0.3)
         assert sink.queue_depth == 2
         assert sink.stats.published == 0
+
+
+async def test_trades_go_to_a_stream_too_and_unheard_publishes_are_counted(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """With nobody subscribed a PUBLISH reaches no one; the stream still holds the trade."""
+    async with RedisSink(redis_server.url, trade_stream_maxlen=1000) as sink:
+        for i in range(5):
+            sink.publish_trade("btcusdt", b'{"trade_id":%d}' % i)
+        sink.publish_book("BTCUSDT", b"{}")
+        while sink.stats.published_trades < 5 or sink.stats.published_books < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert (sink.stats.unheard_trades, sink.stats.unheard_books) == (5, 1)
+        assert sink.stats.streamed_trades == 5
+    client = aioredis.from_url(redis_server.url)
+    try:
+        entries = await client.xrange("trades:BTCUSDT")
+        assert [fields[b"trade"] for _, fields in entries] == [
+            b'{"trade_id":%d}' % i for i in range(5)
+        ]
+        # A consumer that saw the first two resumes after the second's id.
+        rest = await client.xread({"trades:BTCUSDT": entries[1][0]})
+        assert [f[b"trade"] for _, f in rest[0][1]] == [b'{"trade_id":%d}' % i for i in (2, 3, 4)]
+    finally:
+        await client.aclose()
+
+
+async def test_the_trade_stream_can_be_turned_off(redis_server: EmbeddedRedis) -> None:
+    async with RedisSink(redis_server.url, trade_stream_maxlen=0) as sink:
+        sink.publish_trade("ETHUSDT", b"{}")
+        while sink.stats.published_trades < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert sink.stats.streamed_trades == 0
+    client = aioredis.from_url(redis_server.url)
+    try:
+        assert await client.exists("trades:ETHUSDT") == 0
+    finally:
+        await client.aclose()

@@ -53,9 +53,10 @@ async def _wait_published(sink: RedisSink, n: int) -> None:
         await asyncio.sleep(0.0005)
 
 
-async def _sink(url: str, n: int, payload: bytes) -> tuple[float, float]:
-    """Commands/s through the sink, and the mean batch size it chose."""
-    async with RedisSink(url, max_pending_trades=n) as sink:
+async def _sink(url: str, n: int, payload: bytes, stream: bool = False) -> tuple[float, float]:
+    """Trades/s through the sink (with the XADD to the trade stream or not), mean batch."""
+    maxlen = 100_000 if stream else 0
+    async with RedisSink(url, max_pending_trades=n, trade_stream_maxlen=maxlen) as sink:
         while not sink.connected:  # noqa: ASYNC110 (connection state has no event)
             await asyncio.sleep(0.001)
         started = time.perf_counter()
@@ -84,10 +85,12 @@ async def bench_publish(url: str, n: int, payload_bytes: int = 512) -> dict[str,
     """Throughput figures (commands/s, except ``enqueue_ns`` and ``sink_mean_batch``)."""
     payload = b"x" * payload_bytes
     sink_rate, mean_batch = await _sink(url, n, payload)
+    streamed_rate, _ = await _sink(url, n, payload, stream=True)
     return {
         "baseline_cmd_per_s": await _baseline(url, n, payload),
         "pipeline_cmd_per_s": await _pipeline(url, n, payload),
         "sink_cmd_per_s": sink_rate,
+        "sink_streamed_trades_per_s": streamed_rate,
         "sink_mean_batch": mean_batch,
         "enqueue_ns": _enqueue_ns(max(n, 100_000), payload),
     }
@@ -104,6 +107,11 @@ def format_results(results: dict[str, float], n: int, payload_bytes: int) -> str
         ("RedisSink (RESP + hiredis) ", "sink_cmd_per_s"),
     ):
         lines.append(f"  {label}   {results[key]:>12,.0f} cmd/s {results[key] / baseline:>6.1f}x")
+    streamed = results["sink_streamed_trades_per_s"]
+    lines.append(
+        f"  RedisSink trades + XADD stream {streamed:>12,.0f} trades/s {streamed / baseline:>4.1f}x"
+        f"  ({1e6 / streamed - 1e6 / results['sink_cmd_per_s']:+.2f} us per trade)"
+    )
     lines.append(f"  sink mean batch size           {results['sink_mean_batch']:>12,.0f} commands")
     lines.append(f"  hot-path publish_book call     {results['enqueue_ns']:>12,.0f} ns")
     return "\n".join(lines)

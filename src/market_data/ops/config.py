@@ -90,6 +90,7 @@ class Config:
     geo_block_retry_s: float = 300.0
     book_refresh_interval_s: float = 3600.0
     feed_lines: int = 1
+    trade_stream_maxlen: int = 100_000
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -523,6 +524,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "geo_block_retry_s": _key("float", _in_range(1, 86_400)),
     "book_refresh_interval_s": _key("float", _in_range(0, 7 * 86_400)),
     "feed_lines": _key("int", _in_range(1, 3)),
+    "trade_stream_maxlen": _key("int", _in_range(0, 10**9)),
 }
 
 

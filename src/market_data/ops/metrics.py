@@ -367,6 +367,21 @@ class ServiceCollector(Collector):
             "Trades dropped because the pending queue was full",
             value=stats.dropped_trades,
         )
+        unheard = CounterMetricFamily(
+            "redis_publishes_unheard",
+            "PUBLISHes Redis acknowledged with 0 receivers: no subscriber got them (trades "
+            "stay in the trades:{SYMBOL} stream)",
+            labels=["kind"],
+        )
+        unheard.add_metric(["book"], stats.unheard_books)
+        unheard.add_metric(["market_data"], stats.unheard_market_data)
+        unheard.add_metric(["trade"], stats.unheard_trades)
+        yield unheard
+        yield CounterMetricFamily(
+            "redis_trades_streamed",
+            "Trades appended to their Redis stream (XADD trades:{SYMBOL})",
+            value=stats.streamed_trades,
+        )
         yield CounterMetricFamily("redis_batches", "Pipelined batches sent", value=stats.batches)
         latency = stats.last_batch_latency_s
         yield GaugeMetricFamily(

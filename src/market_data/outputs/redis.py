@@ -65,6 +65,12 @@ class RedisSinkStats:
     conflated_books: int = 0
     conflated_market_data: int = 0
     dropped_trades: int = 0
+    #: PUBLISHes Redis acknowledged with 0 receivers: nobody was subscribed to hear them.
+    unheard_books: int = 0
+    unheard_market_data: int = 0
+    unheard_trades: int = 0
+    #: Trades appended to their stream (``XADD trades:{SYMBOL}``), for consumers to resume.
+    streamed_trades: int = 0
     errors: int = 0
     outages: int = 0
     batches: int = 0
@@ -90,6 +96,7 @@ class _SymbolCommands:
     publish_market_data: bytes
     set_market_data: bytes
     publish_trade: bytes
+    add_trade: bytes  # XADD to the trade stream, up to the payload (sent unless it is off)
 
 
 def _bulk(value: bytes) -> bytes:
@@ -100,13 +107,20 @@ def _command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(_bulk(part) for part in parts)
 
 
-def _symbol_commands(symbol: str) -> _SymbolCommands:
+def _symbol_commands(symbol: str, stream_maxlen: int) -> _SymbolCommands:
     name = symbol.upper().encode()
+    # XADD trades:{SYMBOL} MAXLEN ~ N * trade <payload>: the stream shares the channel's
+    # name (keys and channels are separate namespaces), trimmed approximately (cheap).
+    add_trade = (
+        b"*8\r\n" + _bulk(b"XADD") + _bulk(b"trades:" + name) + _bulk(b"MAXLEN") + _bulk(b"~")
+        + _bulk(str(stream_maxlen).encode()) + _bulk(b"*") + _bulk(b"trade")
+    )  # fmt: skip
     return _SymbolCommands(
         publish_book=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"orderbook:" + name),
         publish_market_data=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"market_data:" + name),
         set_market_data=b"*5\r\n" + _bulk(b"SET") + _bulk(b"market_data:" + name),
         publish_trade=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"trades:" + name),
+        add_trade=add_trade,
     )
 
 
@@ -223,6 +237,7 @@ class RedisSink:
         url: str,
         *,
         max_pending_trades: int = 10_000,
+        trade_stream_maxlen: int = 100_000,
         market_data_ttl_s: int = MARKET_DATA_TTL_S,
         connect_timeout_s: float = 2.0,
         io_timeout_s: float = 5.0,
@@ -235,6 +250,8 @@ class RedisSink:
         self._endpoint = parse_redis_url(url)
         self._shown_url = redact_url(url)
         self._max_pending_trades = max_pending_trades
+        self._stream_maxlen = trade_stream_maxlen
+        self._per_trade = 2 if trade_stream_maxlen > 0 else 1  # PUBLISH (+ XADD)
         self._ttl_suffix = _bulk(b"EX") + _bulk(str(market_data_ttl_s).encode())
         self._connect_timeout_s = connect_timeout_s
         self._io_timeout_s = io_timeout_s
@@ -422,7 +439,7 @@ class RedisSink:
     def _commands_for(self, symbol: str) -> _SymbolCommands:
         commands = self._commands.get(symbol)
         if commands is None:
-            commands = self._commands[symbol] = _symbol_commands(symbol)
+            commands = self._commands[symbol] = _symbol_commands(symbol, self._stream_maxlen)
         return commands
 
     def _encode(self, batch: _Batch) -> bytes:
@@ -430,11 +447,19 @@ class RedisSink:
         parts: list[bytes] = []
         append = parts.append
         commands_for = self._commands_for
+        streamed = self._per_trade == 2
         for symbol, payload in batch.trades:
-            append(commands_for(symbol).publish_trade)
-            append(b"$%d\r\n" % len(payload))
+            commands = commands_for(symbol)
+            size = b"$%d\r\n" % len(payload)
+            append(commands.publish_trade)
+            append(size)
             append(payload)
             append(b"\r\n")
+            if streamed:
+                append(commands.add_trade)
+                append(size)
+                append(payload)
+                append(b"\r\n")
         for symbol, payload in batch.books.items():
             append(commands_for(symbol).publish_book)
             append(b"$%d\r\n" % len(payload))
@@ -457,7 +482,10 @@ class RedisSink:
         for _ in batch.pings:
             append(ping)
         batch.commands = (
-            len(batch.trades) + len(batch.books) + 2 * len(batch.market_data) + len(batch.pings)
+            self._per_trade * len(batch.trades)
+            + len(batch.books)
+            + 2 * len(batch.market_data)
+            + len(batch.pings)
         )
         return b"".join(parts)
 
@@ -478,6 +506,7 @@ class RedisSink:
         stats.published_market_data += len(batch.market_data)
         self._sent_books.update(batch.books)
         self._sent_market_data.update(batch.market_data)
+        self._count_unheard(batch, replies)
         first_ping = batch.commands - len(batch.pings)
         for index, reply in enumerate(replies):
             if isinstance(reply, hiredis.ReplyError):
@@ -490,11 +519,35 @@ class RedisSink:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _count_unheard(self, batch: _Batch, replies: list[object]) -> None:
+        """PUBLISH answers how many subscribers got the message: count those nobody got."""
+        stats = self.stats
+        per_trade = self._per_trade
+        trades = len(batch.trades) * per_trade
+        for index in range(0, trades, per_trade):
+            if replies[index] == 0:
+                stats.unheard_trades += 1
+        if per_trade == 2:
+            stats.streamed_trades += sum(
+                1 for index in range(1, trades, 2) if isinstance(replies[index], bytes)
+            )
+        books_end = trades + len(batch.books)
+        stats.unheard_books += sum(1 for index in range(trades, books_end) if replies[index] == 0)
+        market_end = books_end + 2 * len(batch.market_data)
+        stats.unheard_market_data += sum(
+            1 for index in range(books_end, market_end, 2) if replies[index] == 0
+        )
+
     def _requeue(self, batch: _Batch) -> None:
-        """Put back what Redis did not acknowledge, unless something newer is pending."""
+        """Put back what Redis did not acknowledge, unless something newer is pending.
+
+        A trade whose PUBLISH was acknowledged but not its XADD is sent again whole:
+        consumers dedupe on ``trade_id`` (at-least-once, as documented).
+        """
         acked = batch.acknowledged
-        unacked_trades = list(batch.trades)[acked:]
-        position = len(batch.trades)
+        per_trade = self._per_trade
+        unacked_trades = list(batch.trades)[acked // per_trade :]
+        position = len(batch.trades) * per_trade
         for symbol, payload in batch.books.items():
             if position >= acked:
                 self._requeue_conflated(self._books, symbol, payload, is_book=True)

@@ -41,7 +41,11 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redis = RedisSink(config.redis_url, max_pending_trades=config.publish_trades_max_queue)
+        self.redis = RedisSink(
+            config.redis_url,
+            max_pending_trades=config.publish_trades_max_queue,
+            trade_stream_maxlen=config.trade_stream_maxlen,
+        )
         self.shm: ShmRingWriter | None = None
         sinks: list[Sink] = [RedisOutput(self.redis)]
         if config.shm_enabled:
