@@ -171,6 +171,7 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "rest_weight_share": 0.5,
         "unknown_symbols": "skip",
         "symbols_quote_asset": "USDC",
+        "ha_group": "desk-a",
     }
     if key == "exchange_ca_file":
         pem = tmp_path / "ca.pem"

@@ -91,6 +91,8 @@ class Config:
     book_refresh_interval_s: float = 3600.0
     feed_lines: int = 1
     trade_stream_maxlen: int = 100_000
+    ha_group: str = ""
+    ha_lease_ms: int = 2000
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -412,6 +414,12 @@ def _check_symbols(symbols: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(normalised)
 
 
+def _check_ha_group(group: str) -> str:
+    if group and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", group):
+        raise _Invalid(f"{_show(group)} is not a group name (1-64 of A-Z a-z 0-9 _ . -)")
+    return group
+
+
 def _check_quote_asset(asset: str) -> str:
     if asset and not re.fullmatch(r"[A-Za-z0-9]{2,10}", asset):
         raise _Invalid(f"{_show(asset)} is not an asset name (e.g. USDT)")
@@ -525,6 +533,8 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "book_refresh_interval_s": _key("float", _in_range(0, 7 * 86_400)),
     "feed_lines": _key("int", _in_range(1, 3)),
     "trade_stream_maxlen": _key("int", _in_range(0, 10**9)),
+    "ha_group": _key("str", _check_ha_group),
+    "ha_lease_ms": _key("int", _in_range(200, 60_000)),
 }
 
 

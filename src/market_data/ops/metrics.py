@@ -229,6 +229,16 @@ class ServiceCollector(Collector):
             wrong_top.add_metric([symbol], sync.audit_top_of_book)
         yield from (audits, abandoned, differences, wrong_top)
         yield from self._line_metrics()
+        lease = self.app.service.lease
+        if lease is not None:
+            yield GaugeMetricFamily(
+                "ha_active",
+                "1 while this instance holds the lease and publishes",
+                value=lease.active,
+            )
+            yield GaugeMetricFamily(
+                "ha_epoch", "Fencing epoch of the last lease taken", value=lease.epoch
+            )
 
     def _line_metrics(self) -> Iterator[Metric]:
         """A/B lines: which line delivered each applied event first, and the copies dropped."""

@@ -106,6 +106,15 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
         "books": books,
         "quiet": quiet,
         "skipped": dict(service.skipped),
+        "ha": (
+            None
+            if service.lease is None
+            else {
+                "group": service.lease.group,
+                "role": service.lease.role,
+                "epoch": service.lease.epoch,
+            }
+        ),
         "max_book_age_s": max_age,
     }
     return Readiness(not reasons, reasons, checks)

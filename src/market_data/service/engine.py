@@ -17,15 +17,18 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from market_data.binance.decode import (
     DecodeError,
@@ -52,6 +55,7 @@ from market_data.ops.config import Config
 from market_data.outputs.sinks import Sink, TradeUpdate
 from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
+from market_data.service.lease import Lease
 from market_data.service.publisher import MARKET_DATA_REFRESH_MS, Publisher
 from market_data.service.snapshots import SnapshotFetcher
 from market_data.service.symbols import SymbolBook, SymbolState
@@ -65,6 +69,8 @@ TASK_RESTART_DELAY_S = 1.0
 FIRST_LISTING_ATTEMPTS = 3
 #: Levels of the snapshot that probes REST while on partial depth (the lightest: weight 2).
 PROBE_LIMIT = 5
+#: Trades a standby keeps per symbol for a takeover to resume from.
+HELD_TRADES = 10_000
 #: Seconds market_data waits for a symbol's first 24h backfill before it is published
 #: marked incomplete.
 STATS_WAIT_S = 10.0
@@ -131,6 +137,16 @@ class MarketDataService:
         self.backfill = StatsBackfill(
             config, self.snapshots.weights, wall_clock=wall_clock, on_done=self._stats_changed
         )
+        #: Active/standby (``ha_group``): the lease that says whether this instance publishes.
+        self.lease = (
+            Lease(config.redis_url, config.ha_group, config.ha_lease_ms)
+            if config.ha_group
+            else None
+        )
+        #: Trades a standby took but did not publish, per symbol: a takeover resumes them.
+        self._held_trades: dict[str, deque[TradeUpdate]] = {}
+        #: Symbols whose held trades a takeover has not published yet: new ones wait behind.
+        self._resuming: set[str] = set()
         self.partial_mode = False
         #: State and last update id of every book when the service stopped.
         self.final_books: dict[str, tuple[BookState, int]] = {}
@@ -184,6 +200,10 @@ class MarketDataService:
                 self._start_feeds(self._plans())
                 self._supervise("market-data-refresh", self._refresh_market_data)
                 self._supervise("exchange-info-refresh", self._refresh_listing)
+                if self.lease is not None:
+                    lease = self.lease
+                    self.publisher.gate = lambda: lease.active
+                    self._supervise("ha-lease", lambda: lease.run(self._on_role))
                 if self.config.book_refresh_interval_s > 0:
                     self._supervise("book-refresh", self._refresh_books)
                 self.started = True
@@ -225,6 +245,37 @@ class MarketDataService:
     ) -> None:
         if not self.stopping and self._tasks.get(name) is old:
             self._supervise(name, factory)
+
+    def _on_role(self, active: bool) -> None:
+        """The lease changed hands: a new active publishes everything at once."""
+        if active:
+            self._resuming = set(self.symbols)
+            self._supervise("ha-takeover", self._take_over)
+
+    async def _take_over(self) -> None:
+        """Publish every book and market data now; resume trades after the last one published.
+
+        The last trade the previous active published is the newest entry of the
+        symbol's trade stream (``trades:{SYMBOL}``); held trades after it go out
+        in order, so no trade is lost or published twice across the failover.
+        """
+        client = aioredis.from_url(self.config.redis_url)
+        try:
+            for symbol, state in list(self.symbols.items()):
+                last_id = 0
+                if self._held_trades.get(symbol):
+                    last_id = await _last_streamed_trade(client, symbol)
+                # No await from here on: every held trade after last_id goes out in order,
+                # then this symbol's trades are published as they come.
+                for update in self._held_trades.pop(symbol, ()):
+                    if update.trade_id > last_id:
+                        self.publisher.publish(update)
+                self._resuming.discard(symbol)
+                self.publisher.mark(state)
+        finally:
+            self._resuming.clear()
+            await client.aclose()
+            self._tasks.pop("ha-takeover", None)
 
     def _start_backfill(self, state: SymbolState) -> None:
         """Fill the 24h window from klines; market_data waits for it (STATS_WAIT_S at most)."""
@@ -546,7 +597,14 @@ class MarketDataService:
                 is_buyer_maker=trade.m,
             ),
         )
-        self.publisher.publish(update)
+        lease = self.lease
+        if lease is not None and (not lease.active or state.symbol in self._resuming):
+            held = self._held_trades.get(state.symbol)
+            if held is None:
+                held = self._held_trades[state.symbol] = deque(maxlen=HELD_TRADES)
+            held.append(update)
+        else:
+            self.publisher.publish(update)
         if not state.market_dirty:
             self.publisher.mark(state, book=False)
 
@@ -741,6 +799,21 @@ class MarketDataService:
         if not state.updated_at:
             return None
         return self.clock() - state.updated_at
+
+
+async def _last_streamed_trade(client: aioredis.Redis, symbol: str) -> int:
+    """The id of the newest trade in ``trades:{symbol}`` (0 when there is none)."""
+    try:
+        entries = await client.xrevrange(f"trades:{symbol}", count=1)
+    except RedisError:
+        return 0
+    if not entries:
+        return 0
+    fields = entries[0][1] or {}
+    try:
+        return int(json.loads(fields[b"trade"])["trade_id"])
+    except (KeyError, ValueError, TypeError):
+        return 0
 
 
 def _tls_context(ca_file: str) -> ssl.SSLContext:

@@ -45,6 +45,8 @@ class Publisher:
         self.wall_clock = wall_clock
         self.clock_ns = clock_ns
         self.sink_errors = sink_errors
+        #: Active/standby: publish only while this says so (None: always).
+        self.gate: Callable[[], bool] | None = None
         self.book_publishes = 0
         self._pending: dict[str, SymbolState] = {}  # symbols marked since the last flush
         self._flush_scheduled = False
@@ -151,6 +153,9 @@ class Publisher:
 
     def publish(self, update: BookUpdate | TradeUpdate | MarketDataUpdate) -> None:
         """Hand an update to every output; one failing output never stops the others."""
+        gate = self.gate
+        if gate is not None and not gate():
+            return  # a standby: its books stay live, another instance publishes
         for sink in self.sinks:
             try:
                 sink.publish(update)

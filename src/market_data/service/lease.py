@@ -1,0 +1,129 @@
+"""Active/standby: a lease in Redis decides which instance of an ``ha_group`` publishes.
+
+Every instance keeps its books live from its own feed; only the lease holder
+publishes. The lease is ``SET ha:{group}:lease <token> NX PX <lease_ms>``,
+renewed every quarter of ``lease_ms`` by a compare-and-renew script; winning
+it takes a new fencing epoch from ``INCR ha:{group}:epoch``.
+
+Never two publishers: the holder counts its lease as valid only until
+``lease_ms * VALID_FRACTION`` after it *sent* the request that set or renewed
+it, so it stops publishing before the lease can have expired in Redis even
+when Redis, the network or the process stalls; the gate is checked on every
+publication. A standby takes over once the lease expires (``lease_ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+#: Share of the lease the holder trusts itself with (the rest covers clock drift).
+VALID_FRACTION = 0.75
+
+# Renew only while we hold it: GET and PEXPIRE in one atomic step.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# Give it up only if it is still ours (a clean stop: the standby takes over at once).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Lease:
+    """This instance's side of the lease of one ``ha_group``."""
+
+    def __init__(
+        self,
+        url: str,
+        group: str,
+        lease_ms: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.group = group
+        self.lease_ms = lease_ms
+        self.key = f"ha:{group}:lease"
+        self.epoch_key = f"ha:{group}:epoch"
+        self.token = uuid.uuid4().hex
+        self.epoch = 0
+        self.takeovers = 0
+        self._clock = clock
+        self._valid_until = 0.0
+        self._holding = False
+        self._client = aioredis.from_url(url, socket_timeout=lease_ms / 4000)
+
+    @property
+    def active(self) -> bool:
+        """Whether this instance may publish now (checked on every publication)."""
+        return self._holding and self._clock() < self._valid_until
+
+    @property
+    def role(self) -> str:
+        return "active" if self.active else "standby"
+
+    async def run(self, on_change: Callable[[bool], None]) -> None:
+        """Hold or wait for the lease until cancelled; ``on_change`` on every role change."""
+        interval = self.lease_ms / 4000
+        was_active = False
+        try:
+            while True:
+                await self._step()
+                now_active = self.active
+                if now_active != was_active:
+                    was_active = now_active
+                    on_change(now_active)
+                await asyncio.sleep(interval)
+        finally:
+            await self._release()
+
+    async def _step(self) -> None:
+        sent_at = self._clock()
+        try:
+            if self._holding:
+                renewed = await self._client.eval(_RENEW, 1, self.key, self.token, self.lease_ms)
+                if renewed:
+                    self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
+                else:
+                    log.warning("ha %s: the lease was lost: standing by", self.group)
+                    self._holding = False
+                return
+            won = await self._client.set(self.key, self.token, nx=True, px=self.lease_ms)
+            if won:
+                self.epoch = int(await self._client.incr(self.epoch_key))
+                self._holding = True
+                self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
+                self.takeovers += 1
+                log.warning(
+                    "ha %s: lease taken, epoch %d: this instance publishes",
+                    self.group,
+                    self.epoch,
+                    extra={"epoch": self.epoch},
+                )
+        except (RedisError, OSError) as exc:  # the gate closes by itself at _valid_until
+            log.debug("ha %s: lease request failed: %s", self.group, exc)
+
+    async def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            try:
+                await asyncio.wait_for(
+                    self._client.eval(_RELEASE, 1, self.key, self.token), self.lease_ms / 1000
+                )
+            except (RedisError, OSError, TimeoutError):
+                pass
+        await self._client.aclose()
