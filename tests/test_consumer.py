@@ -95,8 +95,13 @@ async def test_view_mode_prints_plain_lines_when_not_on_a_terminal(
         now_ms=2,
         state=BookState.LIVE,
     )
+    client = aioredis.Redis.from_url(redis_server.url)
+    # The service's heartbeat, which the view needs to trust a book it is shown.
+    await client.set("market_data:heartbeat", b'{"epoch":0}', px=10_000)
+    await client.aclose()
     async with consumer("--redis-url", redis_server.url, "--symbol", "BTCUSDT") as proc:
         await wait_for_subscriber(redis_server.url, "orderbook:BTCUSDT")
+        await publish(redis_server.url, "market_data:heartbeat", b'{"epoch":0}')
         await publish(redis_server.url, "orderbook:BTCUSDT", book)
         assert proc.stdout is not None
         async with asyncio.timeout(10):

@@ -1,6 +1,7 @@
 """The terminal view: decoding, accumulation, rendering, and ``watch`` against a real Redis."""
 
 import asyncio
+import contextlib
 import io
 import re
 import socket
@@ -11,8 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from rich.console import Console
 
+from market_data.client.redis import HEARTBEAT_CHANNEL
 from market_data.client.watch import (
     STALE_AFTER_S,
     Channels,
@@ -327,6 +330,29 @@ async def redis_client(url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @asynccontextmanager
+async def beating(url: str) -> AsyncIterator[None]:
+    """Beat ``market_data:heartbeat`` as the service does, so the view trusts its books."""
+
+    async def beat() -> None:
+        client = aioredis.Redis.from_url(url)
+        try:
+            while True:
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    await client.set(HEARTBEAT_CHANNEL, b'{"epoch":0}', px=3000)
+                    await client.publish(HEARTBEAT_CHANNEL, b'{"epoch":0}')
+                await asyncio.sleep(0.3)
+        finally:
+            await client.aclose()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@asynccontextmanager
 async def running(
     coroutine: Coroutine[Any, Any, None], stop: asyncio.Event
 ) -> AsyncIterator[asyncio.Task[None]]:
@@ -345,6 +371,7 @@ async def test_watch_prints_plain_lines_on_a_non_terminal(redis_server: Embedded
     assert not console.is_terminal
     stop = asyncio.Event()
     async with (
+        beating(redis_server.url),
         redis_client(redis_server.url) as client,
         running(
             watch(redis_server.url, "btcusdt", stop=stop, console=console, plain_interval_s=0.1),
@@ -365,6 +392,7 @@ async def test_watch_draws_a_live_view_on_a_terminal(redis_server: EmbeddedRedis
     console = Console(file=output, width=160, force_terminal=True, color_system=None)
     stop = asyncio.Event()
     async with (
+        beating(redis_server.url),
         redis_client(redis_server.url) as client,
         running(watch(redis_server.url, SYMBOL, stop=stop, console=console, refresh_hz=50), stop),
     ):
@@ -376,7 +404,7 @@ async def test_watch_draws_a_live_view_on_a_terminal(redis_server: EmbeddedRedis
 
 async def test_follow_reads_the_stored_market_data_first(redis_server: EmbeddedRedis) -> None:
     state, stop = ViewState(), asyncio.Event()
-    async with redis_client(redis_server.url) as client:
+    async with beating(redis_server.url), redis_client(redis_server.url) as client:
         payload = market_data_payload(SYMBOL, best_bid=1.0, best_ask=2.0, stats=stats(), now_ms=1)
         await client.set(CHANNELS.market_data, payload, ex=300)
         async with running(follow(redis_server.url, SYMBOL, state, stop), stop):
@@ -387,7 +415,10 @@ async def test_follow_reads_the_stored_market_data_first(redis_server: EmbeddedR
 
 async def test_follow_shows_an_outage_and_recovers(redis_server: EmbeddedRedis) -> None:
     state, stop = ViewState(), asyncio.Event()
-    async with running(follow(redis_server.url, SYMBOL, state, stop), stop):
+    async with (
+        beating(redis_server.url),
+        running(follow(redis_server.url, SYMBOL, state, stop), stop),
+    ):
         async with redis_client(redis_server.url) as client:
             await wait_for_subscribers(client, CHANNELS.orderbook)
             await client.publish(CHANNELS.orderbook, book())
@@ -403,6 +434,22 @@ async def test_follow_shows_an_outage_and_recovers(redis_server: EmbeddedRedis) 
             await client.publish(CHANNELS.orderbook, book(update_id=31337))
         await wait_for(lambda: SYMBOL in state.books)
         assert "update id 31337" in text_of(state)
+
+
+async def test_a_silent_publisher_turns_the_book_not_live(redis_server: EmbeddedRedis) -> None:
+    """After a kill -9 the last book still says live: the missing heartbeat says otherwise."""
+    state, stop = ViewState(), asyncio.Event()
+    async with running(follow(redis_server.url, SYMBOL, state, stop), stop):
+        async with beating(redis_server.url):
+            await wait_for(lambda: state.connected)
+            async with redis_client(redis_server.url) as client:
+                await wait_for_subscribers(client, CHANNELS.orderbook)
+                await client.publish(CHANNELS.orderbook, book())
+            await wait_for(lambda: SYMBOL in state.books and state.connected)
+            assert "101.25" in text_of(state)
+        await wait_for(lambda: not state.connected, within_s=6)  # the beats stopped
+        text = text_of(state)
+        assert "publisher silent" in text and "101.25" not in text
 
 
 async def test_the_password_is_never_shown() -> None:

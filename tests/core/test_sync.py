@@ -558,6 +558,8 @@ def test_two_lines_give_an_exact_book_and_resync_only_when_both_lost_an_update(
         kept.append(arrival)
     arrivals = kept
     sync = DepthSync("X", lines=2, max_buffer=1000)
+    sync.on_line_up(0)  # both lines connect at the start; the markers say the rest
+    sync.on_line_up(1)
     first_live_at: int | None = None
     reasons: list[str] = []
     for _, line, kind, ev in arrivals:
@@ -592,6 +594,8 @@ def test_two_lines_give_an_exact_book_and_resync_only_when_both_lost_an_update(
 
 def test_a_line_that_drops_costs_nothing_while_the_other_carries_the_book() -> None:
     sync = DepthSync("X", lines=2)
+    sync.on_line_up(0)
+    sync.on_line_up(1)
     sync.on_depth(Ev(95, 105, 90), line=0)
     sync.on_snapshot(Snap(100, [(10.0, 1.0)], [(11.0, 1.0)]))
     sync.drain()
@@ -648,3 +652,30 @@ def test_a_refresh_snapshot_the_stream_never_reaches_is_given_up() -> None:
         sync.on_depth(Ev(u + 1, u + 2, u))
         u += 2
     assert sync.refreshes_abandoned == 1 and sync.request_refresh()
+
+
+def test_a_line_that_never_connected_does_not_count_as_up() -> None:
+    """Line b never came up: when line a drops, no line carries the book."""
+    sync = DepthSync("X", lines=2)
+    sync.on_line_up(0)
+    sync.on_depth(Ev(95, 105, 90), line=0)
+    sync.on_snapshot(Snap(100, [(10.0, 1.0)], [(11.0, 1.0)]))
+    sync.drain()
+    sync.on_disconnect(0)
+    assert sync.drain() == [BookReset("X", "reconnect")]
+
+
+def test_copies_from_a_line_that_lags_far_behind_never_reset_the_book() -> None:
+    sync = DepthSync("X", lines=2)
+    sync.on_line_up(0)
+    sync.on_line_up(1)
+    sync.on_depth(Ev(95, 105, 90), line=0)
+    sync.on_snapshot(Snap(100))
+    u, events = 105, []
+    for _ in range(30):  # line a runs 30 events ahead
+        events.append(Ev(u + 1, u + 2, u))
+        sync.on_depth(events[-1], line=0)
+        u += 2
+    for ev in events:  # then line b delivers its copies, all old, nothing applied between
+        sync.on_depth(ev, line=1)
+    assert sync.is_live and sync.resets == 0 and sync.line_duplicates[1] == 30

@@ -72,7 +72,27 @@ class ConnectionChange:
     reason: str = ""
 
 
-Message = OrderBookMessage | MarketDataMessage | TradeMessage | TradeGap | ConnectionChange
+@dataclass(frozen=True)
+class PublisherStatus:
+    """The service's heartbeat (``market_data:heartbeat``) came back, or stopped.
+
+    A publisher that died (``kill -9``) leaves its last books saying ``live``; its
+    silence says otherwise: treat every book as not live while ``alive`` is False.
+    """
+
+    alive: bool
+    reason: str = ""
+    epoch: int = 0
+
+
+#: The service beats every second; this much silence means it is gone.
+SILENT_AFTER_S = 3.0
+HEARTBEAT_CHANNEL = "market_data:heartbeat"
+
+Message = (
+    OrderBookMessage | MarketDataMessage | TradeMessage | TradeGap | ConnectionChange
+    | PublisherStatus
+)  # fmt: skip
 
 
 class RedisSubscriber:
@@ -87,6 +107,8 @@ class RedisSubscriber:
         trades: bool = True,
         market_data: bool = True,
         connection_events: bool = False,
+        publisher_events: bool = False,
+        silent_after_s: float = SILENT_AFTER_S,
     ) -> None:
         parse_redis_url(redis_url)  # fail fast on an unusable URL
         self.redis_url = redis_url
@@ -94,6 +116,10 @@ class RedisSubscriber:
         if not self.symbols:
             raise ValueError("RedisSubscriber needs at least one symbol")
         self.connection_events = connection_events
+        self.publisher_events = publisher_events
+        self.silent_after_s = silent_after_s
+        self._last_beat: float | None = None  # loop time of the last heartbeat
+        self._publisher_alive: bool | None = None
         self.malformed = 0
         self.duplicate_trades = 0
         self._channels: list[str] = []
@@ -105,6 +131,8 @@ class RedisSubscriber:
                 self._channels.append(names.market_data)
             if trades:
                 self._channels.append(names.trades)
+        if publisher_events:
+            self._channels.append(HEARTBEAT_CHANNEL)
         self._want_market_data = market_data
         self._last_trade: dict[str, int] = {}
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=10_000)
@@ -208,6 +236,30 @@ class RedisSubscriber:
 
     # -- the reader ---------------------------------------------------------------
 
+    async def _beat(self, payload: bytes | None) -> None:
+        """A heartbeat (or, with None, the absence of its key at connect)."""
+        if payload is None:
+            if self._publisher_alive is not False:
+                self._publisher_alive = False
+                await self._put(PublisherStatus(False, "no heartbeat from the service"))
+            return
+        self._last_beat = asyncio.get_running_loop().time()
+        epoch = 0
+        with contextlib.suppress(msgspec.DecodeError, AttributeError, TypeError, ValueError):
+            epoch = int(msgspec.json.decode(payload).get("epoch", 0))
+        if self._publisher_alive is not True:
+            self._publisher_alive = True
+            await self._put(PublisherStatus(True, epoch=epoch))
+
+    async def _check_silence(self) -> None:
+        last = self._last_beat
+        if last is None or self._publisher_alive is False:
+            return
+        silent = asyncio.get_running_loop().time() - last
+        if silent > self.silent_after_s:
+            self._publisher_alive = False
+            await self._put(PublisherStatus(False, f"no heartbeat for {silent:.1f}s"))
+
     async def _put(self, message: Message) -> None:
         await self._queue.put(message)  # a slow consumer slows this reader, never the service
 
@@ -234,13 +286,21 @@ class RedisSubscriber:
                                 await self._put(message)
                 if self.connection_events:
                     await self._put(ConnectionChange(True))
+                if self.publisher_events:  # the beat's key expires 3 s after the last beat
+                    beat = await client.get(HEARTBEAT_CHANNEL)
+                    await self._beat(beat if isinstance(beat, bytes) else None)
                 backoff = _RETRY_INITIAL_S
                 while not self._stop.is_set():
                     raw = await pubsub.get_message(timeout=_POLL_S)
+                    if self.publisher_events:
+                        await self._check_silence()
                     if raw is None or raw.get("type") != "message":
                         continue
                     channel = raw["channel"]
                     name = channel.decode() if isinstance(channel, bytes) else str(channel)
+                    if name == HEARTBEAT_CHANNEL:
+                        await self._beat(raw["data"])
+                        continue
                     for message in self.decode(name, raw["data"]):
                         await self._put(message)
             except (redis.exceptions.RedisError, OSError) as exc:

@@ -31,7 +31,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from market_data.client.redis import ConnectionChange, Message, RedisSubscriber, TradeGap
+from market_data.client.redis import (
+    ConnectionChange,
+    Message,
+    PublisherStatus,
+    RedisSubscriber,
+    TradeGap,
+)
 from market_data.core.book import format_decimal
 from market_data.core.state import BookState
 from market_data.outputs.redis_url import parse_redis_url, redact_url
@@ -146,6 +152,12 @@ class ViewState:
 
     def take(self, message: Message, now: float) -> None:
         """One message from :class:`~market_data.client.redis.RedisSubscriber`."""
+        if isinstance(message, PublisherStatus):  # a dead publisher's last book is not live
+            if message.alive:
+                self.set_connected()
+            else:
+                self.set_disconnected(f"publisher silent ({message.reason})")
+            return
         if isinstance(message, ConnectionChange):
             if message.connected:
                 self.set_connected()
@@ -543,7 +555,7 @@ async def follow(
 ) -> None:
     """Feed ``state`` from Redis until ``stop`` is set; the subscriber reconnects by itself."""
     state.source = redact_url(redis_url)
-    subscriber = RedisSubscriber(redis_url, [symbol], connection_events=True)
+    subscriber = RedisSubscriber(redis_url, [symbol], connection_events=True, publisher_events=True)
     async with subscriber:
         async for message in subscriber.until(stop):
             state.take(message, clock())

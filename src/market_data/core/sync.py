@@ -69,7 +69,6 @@ The hot path (a live book receiving a continuous event) produces no output
 object: ``on_depth`` returns ``True`` when the live book changed.
 """
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -177,13 +176,14 @@ class DepthSync:
         #: extra last list holds buffered events replayed after a snapshot (line unknown).
         self._ahead: list[list[DepthDiff]] = [[] for _ in range(lines + 1)]
         self._waiting = 0  # events in all _ahead lists
-        self._down: set[int] = set()  # lines that are disconnected
+        # Lines that are not connected: all of them until each says it is up.
+        self._down: set[int] = set(range(lines)) if lines > 1 else set()
         #: Per line: events it delivered first (applied), and copies it delivered late.
         self.first_arrivals = [0] * (lines + 1)
         self.line_duplicates = [0] * (lines + 1)
-        # The last MAX_AHEAD applied ids: a copy at or above the oldest is a lagging line's,
-        # one below it is counted as stale (a run of those means the ids went backwards).
-        self._recent: deque[int] = deque(maxlen=MAX_AHEAD)
+        # Per line, the highest u it delivered: a copy that moves its own line forward
+        # is a lagging line's; one below it means that line's ids went backwards.
+        self._line_last_u = [0] * (lines + 1)
         self.max_levels = max_levels
         self.audit_depth = audit_depth
         self.book = OrderBook(symbol, max_levels=max_levels)
@@ -244,6 +244,7 @@ class DepthSync:
                 if self.lines == 1:
                     return self._after_apply(ev)
                 self.first_arrivals[line] += 1
+                self._line_last_u[line] = u
                 changed = self._after_apply(ev)
                 if self._waiting:
                     self._catch_up()
@@ -440,8 +441,6 @@ class DepthSync:
             return False
         self.applied += 1
         self.last_applied = ev
-        if self.lines > 1:
-            self._recent.append(ev.u)
         if self._rebase is not None:
             self._keep_for_rebase(ev)
         elif self._shadow is not None:
@@ -455,10 +454,13 @@ class DepthSync:
     def _arbitrate(self, ev: DepthDiff, line: int) -> bool:
         """A live event on one of several lines (see the module doc for why it is exact)."""
         last_u = self._last_u
+        line_last = self._line_last_u
+        forward = ev.u > line_last[line]
+        if forward:
+            line_last[line] = ev.u
         if ev.u <= last_u:
             self.line_duplicates[line] += 1
-            recent = self._recent
-            if recent and ev.u >= recent[0]:
+            if forward:
                 self.stale += 1  # a copy from a line that lags: normal
                 return False
             return self._on_stale()
@@ -469,6 +471,7 @@ class DepthSync:
             self.book.apply(ev.b, ev.a, ev.u)
             self._last_u = ev.u
             self.first_arrivals[line] += 1
+            line_last[line] = max(line_last[line], ev.u)
             changed = self._after_apply(ev)
             if self._waiting and self.is_live:
                 self._catch_up()
@@ -656,7 +659,6 @@ class DepthSync:
         for ahead in self._ahead:
             ahead.clear()
         self._waiting = 0
-        self._recent.clear()
         self._snapshot_id = None
         self._last_u = 0
         # A request made for the discarded book is not one for the next: the next

@@ -90,7 +90,7 @@ class Config:
     geo_block_retry_s: float = 300.0
     book_refresh_interval_s: float = 3600.0
     feed_lines: int = 1
-    trade_stream_maxlen: int = 100_000
+    trade_stream_maxlen: int = 10_000
     ha_group: str = ""
     ha_lease_ms: int = 2000
     # Where the values came from, for logs; not a configuration key.

@@ -47,6 +47,12 @@ MARKET_DATA_TTL_S = 300
 _READ_CHUNK = 1 << 16
 
 
+#: Channel and key of the publisher's liveness beat (see ``service/engine.py``).
+HEARTBEAT_KEY = b"market_data:heartbeat"
+#: The beat's key expires this long after the last beat: a dead publisher shows.
+HEARTBEAT_TTL_MS = b"3000"
+
+
 class RedisSinkError(MarketDataError):
     """Redis could not be reached or refused a command; never carries the password."""
 
@@ -147,6 +153,7 @@ class _Batch:
     market_data: dict[str, bytes]
     trades: deque[tuple[str, bytes]]
     pings: list[asyncio.Future[str | None]]
+    heartbeat: bytes | None = None
     commands: int = 0
     acknowledged: int = 0
 
@@ -237,7 +244,7 @@ class RedisSink:
         url: str,
         *,
         max_pending_trades: int = 10_000,
-        trade_stream_maxlen: int = 100_000,
+        trade_stream_maxlen: int = 10_000,
         market_data_ttl_s: int = MARKET_DATA_TTL_S,
         connect_timeout_s: float = 2.0,
         io_timeout_s: float = 5.0,
@@ -263,6 +270,7 @@ class RedisSink:
         self._market_data: dict[str, bytes] = {}
         self._trades: deque[tuple[str, bytes]] = deque()
         self._pings: list[asyncio.Future[str | None]] = []
+        self._heartbeat: bytes | None = None
         # Last payload Redis acknowledged, republished after an outage.
         self._sent_books: dict[str, bytes] = {}
         self._sent_market_data: dict[str, bytes] = {}
@@ -303,6 +311,11 @@ class RedisSink:
             trades.popleft()
             self.stats.dropped_trades += 1
         trades.append((symbol, payload))
+        self._wake.set()
+
+    def publish_heartbeat(self, payload: bytes) -> None:
+        """Queue the liveness beat (PUBLISH + SET with a short TTL); only the latest counts."""
+        self._heartbeat = payload
         self._wake.set()
 
     # -- observation ---------------------------------------------------------
@@ -398,7 +411,7 @@ class RedisSink:
                         continue
                     delays = None
                     self._record_connected()
-                if not self.queue_depth and not self._pings:
+                if not self.queue_depth and not self._pings and self._heartbeat is None:
                     if self._closing.is_set():
                         return
                     await self._wake.wait()
@@ -432,8 +445,9 @@ class RedisSink:
                 await self._closing.wait()
 
     def _take_batch(self) -> _Batch:
-        batch = _Batch(self._books, self._market_data, self._trades, self._pings)
+        batch = _Batch(self._books, self._market_data, self._trades, self._pings, self._heartbeat)
         self._books, self._market_data, self._trades, self._pings = {}, {}, deque(), []
+        self._heartbeat = None
         return batch
 
     def _commands_for(self, symbol: str) -> _SymbolCommands:
@@ -478,6 +492,9 @@ class RedisSink:
             append(payload)
             append(b"\r\n")
             append(ttl_suffix)
+        if batch.heartbeat is not None:  # never re-sent after a failure: the next beat is due
+            append(_command(b"PUBLISH", HEARTBEAT_KEY, batch.heartbeat))
+            append(_command(b"SET", HEARTBEAT_KEY, batch.heartbeat, b"PX", HEARTBEAT_TTL_MS))
         ping = _command(b"PING")
         for _ in batch.pings:
             append(ping)
@@ -485,6 +502,7 @@ class RedisSink:
             self._per_trade * len(batch.trades)
             + len(batch.books)
             + 2 * len(batch.market_data)
+            + (2 if batch.heartbeat is not None else 0)
             + len(batch.pings)
         )
         return b"".join(parts)

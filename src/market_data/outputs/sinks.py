@@ -50,7 +50,14 @@ class MarketDataUpdate:
     payload: bytes
 
 
-Update = BookUpdate | TradeUpdate | MarketDataUpdate
+@dataclass(frozen=True, slots=True)
+class HeartbeatUpdate:
+    """The publisher is alive (``market_data:heartbeat``; the payload is the JSON)."""
+
+    payload: bytes
+
+
+Update = BookUpdate | TradeUpdate | MarketDataUpdate | HeartbeatUpdate
 
 
 class Sink(Protocol):
@@ -72,8 +79,10 @@ class RedisOutput:
             self.sink.publish_book(update.symbol, update.payload)
         elif type(update) is TradeUpdate:
             self.sink.publish_trade(update.symbol, update.payload)
-        else:
+        elif type(update) is MarketDataUpdate:
             self.sink.publish_market_data(update.symbol, update.payload)
+        elif type(update) is HeartbeatUpdate:
+            self.sink.publish_heartbeat(update.payload)
 
     async def aclose(self) -> None:
         await self.sink.aclose()

@@ -52,7 +52,7 @@ from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.errors import MarketDataError
 from market_data.ops.config import Config
-from market_data.outputs.sinks import Sink, TradeUpdate
+from market_data.outputs.sinks import HeartbeatUpdate, Sink, TradeUpdate
 from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
 from market_data.service.lease import Lease
@@ -69,6 +69,8 @@ TASK_RESTART_DELAY_S = 1.0
 FIRST_LISTING_ATTEMPTS = 3
 #: Levels of the snapshot that probes REST while on partial depth (the lightest: weight 2).
 PROBE_LIMIT = 5
+#: Seconds between liveness beats (``market_data:heartbeat``).
+HEARTBEAT_S = 1.0
 #: Trades a standby keeps per symbol for a takeover to resume from.
 HELD_TRADES = 10_000
 #: Seconds market_data waits for a symbol's first 24h backfill before it is published
@@ -199,6 +201,7 @@ class MarketDataService:
                     self.publisher.mark(state)
                 self._start_feeds(self._plans())
                 self._supervise("market-data-refresh", self._refresh_market_data)
+                self._supervise("heartbeat", self._beat)
                 self._supervise("exchange-info-refresh", self._refresh_listing)
                 if self.lease is not None:
                     lease = self.lease
@@ -304,6 +307,23 @@ class MarketDataService:
             self.final_books[state.symbol] = (state.state, state.last_update_id)
             state.book.retire()
             self.publisher.mark(state)
+
+    async def _beat(self) -> None:
+        """``market_data:heartbeat`` every HEARTBEAT_S: consumers tell a dead publisher
+        from a quiet market by it (its key expires 3 s after the last beat)."""
+        lease = self.lease
+        while True:
+            payload = json.dumps(
+                {
+                    "timestamp": int(self.wall_clock() * 1000),
+                    "group": self.config.ha_group,
+                    "epoch": lease.epoch if lease is not None else 0,
+                    "symbols": len(self.symbols),
+                },
+                separators=(",", ":"),
+            ).encode()
+            self.publisher.publish(HeartbeatUpdate(payload))  # gated like everything else
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def _refresh_market_data(self) -> None:
         """Republish market data of quiet symbols, so their 300 s keys never expire."""

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from market_data.core.book import Level
-from market_data.outputs.sinks import BookUpdate, MarketDataUpdate, Sink, TradeUpdate
+from market_data.outputs.sinks import BookUpdate, MarketDataUpdate, Sink, Update
 from market_data.service.symbols import SymbolState
 from market_data.wire.payloads import market_data_payload, orderbook_payload
 
@@ -151,7 +151,7 @@ class Publisher:
         )
         self.publish(MarketDataUpdate(state.symbol, payload))
 
-    def publish(self, update: BookUpdate | TradeUpdate | MarketDataUpdate) -> None:
+    def publish(self, update: Update) -> None:
         """Hand an update to every output; one failing output never stops the others."""
         gate = self.gate
         if gate is not None and not gate():

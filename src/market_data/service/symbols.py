@@ -21,7 +21,7 @@ from market_data.core.trades import TradeSequence
 class SymbolBook:
     """The book of one symbol, whichever way it is maintained."""
 
-    __slots__ = ("sync", "partial", "halted")
+    __slots__ = ("sync", "partial", "halted", "_lines_down")
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class SymbolBook:
         self.partial: PartialDepthBook | None = None
         #: The exchange lists the contract as not trading: published as HALTED, no levels.
         self.halted = False
+        self._lines_down: set[int] = set(range(lines)) if lines > 1 else set()
 
     @property
     def _current(self) -> OrderBook:
@@ -90,13 +91,17 @@ class SymbolBook:
 
     def on_disconnect(self, line: int | None = None) -> None:
         """A line that carried the book broke (None: all); with none left it is not trusted."""
+        if line is not None:
+            self._lines_down.add(line)
         if self.partial is not None:
-            if line is None or self.sync.lines == 1:
+            every_line_down = line is None or len(self._lines_down) >= self.sync.lines
+            if every_line_down or self.sync.lines == 1:
                 self.partial.on_disconnect()
         else:
             self.sync.on_disconnect(line)
 
     def on_line_up(self, line: int) -> None:
+        self._lines_down.discard(line)
         self.sync.on_line_up(line)
 
     def use_partial(self, levels: int) -> None:

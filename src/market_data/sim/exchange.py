@@ -161,7 +161,9 @@ class _Connection:
             self.push(frame)
             return
         loop = asyncio.get_running_loop()
-        due = max(self._last_due, loop.time() + self.rng.random() * self.jitter_s)
+        # Strictly later than the previous frame's: timers due at the same instant run in
+        # no fixed order, and one connection must keep its frames in order.
+        due = max(self._last_due + 1e-6, loop.time() + self.rng.random() * self.jitter_s)
         self._last_due = due
         loop.call_at(due, self.push, frame)
 
