@@ -241,3 +241,9 @@ async def test_symbols_all_is_made_explicit_before_sharding() -> None:
         ("BTCUSDT", "SOLUSDT"),
         ("ETHUSDT",),
     ]
+
+
+def test_with_ha_each_shard_has_its_own_lease() -> None:
+    config = Config(symbols=SYMBOLS, shm_name="md", health_port=9090, ha_group="desk")
+    assert [s.ha_group for s in shard_configs(config, 2)] == ["desk-0", "desk-1"]
+    assert shard_configs(config.with_overrides(ha_group=""), 2)[0].ha_group == ""

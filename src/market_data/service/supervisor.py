@@ -62,7 +62,7 @@ def shard_configs(config: Config, workers: int, ports: Sequence[int] | None = No
     Worker ``i`` serves HTTP on 127.0.0.1:``ports[i]`` (an ephemeral port without
     ``ports``): the user-facing ``health_port`` belongs to the front. The REST
     weight budget is per IP address, which all workers share, so each gets its
-    part of it.
+    part of it. With ``ha_group``, each shard gets a lease of its own.
     """
     shards = shard_symbols(config.symbols, workers)
     if len(shards) == 1:
@@ -74,6 +74,9 @@ def shard_configs(config: Config, workers: int, ports: Sequence[int] | None = No
             http_host="127.0.0.1",
             health_port=ports[index] if ports is not None else 0,
             rest_weight_share=config.rest_weight_share / len(shards),
+            # Each shard has its own lease: shard i of one instance pairs with shard i of
+            # the other (both shard the same symbols the same way).
+            ha_group=f"{config.ha_group}-{index}" if config.ha_group else "",
         )
         for index, group in enumerate(shards)
     ]
