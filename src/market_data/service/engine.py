@@ -822,18 +822,22 @@ class MarketDataService:
 
 
 async def _last_streamed_trade(client: aioredis.Redis, symbol: str) -> int:
-    """The id of the newest trade in ``trades:{symbol}`` (0 when there is none)."""
+    """The highest trade id among the newest entries of ``trades:{symbol}`` (0: none).
+
+    The highest of the last 100, not just the last one: a late trade filling a gap
+    is appended after newer ones.
+    """
     try:
-        entries = await client.xrevrange(f"trades:{symbol}", count=1)
+        entries = await client.xrevrange(f"trades:{symbol}", count=100)
     except RedisError:
         return 0
-    if not entries:
-        return 0
-    fields = entries[0][1] or {}
-    try:
-        return int(json.loads(fields[b"trade"])["trade_id"])
-    except (KeyError, ValueError, TypeError):
-        return 0
+    highest = 0
+    for _, fields in entries:
+        try:
+            highest = max(highest, int(json.loads((fields or {})[b"trade"])["trade_id"]))
+        except (KeyError, ValueError, TypeError):
+            continue
+    return highest
 
 
 def _tls_context(ca_file: str) -> ssl.SSLContext:
