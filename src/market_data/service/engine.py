@@ -832,7 +832,7 @@ async def _last_streamed_trade(client: aioredis.Redis, symbol: str) -> int:
     except RedisError:
         return 0
     highest = 0
-    for _, fields in entries:
+    for _, fields in entries or ():
         try:
             highest = max(highest, int(json.loads((fields or {})[b"trade"])["trade_id"]))
         except (KeyError, ValueError, TypeError):
