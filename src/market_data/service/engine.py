@@ -14,9 +14,6 @@ is logged, counted in ``task_restarts`` and started again.
 """
 
 import asyncio
-import contextlib
-import dataclasses
-import itertools
 import json
 import logging
 import ssl
@@ -38,24 +35,20 @@ from market_data.binance.decode import (
 )
 from market_data.binance.instruments import (
     Instrument,
-    all_perpetuals,
-    check_symbols,
-    decode_exchange_info,
 )
-from market_data.binance.rest import RestError, fetch_exchange_info, fetch_snapshot
+from market_data.binance.rest import RestError, fetch_snapshot
 from market_data.binance.schemas import AggTrade
 from market_data.binance.streams import StreamPlan, plan_connections, with_lines
-from market_data.core.backoff import backoff
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
 from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
 from market_data.core.weights import WeightBudget, snapshot_weight
-from market_data.errors import MarketDataError
 from market_data.ops.config import Config
 from market_data.outputs.sinks import HeartbeatUpdate, Sink, TradeUpdate
 from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
 from market_data.service.lease import Lease
+from market_data.service.listing import ListingMixin
 from market_data.service.publisher import MARKET_DATA_REFRESH_MS, Publisher
 from market_data.service.snapshots import SnapshotFetcher
 from market_data.service.symbols import SymbolBook, SymbolState
@@ -65,8 +58,6 @@ log = logging.getLogger(__name__)
 
 #: A supervised task that died is started again after this many seconds.
 TASK_RESTART_DELAY_S = 1.0
-#: Tries of exchangeInfo at start before configured symbols are served unchecked.
-FIRST_LISTING_ATTEMPTS = 3
 #: Levels of the snapshot that probes REST while on partial depth (the lightest: weight 2).
 PROBE_LIMIT = 5
 #: Seconds between liveness beats (``market_data:heartbeat``).
@@ -95,7 +86,7 @@ class ServiceCounters:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
-class MarketDataService:
+class MarketDataService(ListingMixin):
     """Books for the configured symbols, fed by the exchange, published to sinks.
 
     ``wall_clock`` (epoch seconds) stamps what is published; ``clock_ns``
@@ -331,151 +322,6 @@ class MarketDataService:
             await asyncio.sleep(MARKET_DATA_REFRESH_MS / 1000 / 3)
             for state in self.symbols.values():
                 self.publisher.mark(state, book=False)
-
-    # ------------------------------------------------------------ exchange listing
-
-    async def _fetch_listing(self) -> dict[str, Instrument]:
-        assert self._session is not None
-        self.weights.try_acquire(1, self.wall_clock())
-        body, used = await fetch_exchange_info(self._session, self.config.exchange_rest_url)
-        if used is not None:
-            self.weights.observe_server_count(used, self.wall_clock())
-        return decode_exchange_info(body)
-
-    async def _first_listing(self, shutdown: asyncio.Event) -> bool:
-        """Check the symbols against exchangeInfo before any feed starts; False on shutdown.
-
-        Configured symbols the exchange does not list as TRADING stop the service
-        (MarketDataError, one line each) or, with ``unknown_symbols: skip``, are
-        left out. If exchangeInfo cannot be had, configured symbols are served
-        unchecked (the periodic refresh tries again); ``symbols: all`` waits for it.
-        """
-        cfg = self.config
-        delays = backoff(cfg.reconnect_delay_s, cfg.max_reconnect_delay_s)
-        for attempt in itertools.count(1):
-            try:
-                listed = await self._fetch_listing()
-            except (RestError, DecodeError) as exc:
-                if not cfg.all_symbols and attempt >= FIRST_LISTING_ATTEMPTS:
-                    log.warning(
-                        "exchangeInfo unavailable (%s): serving %s unchecked; asking again "
-                        "every %.0fs",
-                        exc,
-                        ", ".join(self.symbols),
-                        cfg.exchange_info_refresh_s,
-                    )
-                    return True
-                delay = next(delays)
-                log.warning("exchangeInfo unavailable (%s); asking again in %.1fs", exc, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(shutdown.wait(), delay)
-                if shutdown.is_set():
-                    return False
-                continue
-            self._check_listing(listed)
-            self._apply_listing(listed)
-            return True
-        return True  # pragma: no cover - the loop only ends by returning
-
-    def _check_listing(self, listed: dict[str, Instrument]) -> None:
-        cfg = self.config
-        if cfg.all_symbols:
-            chosen = all_perpetuals(listed, cfg.symbols_quote_asset)
-            if not chosen:
-                quote = f" quoted in {cfg.symbols_quote_asset}" if cfg.symbols_quote_asset else ""
-                raise MarketDataError(
-                    f"symbols: all: the exchange lists no trading perpetual{quote}"
-                )
-            for symbol in chosen:
-                self.symbols[symbol] = self._new_state(symbol)
-            log.info("symbols: all: %d trading perpetuals", len(chosen))
-            return
-        check = check_symbols(self.symbols, listed)
-        if not check.problems:
-            return
-        if cfg.unknown_symbols == "fail":
-            raise MarketDataError(
-                "\n".join(
-                    [
-                        "symbols the exchange does not list as trading:",
-                        *check.lines(),
-                        "(fix symbols, or set unknown_symbols: skip to serve the others)",
-                    ]
-                )
-            )
-        for symbol, why in check.problems.items():
-            log.warning("%s: %s; skipped (unknown_symbols: skip)", symbol, why)
-            self.skipped[symbol] = why
-            del self.symbols[symbol]
-        if not self.symbols:
-            raise MarketDataError("no configured symbol is listed as trading: nothing to serve")
-
-    def _apply_listing(self, listed: dict[str, Instrument]) -> None:
-        """Precision of every symbol, and halts and resumptions of trading."""
-        self.instruments = listed
-        for symbol, state in self.symbols.items():
-            instrument = listed.get(symbol)
-            if instrument is not None:
-                state.precision = instrument.precision
-            halted = instrument is None or not instrument.trading
-            if halted == state.book.halted:
-                continue
-            if halted:
-                status = "delisted" if instrument is None else instrument.status
-                log.warning(
-                    "%s: the exchange lists it as %s: published as halted, no levels",
-                    symbol,
-                    status,
-                    extra={"symbol": symbol, "status": status},
-                )
-                state.book.halt()
-                state.book.drain()
-            else:
-                log.info("%s: trading again: resyncing", symbol, extra={"symbol": symbol})
-                state.book.resume()
-            self.publisher.mark(state)
-
-    async def _refresh_listing(self) -> None:
-        """Ask exchangeInfo every ``exchange_info_refresh_s``: halts, resumptions, listings."""
-        while True:
-            await asyncio.sleep(self.config.exchange_info_refresh_s)
-            await self.refresh_listing()
-
-    async def refresh_listing(self) -> None:
-        """One refresh of the listing (a failure is logged; the next refresh tries again)."""
-        try:
-            listed = await self._fetch_listing()
-        except (RestError, DecodeError) as exc:
-            log.warning("exchangeInfo refresh failed: %s", exc)
-            return
-        self._apply_listing(listed)
-        if self.config.all_symbols:
-            self._add_listings(all_perpetuals(listed, self.config.symbols_quote_asset))
-
-    def _add_listings(self, wanted: Sequence[str]) -> None:
-        """New listings under ``symbols: all``: their own connections, started now."""
-        new = [symbol for symbol in wanted if symbol not in self.symbols]
-        if not new:
-            return
-        log.info("new listings: %s", ", ".join(new), extra={"symbols": new})
-        for symbol in new:
-            state = self.symbols[symbol] = self._new_state(symbol)
-            instrument = self.instruments.get(symbol)
-            if instrument is not None:
-                state.precision = instrument.precision
-            if self.partial_mode:
-                state.book.use_partial(self.config.partial_depth_levels)
-            self._start_backfill(state)
-            self.publisher.mark(state)
-        taken = {c.plan.name for c in self.connections}
-        plans: list[StreamPlan] = []
-        for plan in self._plans(new):
-            name = plan.name
-            while name in taken:  # "depth-1" exists: the new one is "depth-1+2"
-                name = f"{name}+{len(taken)}"
-            taken.add(name)
-            plans.append(dataclasses.replace(plan, name=name))
-        self._start_feeds(plans)
 
     def _plans(self, symbols: Sequence[str] | None = None) -> list[StreamPlan]:
         cfg = self.config
