@@ -1,6 +1,7 @@
-"""Active/standby with real processes: kill -9 the active, the standby takes over."""
+"""Active/standby with real processes: kill -9 or freeze the active, the standby takes over."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig, SimExchange
@@ -31,68 +34,94 @@ def _role(port: int) -> str | None:
     return None if answer is None else answer["checks"]["ha"]["role"]
 
 
-async def test_kill_9_of_the_active_hands_over_without_losing_a_trade(
-    redis_server: EmbeddedRedis, tmp_path: Path
+async def _pair(
+    redis_server: EmbeddedRedis, tmp_path: Path, sim: SimExchange
+) -> tuple[list[asyncio.subprocess.Process], list[int]]:
+    """Two ``market-data run`` processes of one ha_group, started at the same moment."""
+    config = tmp_path / "service.yaml"
+    config.write_text("log_json: false\n")
+    ports = [free_port(), free_port()]
+    processes = []
+    for port in ports:
+        env = {
+            **os.environ,
+            "MARKET_DATA_SYMBOLS": "BTCUSDT",
+            "MARKET_DATA_EXCHANGE_WS_URL": sim.ws_base_url,
+            "MARKET_DATA_EXCHANGE_REST_URL": sim.rest_base_url,
+            "MARKET_DATA_REDIS_URL": redis_server.url,
+            "MARKET_DATA_HEALTH_PORT": str(port),
+            "MARKET_DATA_HTTP_HOST": "127.0.0.1",
+            "MARKET_DATA_SHM_ENABLED": "false",
+            "MARKET_DATA_HA_GROUP": "test",
+            "MARKET_DATA_HA_LEASE_MS": "1000",
+            "MARKET_DATA_RECONNECT_DELAY_MS": "50",
+            "MARKET_DATA_MAX_RECONNECT_DELAY_MS": "500",
+        }
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "market_data.cli",
+                "run",
+                "--config",
+                str(config),
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+    return processes, ports
+
+
+async def _roles(ports: list[int]) -> list[str | None]:
+    return [await asyncio.to_thread(_role, port) for port in ports]
+
+
+async def _until_roles(ports: list[int], within_s: float, *wanted: str | None) -> None:
+    async with asyncio.timeout(within_s):
+        while await _roles(ports) != list(wanted):  # noqa: ASYNC110 (polls other processes)
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP"])
+async def test_a_dead_or_frozen_active_hands_over_without_losing_a_trade(
+    redis_server: EmbeddedRedis, tmp_path: Path, fault: str
 ) -> None:
     async with SimExchange(SimConfig(["BTCUSDT"], diff_rate_hz=20, trade_rate_hz=20)) as sim:
         received = Received()
         ready = asyncio.Event()
         subscriber = asyncio.create_task(subscribe(redis_server.url, received, ready))
         await asyncio.wait_for(ready.wait(), 5)
-        config = tmp_path / "service.yaml"
-        config.write_text("log_json: false\n")
-        ports = [free_port(), free_port()]
-        processes = []
-        for port in ports:
-            env = {
-                **os.environ,
-                "MARKET_DATA_SYMBOLS": "BTCUSDT",
-                "MARKET_DATA_EXCHANGE_WS_URL": sim.ws_base_url,
-                "MARKET_DATA_EXCHANGE_REST_URL": sim.rest_base_url,
-                "MARKET_DATA_REDIS_URL": redis_server.url,
-                "MARKET_DATA_HEALTH_PORT": str(port),
-                "MARKET_DATA_HTTP_HOST": "127.0.0.1",
-                "MARKET_DATA_SHM_ENABLED": "false",
-                "MARKET_DATA_HA_GROUP": "test",
-                "MARKET_DATA_HA_LEASE_MS": "1000",
-                "MARKET_DATA_RECONNECT_DELAY_MS": "50",
-                "MARKET_DATA_MAX_RECONNECT_DELAY_MS": "500",
-            }
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "market_data.cli",
-                    "run",
-                    "--config",
-                    str(config),
-                    env=env,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
-                )  # fmt: skip
-            )
+        processes, ports = await _pair(redis_server, tmp_path, sim)
         try:
-
-            async def roles() -> list[str | None]:
-                return [await asyncio.to_thread(_role, port) for port in ports]
-
-            async with asyncio.timeout(30):
-                while sorted(map(str, await roles())) != ["active", "standby"]:  # noqa: ASYNC110
+            async with asyncio.timeout(30):  # started together: exactly one takes the lease
+                while sorted(map(str, await _roles(ports))) != ["active", "standby"]:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             await wait_for(lambda: len(received.trades["BTCUSDT"]) > 20, what="trades")
-            active = (await roles()).index("active")
+            active = (await _roles(ports)).index("active")
             before = len(received.trades["BTCUSDT"])
-            processes[active].send_signal(signal.SIGKILL)  # no clean stop, no lease release
-            killed_at = time.monotonic()
-            other = ports[1 - active]
+            victim = processes[active]
+            faulted_at = time.monotonic()
+            victim.send_signal(signal.SIGKILL if fault == "kill -9" else signal.SIGSTOP)
+            survivor = ports[1 - active]
             async with asyncio.timeout(10):
-                while await asyncio.to_thread(_role, other) != "active":  # noqa: ASYNC110
+                while await asyncio.to_thread(_role, survivor) != "active":  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
-            took_over_s = time.monotonic() - killed_at
+            took_over_s = time.monotonic() - faulted_at
+            assert took_over_s < 3.0, took_over_s  # the lease (1 s) plus one renewal period
+            assert await asyncio.to_thread(_role, ports[active]) is None  # dead or frozen
             await wait_for(
                 lambda: len(received.trades["BTCUSDT"]) > before + 40, what="trades again"
             )
-            assert took_over_s < 3.0, took_over_s  # the lease (1 s) plus one renewal period
+            if fault == "SIGSTOP":
+                # Thawed, it finds its lease gone: it stands by, it never publishes again.
+                victim.send_signal(signal.SIGCONT)
+                other = ["standby", "active"] if active == 0 else ["active", "standby"]
+                await _until_roles(ports, 10, *other)
+                count = len(received.trades["BTCUSDT"])
+                await wait_for(
+                    lambda: len(received.trades["BTCUSDT"]) > count + 20, what="more trades"
+                )
             ids = [t["trade_id"] for t in received.trades["BTCUSDT"]]
             assert ids == list(range(ids[0], ids[0] + len(ids)))  # none lost, none twice
             books = [b for b in received.books["BTCUSDT"] if b["state"] == "live"]
@@ -101,7 +130,9 @@ async def test_kill_9_of_the_active_hands_over_without_losing_a_trade(
         finally:
             for process in processes:
                 if process.returncode is None:
-                    process.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGCONT)
+                        process.send_signal(signal.SIGTERM)
             for process in processes:
                 await asyncio.wait_for(process.wait(), 20)
             subscriber.cancel()
