@@ -139,3 +139,19 @@ async def test_the_callback_form_stops_when_told(redis_server: EmbeddedRedis) ->
     finally:
         await client.aclose()
     assert [m.trade_id for m in seen if isinstance(m, TradeMessage)] == [3]
+
+
+def test_messages_of_an_older_publisher_epoch_are_dropped() -> None:
+    """After a failover the deposed active's late messages must not count as current."""
+    feed = RedisSubscriber("redis://127.0.0.1:1/0", ["BTCUSDT"])
+    new = orderbook_payload(
+        "BTCUSDT", [], [], last_update_id=2, event_time_ms=0, now_ms=1, state=BookState.LIVE,
+        epoch=5,
+    )  # fmt: skip
+    old = orderbook_payload(
+        "BTCUSDT", [], [], last_update_id=1, event_time_ms=0, now_ms=1, state=BookState.LIVE,
+        epoch=4,
+    )  # fmt: skip
+    assert len(feed.decode("orderbook:BTCUSDT", new)) == 1
+    assert feed.decode("orderbook:BTCUSDT", old) == []
+    assert (feed.epoch, feed.stale_epoch) == (5, 1)

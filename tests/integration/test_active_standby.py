@@ -124,6 +124,8 @@ async def test_a_dead_or_frozen_active_hands_over_without_losing_a_trade(
                 )
             ids = [t["trade_id"] for t in received.trades["BTCUSDT"]]
             assert ids == list(range(ids[0], ids[0] + len(ids)))  # none lost, none twice
+            epochs = [t["epoch"] for t in received.trades["BTCUSDT"]]
+            assert epochs == sorted(epochs) and epochs[-1] == epochs[0] + 1  # one takeover
             books = [b for b in received.books["BTCUSDT"] if b["state"] == "live"]
             problems = [p for b in books[-20:] if (p := book_matches_truth(sim, b))]
             assert not problems, problems[:2]

@@ -31,7 +31,25 @@ STATS = Stats24h(
 
 
 def _fields(struct: type[msgspec.Struct]) -> set[str]:
-    return set(struct.__struct_fields__)
+    """The Struct's fields; ``epoch`` is only in payloads of active/standby publishers."""
+    return set(struct.__struct_fields__) - {"epoch"}
+
+
+def test_with_active_standby_every_payload_carries_the_epoch() -> None:
+    book = orderbook_payload(
+        "X", [], [], last_update_id=0, event_time_ms=0, now_ms=1, state=BookState.LIVE, epoch=7
+    )
+    trade = trade_payload(
+        "X", trade_id=1, price=1.0, quantity=1.0, timestamp_ms=1, is_buyer_maker=False, epoch=7
+    )
+    market = market_data_payload("X", best_bid=1.0, best_ask=2.0, stats=STATS, now_ms=5, epoch=7)
+    assert [decode_book(book).epoch, decode_trade(trade).epoch] == [7, 7]
+    assert decode_market_data(market).epoch == 7
+    assert "epoch" not in json.loads(
+        trade_payload(
+            "X", trade_id=1, price=1.0, quantity=1.0, timestamp_ms=1, is_buyer_maker=False
+        )
+    )
 
 
 def test_book_keys_are_the_struct_fields_and_round_trip() -> None:

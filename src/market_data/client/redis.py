@@ -10,7 +10,10 @@
                 case MarketDataMessage(): ...                     # best prices, 24h figures
 
 Messages are decoded with the Structs of :mod:`market_data.wire.messages`, the
-schema the service encodes. A book that is not live arrives as such, without
+schema the service encodes. With active/standby, messages carry the publisher's
+fencing epoch and those of an epoch older than one already seen are dropped
+(``stale_epoch``); ``publisher_events`` adds :class:`PublisherStatus` messages
+from the service's heartbeat. A book that is not live arrives as such, without
 levels. Trades come in id order: a trade at or below the last id seen is a
 re-delivery and is dropped; a jump in ids is reported as a :class:`TradeGap`
 before the trade that follows it. The subscriber reconnects by itself
@@ -120,6 +123,9 @@ class RedisSubscriber:
         self.silent_after_s = silent_after_s
         self._last_beat: float | None = None  # loop time of the last heartbeat
         self._publisher_alive: bool | None = None
+        #: The newest publisher epoch seen: messages of an older one are dropped.
+        self.epoch = 0
+        self.stale_epoch = 0  # messages dropped for coming from an older epoch
         self.malformed = 0
         self.duplicate_trades = 0
         self._channels: list[str] = []
@@ -220,6 +226,12 @@ class RedisSubscriber:
             self.malformed += 1
             log.warning("skipped a malformed %s message: %s", channel, exc)
             return []
+        epoch = message.epoch
+        if epoch:  # active/standby: a deposed publisher's late messages are not current
+            if epoch < self.epoch:
+                self.stale_epoch += 1
+                return []
+            self.epoch = epoch
         if isinstance(message, TradeMessage):
             return self._in_order(message.symbol or channel.partition(":")[2], message)
         return [message]

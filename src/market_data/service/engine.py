@@ -14,6 +14,7 @@ is logged, counted in ``task_restarts`` and started again.
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
 import ssl
@@ -197,6 +198,7 @@ class MarketDataService(ListingMixin):
                 if self.lease is not None:
                     lease = self.lease
                     self.publisher.gate = lambda: lease.active
+                    self.publisher.epoch = lambda: lease.epoch
                     self._supervise("ha-lease", lambda: lease.run(self._on_role))
                 if self.config.book_refresh_interval_s > 0:
                     self._supervise("book-refresh", self._refresh_books)
@@ -261,9 +263,19 @@ class MarketDataService(ListingMixin):
                     last_id = await _last_streamed_trade(client, symbol)
                 # No await from here on: every held trade after last_id goes out in order,
                 # then this symbol's trades are published as they come.
+                epoch = self.lease.epoch if self.lease is not None else None
                 for update in self._held_trades.pop(symbol, ()):
-                    if update.trade_id > last_id:
-                        self.publisher.publish(update)
+                    if update.trade_id > last_id:  # held as a standby: stamped with our epoch
+                        payload = trade_payload(
+                            symbol,
+                            trade_id=update.trade_id,
+                            price=update.price,
+                            quantity=update.quantity,
+                            timestamp_ms=update.trade_time_ms,
+                            is_buyer_maker=update.is_buyer_maker,
+                            epoch=epoch,
+                        )
+                        self.publisher.publish(dataclasses.replace(update, payload=payload))
                 self._resuming.discard(symbol)
                 self.publisher.mark(state)
         finally:
@@ -461,6 +473,7 @@ class MarketDataService(ListingMixin):
                 quantity=trade.q,
                 timestamp_ms=trade.T,
                 is_buyer_maker=trade.m,
+                epoch=self.lease.epoch if self.lease is not None else None,
             ),
         )
         lease = self.lease

@@ -47,6 +47,8 @@ class Publisher:
         self.sink_errors = sink_errors
         #: Active/standby: publish only while this says so (None: always).
         self.gate: Callable[[], bool] | None = None
+        #: Active/standby: the fencing epoch every payload carries (None: no field).
+        self.epoch: Callable[[], int] | None = None
         self.book_publishes = 0
         self._pending: dict[str, SymbolState] = {}  # symbols marked since the last flush
         self._flush_scheduled = False
@@ -106,6 +108,7 @@ class Publisher:
             event_time_ms=event_time_ms,
             now_ms=now_ms,
             state=book_state,
+            epoch=self.epoch() if self.epoch is not None else None,
         )
         self.publish(
             BookUpdate(
@@ -148,6 +151,7 @@ class Publisher:
             now_ms=now_ms,
             precision=state.precision,
             ticker=state.ticker,
+            epoch=self.epoch() if self.epoch is not None else None,
         )
         self.publish(MarketDataUpdate(state.symbol, payload))
 

@@ -28,6 +28,7 @@ class OrderBookMessage(msgspec.Struct, kw_only=True):
     initialized: bool = False
     state: str = BookState.WAITING.label
     event_time: int = 0
+    epoch: int = 0  # the publisher's fencing epoch (active/standby; 0 without)
 
     @property
     def trusted(self) -> bool:
@@ -52,6 +53,7 @@ class MarketDataMessage(msgspec.Struct, kw_only=True):
     window_complete: bool = False
     #: "trades" (the service's own window) or "ticker" (the exchange's @ticker figures).
     window_source: str = "trades"
+    epoch: int = 0  # the publisher's fencing epoch (active/standby; 0 without)
 
 
 class TradeMessage(msgspec.Struct, kw_only=True):
@@ -63,6 +65,7 @@ class TradeMessage(msgspec.Struct, kw_only=True):
     quantity: float
     timestamp: int = 0
     is_buyer_maker: bool = False
+    epoch: int = 0  # the publisher's fencing epoch (active/standby; 0 without)
 
 
 decode_book = msgspec.json.Decoder(OrderBookMessage).decode

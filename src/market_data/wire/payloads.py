@@ -4,6 +4,9 @@ The shapes are kept stable for existing consumers; every payload also says
 whether the book can be trusted (``initialized`` and the more precise
 ``state``), so a stale book is never presented as live.
 
+With active/standby (``ha_group``) every payload also carries ``epoch``, the
+publisher's fencing epoch: a consumer drops messages of an older epoch.
+
 Prices are JSON object keys (strings) holding the shortest decimal that reads
 back as the same double, as msgspec writes it (e.g. ``"2681.1"``, ``"100.0"``,
 ``"8e-7"``): equal to the exchange's decimal value, never rounded. Every
@@ -46,6 +49,7 @@ def orderbook_payload(
     event_time_ms: int,
     now_ms: int,
     state: BookState,
+    epoch: int | None = None,
 ) -> bytes:
     """``orderbook:{SYMBOL}``: the top levels, best first, and the book's state.
 
@@ -53,18 +57,19 @@ def orderbook_payload(
     levels for a book that cannot (the service decides that once, for every
     output), so no consumer can read stale levels as current.
     """
-    return _encode(
-        {
-            "symbol": symbol,
-            "bids": _side(bids),
-            "asks": _side(asks),
-            "last_update_id": last_update_id,
-            "timestamp": now_ms,
-            "initialized": state.trusted,
-            "state": state.label,
-            "event_time": event_time_ms,
-        }
-    )
+    body = {
+        "symbol": symbol,
+        "bids": _side(bids),
+        "asks": _side(asks),
+        "last_update_id": last_update_id,
+        "timestamp": now_ms,
+        "initialized": state.trusted,
+        "state": state.label,
+        "event_time": event_time_ms,
+    }
+    if epoch is not None:
+        body["epoch"] = epoch
+    return _encode(body)
 
 
 class Ticker(Protocol):
@@ -86,6 +91,7 @@ def market_data_payload(
     now_ms: int,
     precision: Precision = _DEFAULT_PRECISION,
     ticker: Ticker | None = None,
+    epoch: int | None = None,
 ) -> bytes:
     """``market_data:{SYMBOL}``: last price, best bid/ask and real 24h figures.
 
@@ -97,22 +103,23 @@ def market_data_payload(
     high, low, count = stats.high, stats.low, stats.trade_count
     if not stats.complete and ticker is not None:
         volume, quote, high, low, count = ticker.v, ticker.q, ticker.h, ticker.l, ticker.n
-    return _encode(
-        {
-            "symbol": symbol,
-            "last_price": stats.last_price,
-            "bid_price": best_bid,
-            "ask_price": best_ask,
-            "volume_24h": precision.qty(volume),
-            "quote_volume_24h": precision.quote(quote),
-            "high_24h": high,
-            "low_24h": low,
-            "trade_count_24h": count,
-            "updated_at": now_ms,
-            "window_complete": stats.complete,
-            "window_source": "trades" if stats.complete or ticker is None else "ticker",
-        }
-    )
+    body = {
+        "symbol": symbol,
+        "last_price": stats.last_price,
+        "bid_price": best_bid,
+        "ask_price": best_ask,
+        "volume_24h": precision.qty(volume),
+        "quote_volume_24h": precision.quote(quote),
+        "high_24h": high,
+        "low_24h": low,
+        "trade_count_24h": count,
+        "updated_at": now_ms,
+        "window_complete": stats.complete,
+        "window_source": "trades" if stats.complete or ticker is None else "ticker",
+    }
+    if epoch is not None:
+        body["epoch"] = epoch
+    return _encode(body)
 
 
 def trade_payload(
@@ -123,15 +130,17 @@ def trade_payload(
     quantity: float,
     timestamp_ms: int,
     is_buyer_maker: bool,
+    epoch: int | None = None,
 ) -> bytes:
     """``trades:{SYMBOL}``: one aggregate trade."""
-    return _encode(
-        {
-            "symbol": symbol,
-            "trade_id": trade_id,
-            "price": price,
-            "quantity": quantity,
-            "timestamp": timestamp_ms,
-            "is_buyer_maker": is_buyer_maker,
-        }
-    )
+    body = {
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "price": price,
+        "quantity": quantity,
+        "timestamp": timestamp_ms,
+        "is_buyer_maker": is_buyer_maker,
+    }
+    if epoch is not None:
+        body["epoch"] = epoch
+    return _encode(body)
