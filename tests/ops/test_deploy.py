@@ -282,3 +282,15 @@ def test_compose_wires_service_redis_prometheus_and_grafana() -> None:
     assert scrape["metrics_path"] == "/metrics"
     assert scrape["static_configs"][0]["targets"] == [f"market-data:{port}"]
     assert scrape["job_name"] == "market-data"  # the alerts select up{job="market-data"}
+
+
+def test_the_ha_compose_file_pairs_two_instances_in_one_group() -> None:
+    base = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    layered = yaml.safe_load((DEPLOY / "docker-compose.ha.yml").read_text())["services"]
+    a = {**base["market-data"]["environment"], **layered["market-data"]["environment"]}
+    b = layered["market-data-b"]["environment"]
+    assert a["MARKET_DATA_HA_GROUP"] == b["MARKET_DATA_HA_GROUP"] != ""
+    for key in ("MARKET_DATA_SYMBOLS", "MARKET_DATA_REDIS_URL", "MARKET_DATA_HA_LEASE_MS"):
+        assert a[key] == b[key], key
+    assert layered["market-data-b"]["ports"] != base["market-data"]["ports"]
+    assert layered["market-data-b"]["image"] == base["market-data"]["image"]
