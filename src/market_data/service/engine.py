@@ -251,9 +251,10 @@ class MarketDataService(ListingMixin):
     async def _take_over(self) -> None:
         """Publish every book and market data now; resume trades after the last one published.
 
-        The last trade the previous active published is the newest entry of the
-        symbol's trade stream (``trades:{SYMBOL}``); held trades after it go out
-        in order, so no trade is lost or published twice across the failover.
+        The last trade the previous active published is the highest trade id
+        among the newest entries of the symbol's trade stream (``trades:{SYMBOL}``);
+        held trades after it go out in order, so no trade is lost or published
+        twice across the failover.
         """
         client = aioredis.from_url(self.config.redis_url)
         try:
