@@ -679,3 +679,16 @@ def test_copies_from_a_line_that_lags_far_behind_never_reset_the_book() -> None:
     for ev in events:  # then line b delivers its copies, all old, nothing applied between
         sync.on_depth(ev, line=1)
     assert sync.is_live and sync.resets == 0 and sync.line_duplicates[1] == 30
+
+
+def test_while_syncing_the_other_lines_copies_are_not_buffered_twice() -> None:
+    sync = DepthSync("X", lines=2, max_buffer=4)
+    sync.on_line_up(0)
+    sync.on_line_up(1)
+    u = 100
+    for _ in range(4):  # four events, each delivered by both lines
+        ev = Ev(u + 1, u + 2, u)
+        sync.on_depth(ev, line=0)
+        sync.on_depth(Ev(ev.U, ev.u, ev.pu), line=1)
+        u += 2
+    assert sync.buffered == 4 and sync.overflows == 0

@@ -89,6 +89,8 @@ MAX_ID_STEP = 10**12
 MAX_BEFORE_BRIDGE = 100
 #: Events one line may hold ahead of the chain while another line catches up.
 MAX_AHEAD = 100
+#: How far back in the buffer a copy from another line is looked for (lines > 1).
+BUFFER_COPY_WINDOW = 32
 
 
 class DepthDiff(Protocol):
@@ -633,6 +635,11 @@ class DepthSync:
 
     def _buffer_event(self, ev: DepthDiff) -> None:
         buffer = self._buffer
+        if self.lines > 1 and any(
+            e.u == ev.u and e.pu == ev.pu for e in buffer[-BUFFER_COPY_WINDOW:]
+        ):  # the other line's copy of an event already buffered
+            self.stale += 1
+            return
         if len(buffer) >= self.max_buffer:
             self.overflows += 1
             self._reset("buffer_overflow", restart_from=ev)
