@@ -14,7 +14,6 @@ is logged, counted in ``task_restarts`` and started again.
 """
 
 import asyncio
-import dataclasses
 import json
 import logging
 import ssl
@@ -138,7 +137,7 @@ class MarketDataService(ListingMixin):
             else None
         )
         #: Trades a standby took but did not publish, per symbol: a takeover resumes them.
-        self._held_trades: dict[str, deque[TradeUpdate]] = {}
+        self._held_trades: dict[str, deque[AggTrade]] = {}
         #: Symbols whose held trades a takeover has not published yet: new ones wait behind.
         self._resuming: set[str] = set()
         self.partial_mode = False
@@ -264,19 +263,9 @@ class MarketDataService(ListingMixin):
                     last_id = await _last_streamed_trade(client, symbol)
                 # No await from here on: every held trade after last_id goes out in order,
                 # then this symbol's trades are published as they come.
-                epoch = self.lease.epoch if self.lease is not None else None
-                for update in self._held_trades.pop(symbol, ()):
-                    if update.trade_id > last_id:  # held as a standby: stamped with our epoch
-                        payload = trade_payload(
-                            symbol,
-                            trade_id=update.trade_id,
-                            price=update.price,
-                            quantity=update.quantity,
-                            timestamp_ms=update.trade_time_ms,
-                            is_buyer_maker=update.is_buyer_maker,
-                            epoch=epoch,
-                        )
-                        self.publisher.publish(dataclasses.replace(update, payload=payload))
+                for trade in self._held_trades.pop(symbol, ()):
+                    if trade.a > last_id:  # encoded now: with this instance's epoch
+                        self._publish_trade(state, trade)
                 self._resuming.discard(symbol)
                 self.publisher.mark(state)
         finally:
@@ -459,34 +448,31 @@ class MarketDataService(ListingMixin):
     def _take_trade(self, state: SymbolState, trade: AggTrade, late: bool = False) -> None:
         state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1, late)
         state.trades += 1
-        update = TradeUpdate(
-            state.symbol,
-            trade.a,
-            trade.p,
-            trade.q,
-            trade.T,
-            trade.m,
-            self.clock_ns(),
-            trade_payload(
-                state.symbol,
-                trade_id=trade.a,
-                price=trade.p,
-                quantity=trade.q,
-                timestamp_ms=trade.T,
-                is_buyer_maker=trade.m,
-                epoch=self.lease.epoch if self.lease is not None else None,
-            ),
-        )
         lease = self.lease
         if lease is not None and (not lease.active or state.symbol in self._resuming):
             held = self._held_trades.get(state.symbol)
             if held is None:
                 held = self._held_trades[state.symbol] = deque(maxlen=HELD_TRADES)
-            held.append(update)
+            held.append(trade)
         else:
-            self.publisher.publish(update)
+            self._publish_trade(state, trade)
         if not state.market_dirty:
             self.publisher.mark(state, book=False)
+
+    def _publish_trade(self, state: SymbolState, trade: AggTrade) -> None:
+        payload = trade_payload(
+            state.symbol,
+            trade_id=trade.a,
+            price=trade.p,
+            quantity=trade.q,
+            timestamp_ms=trade.T,
+            is_buyer_maker=trade.m,
+            epoch=self.lease.epoch if self.lease is not None else None,
+        )
+        update = TradeUpdate(
+            state.symbol, trade.a, trade.p, trade.q, trade.T, trade.m, self.clock_ns(), payload
+        )
+        self.publisher.publish(update)
 
     def _handle_outputs(self, state: SymbolState) -> None:
         for output in state.book.drain():
