@@ -41,3 +41,13 @@ def test_a_worker_takes_its_share_but_the_address_limit_still_holds() -> None:
     assert other.try_acquire(20, now_s=4.0) == 0.0  # 70: the address is under 100
     other.observe_server_count(90, now_s=5.0)
     assert other.try_acquire(20, now_s=6.0) > 0  # 110 would exceed the address's 100
+
+
+def test_half_used_counts_our_share_and_the_address() -> None:
+    budget = WeightBudget(100, share=0.5)  # our allowance: 50
+    assert not budget.half_used(0.0)
+    assert budget.try_acquire(25, 0.0) == 0
+    assert budget.half_used(0.0)  # half of our share
+    other = WeightBudget(100)
+    other.observe_server_count(50, 0.0)  # the address, through other processes
+    assert other.half_used(0.0) and not other.half_used(61.0)  # a new minute

@@ -60,6 +60,15 @@ class WeightBudget:
         self._roll(now_s)
         return self.address_used
 
+    def half_used(self, now_s: float) -> bool:
+        """Whether half of our share or of the address's budget is spent this minute.
+
+        Lower-priority requests (book re-bases, 24h backfills) wait while it is,
+        so resync snapshots always find weight.
+        """
+        self._roll(now_s)
+        return self.used >= self.allowance / 2 or self.address_used >= self.per_minute / 2
+
     def observe_server_count(self, used: int, now_s: float) -> None:
         """Trust the exchange's count for the address when it is higher than ours."""
         self._roll(now_s)

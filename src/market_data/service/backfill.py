@@ -199,8 +199,6 @@ class StatsBackfill:
         weights = self.weights
         while True:
             now = self.wall_clock()
-            address_used = weights.used_now(now)
-            busy = address_used >= weights.per_minute / 2 or weights.used >= weights.allowance / 2
-            if not busy and weights.try_acquire(weight, now) == 0:
+            if not weights.half_used(now) and weights.try_acquire(weight, now) == 0:
                 return
             await asyncio.sleep(1.0)

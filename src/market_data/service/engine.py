@@ -549,8 +549,7 @@ class MarketDataService(ListingMixin):
                 await asyncio.sleep(pause)
                 if self.partial_mode or state.symbol not in self.symbols:
                     continue
-                address_used = weights.used_now(self.wall_clock())
-                if address_used >= weights.per_minute / 2 or weights.used >= weights.allowance / 2:
+                if weights.half_used(self.wall_clock()):
                     continue
                 self.refresh_book(state)
 
