@@ -2,7 +2,7 @@
 
 import pytest
 
-from market_data.core.weights import WeightBudget, snapshot_weight
+from market_data.core.weights import WeightBudget, klines_weight, snapshot_weight
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,8 @@ def test_half_used_counts_our_share_and_the_address() -> None:
     other = WeightBudget(100)
     other.observe_server_count(50, 0.0)  # the address, through other processes
     assert other.half_used(0.0) and not other.half_used(61.0)  # a new minute
+
+
+@pytest.mark.parametrize(("limit", "weight"), [(100, 1), (101, 2), (500, 2), (1000, 5), (1441, 10)])
+def test_klines_weight_by_rows(limit: int, weight: int) -> None:
+    assert klines_weight(limit) == weight

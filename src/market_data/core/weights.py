@@ -22,6 +22,11 @@ def snapshot_weight(limit: int) -> int:
     return 20
 
 
+def klines_weight(limit: int) -> int:
+    """Weight of ``GET /fapi/v1/klines`` for ``limit`` rows (BINANCE_FUTURES.md §4)."""
+    return 1 if limit <= 100 else 2 if limit <= 500 else 5 if limit <= 1000 else 10
+
+
 class WeightBudget:
     """Fixed one-minute windows, like the exchange's.
 

@@ -32,7 +32,7 @@ from market_data.binance.rest import RestError, rest_get
 from market_data.binance.schemas import Kline
 from market_data.core.backoff import backoff
 from market_data.core.stats import DAY_MS, MINUTE_MS, MinuteTotals
-from market_data.core.weights import WeightBudget
+from market_data.core.weights import WeightBudget, klines_weight
 from market_data.ops.config import Config
 from market_data.service.symbols import SymbolState
 
@@ -44,11 +44,6 @@ WINDOW_ROWS = DAY_MS // MINUTE_MS + 1
 CLOSE_MARGIN_S = 2.0
 #: Tries of a backfill before the symbol falls back to the @ticker figures.
 ATTEMPTS = 4
-
-
-def klines_weight(limit: int) -> int:
-    """REST weight of ``GET /fapi/v1/klines`` (BINANCE_FUTURES.md §4)."""
-    return 1 if limit <= 100 else 2 if limit <= 500 else 5 if limit <= 1000 else 10
 
 
 def as_minutes(rows: Sequence[Kline]) -> list[MinuteTotals]:

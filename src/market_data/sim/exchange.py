@@ -44,7 +44,12 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from market_data.core.weights import SNAPSHOT_LIMITS, WeightBudget, snapshot_weight
+from market_data.core.weights import (
+    SNAPSHOT_LIMITS,
+    WeightBudget,
+    klines_weight,
+    snapshot_weight,
+)
 from market_data.sim.capture_source import Capture, CaptureSnapshot, load_capture
 from market_data.sim.faults import FaultCounters, MalformedKind, malformed_payload
 from market_data.sim.history import TradeHistory
@@ -804,7 +809,7 @@ class SimExchange:
         limit = int(limit_text)
         start = int(query["startTime"]) if query.get("startTime", "").isdigit() else None
         end = int(query["endTime"]) if query.get("endTime", "").isdigit() else None
-        weight = 1 if limit <= 100 else 2 if limit <= 500 else 5 if limit <= 1000 else 10
+        weight = klines_weight(limit)
         history = self.history.get(symbol)
         rows = history.klines(start, end, limit) if history is not None else []
         return await self._light_answer(rows, weight)
