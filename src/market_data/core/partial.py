@@ -8,7 +8,7 @@ and is published with state ``PARTIAL``, never as ``LIVE``.
 
 from market_data.core.book import OrderBook
 from market_data.core.state import BookState
-from market_data.core.sync import MAX_ID_STEP, MAX_STALE_RUN, DepthDiff
+from market_data.core.sync import MAX_ID_STEP, MAX_STALE_RUN, DepthDiff, Run
 
 
 class PartialDepthBook:
@@ -25,7 +25,7 @@ class PartialDepthBook:
         self.stale = 0
         self.rejected = 0
         self.implausible = 0
-        self._stale_run = 0
+        self._stale_run = Run()
 
     def on_partial(self, ev: DepthDiff) -> bool:
         """Replace the book with this message; ``True`` when it was taken.
@@ -44,8 +44,7 @@ class PartialDepthBook:
                 return False
             if ev.u <= last:
                 self.stale += 1
-                self._stale_run += 1
-                if self._stale_run < MAX_STALE_RUN:
+                if self._stale_run.extend(self.applied) < MAX_STALE_RUN:
                     return False
         candidate = OrderBook(self.symbol, max_levels=self.levels)
         candidate.load(ev.b, ev.a, ev.u)
@@ -53,7 +52,6 @@ class PartialDepthBook:
             self.rejected += 1
             return False
         self.book = candidate
-        self._stale_run = 0
         self.state = BookState.PARTIAL
         self.applied += 1
         self.last_applied = ev

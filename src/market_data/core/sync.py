@@ -93,6 +93,24 @@ MAX_AHEAD = 100
 BUFFER_COPY_WINDOW = 32
 
 
+class Run:
+    """Consecutive dropped events with nothing applied between them."""
+
+    __slots__ = ("_mark", "length")
+
+    def __init__(self) -> None:
+        self._mark = -1  # the ``applied`` count when the run began
+        self.length = 0
+
+    def extend(self, applied: int) -> int:
+        """One more dropped event, ``applied`` events having been applied so far."""
+        if self._mark != applied:  # something was applied since: a new run
+            self._mark = applied
+            self.length = 0
+        self.length += 1
+        return self.length
+
+
 class DepthDiff(Protocol):
     """What the state machine needs of a diff-depth event."""
 
@@ -198,10 +216,8 @@ class DepthSync:
         self._snapshot_pending = False
         self._snapshot_id: int | None = None  # set while a loaded snapshot awaits its bridge
         self._last_u = 0
-        self._stale_mark = -1  # ``applied`` when the current run of stale events began
-        self._stale_run = 0
-        self._implausible_mark = -1
-        self._implausible_run = 0
+        self._stale_run = Run()
+        self._implausible_run = Run()
         #: The last event applied to a correct book (its exchange time is the book's).
         self.last_applied: DepthDiff | None = None
         # Counters (plain attributes: cheap on the hot path).
@@ -412,11 +428,7 @@ class DepthSync:
     def _on_implausible(self) -> bool:
         """An absurd jump: dropped; a run of nothing else means the stream really jumped."""
         self.implausible += 1
-        if self._implausible_mark != self.applied:
-            self._implausible_mark = self.applied
-            self._implausible_run = 0
-        self._implausible_run += 1
-        if self._implausible_run >= MAX_STALE_RUN:
+        if self._implausible_run.extend(self.applied) >= MAX_STALE_RUN:
             self._reset("implausible_stream", restart_from=None)
         return False
 
@@ -428,11 +440,7 @@ class DepthSync:
         frozen, so it is reset instead.
         """
         self.stale += 1
-        if self._stale_mark != self.applied:  # the first stale event since one was applied
-            self._stale_mark = self.applied
-            self._stale_run = 0
-        self._stale_run += 1
-        if self._stale_run >= MAX_STALE_RUN:
+        if self._stale_run.extend(self.applied) >= MAX_STALE_RUN:
             self._reset("stale_stream", restart_from=None)
         return False
 

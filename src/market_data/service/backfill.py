@@ -186,8 +186,7 @@ class StatsBackfill:
 
     def _publish(self, state: SymbolState, stats_ready: bool) -> None:
         state.stats_ready = stats_ready
-        state.stats_revision += 1
-        self._on_done(state)
+        self._on_done(state)  # the engine bumps the figures' revision and marks the symbol
 
     async def _wait_for_weight(self, weight: int) -> None:
         """Wait while the budget is more than half used: snapshots come first."""
