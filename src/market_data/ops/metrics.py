@@ -229,6 +229,15 @@ class ServiceCollector(Collector):
             wrong_top.add_metric([symbol], sync.audit_top_of_book)
         yield from (audits, abandoned, differences, wrong_top)
         yield from self._line_metrics()
+        backfill = self.app.service.backfill
+        yield CounterMetricFamily(
+            "stats_backfill_requests",
+            "1-minute kline requests made to fill 24h windows",
+            value=backfill.requests,
+        )
+        yield CounterMetricFamily(
+            "stats_backfill_failures", "Kline requests that failed", value=backfill.failures
+        )
         lease = self.app.service.lease
         if lease is not None:
             yield GaugeMetricFamily(

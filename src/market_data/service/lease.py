@@ -61,7 +61,6 @@ class Lease:
         self.epoch_key = f"ha:{group}:epoch"
         self.token = uuid.uuid4().hex
         self.epoch = 0
-        self.takeovers = 0
         self._clock = clock
         self._valid_until = 0.0
         self._holding = False
@@ -107,7 +106,6 @@ class Lease:
                 self.epoch = int(await self._client.incr(self.epoch_key))
                 self._holding = True
                 self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
-                self.takeovers += 1
                 log.warning(
                     "ha %s: lease taken, epoch %d: this instance publishes",
                     self.group,
