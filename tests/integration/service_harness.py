@@ -4,13 +4,14 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterPubSub
 
+from market_data.outputs.redis_client import redis_client
 from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
 from tests.support import service_config
@@ -28,14 +29,24 @@ class Received:
         return [b for b in self.books[symbol] if b["initialized"]]
 
 
-async def subscribe(url: str, received: Received, ready: asyncio.Event) -> None:
-    client = aioredis.from_url(url)
+async def subscribe(
+    url: str, received: Received, ready: asyncio.Event, symbols: tuple[str, ...] = ()
+) -> None:
+    """Collect every message; on a cluster (sharded pub/sub) those of ``symbols``."""
+    client = redis_client(url)
     pubsub = client.pubsub()
     try:
-        await pubsub.psubscribe("orderbook:*", "trades:*", "market_data:*")
+        if isinstance(pubsub, ClusterPubSub):  # no pattern subscriptions for shard channels
+            channels = [f"{kind}:{s}" for s in symbols for kind in ("orderbook", "trades")]
+            await pubsub.ssubscribe(*channels, *(f"market_data:{s}" for s in symbols))
+            next_message: Callable[..., Awaitable[dict[str, Any] | None]]
+            next_message = pubsub.get_sharded_message
+        else:
+            await pubsub.psubscribe("orderbook:*", "trades:*", "market_data:*")
+            next_message = pubsub.get_message
         ready.set()
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            msg = await next_message(ignore_subscribe_messages=True, timeout=0.2)
             if msg is None:
                 continue
             channel = msg["channel"].decode()
@@ -47,7 +58,7 @@ async def subscribe(url: str, received: Received, ready: asyncio.Event) -> None:
                 "market_data": received.market,
             }[kind][symbol].append(payload)
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
 
 
@@ -87,7 +98,7 @@ async def running_service(
         config = service_config(sim, redis_url, symbols, **overrides)
         received = Received()
         ready = asyncio.Event()
-        subscriber = asyncio.create_task(subscribe(redis_url, received, ready))
+        subscriber = asyncio.create_task(subscribe(redis_url, received, ready, symbols))
         await asyncio.wait_for(ready.wait(), 5)
         app = App(config)
         shutdown = asyncio.Event()

@@ -30,13 +30,17 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from market_data.outputs.redis_client import Client, redis_client
 from market_data.outputs.redis_url import parse_redis_url, redact_url
 from market_data.wire.messages import (
     Channels,
@@ -279,7 +283,7 @@ class RedisSubscriber:
         password = parse_redis_url(self.redis_url).password
         backoff = _RETRY_INITIAL_S
         while not self._stop.is_set():
-            client = aioredis.from_url(
+            client = redis_client(
                 self.redis_url,
                 socket_connect_timeout=_CONNECT_TIMEOUT_S,
                 health_check_interval=10,
@@ -287,7 +291,7 @@ class RedisSubscriber:
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels)
+                next_message = await _subscribe(client, pubsub, self._channels)
                 if self._want_market_data:  # after subscribing: nothing falls in between
                     for symbol in self.symbols:
                         stored = None
@@ -303,10 +307,10 @@ class RedisSubscriber:
                     await self._beat(beat if isinstance(beat, bytes) else None)
                 backoff = _RETRY_INITIAL_S
                 while not self._stop.is_set():
-                    raw = await pubsub.get_message(timeout=_POLL_S)
+                    raw = await next_message(_POLL_S)
                     if self.publisher_events:
                         await self._check_silence()
-                    if raw is None or raw.get("type") != "message":
+                    if raw is None or raw.get("type") not in _MESSAGE_TYPES:
                         continue
                     channel = raw["channel"]
                     name = channel.decode() if isinstance(channel, bytes) else str(channel)
@@ -337,6 +341,37 @@ class RedisSubscriber:
                     async with asyncio.timeout(backoff):
                         await self._stop.wait()
                 backoff = min(backoff * 2, _RETRY_MAX_S)
+
+
+#: A channel message: classic pub/sub, or sharded (``SSUBSCRIBE``) on a cluster.
+_MESSAGE_TYPES = ("message", "smessage")
+NextMessage = Callable[[float], Awaitable[dict[str, Any] | None]]
+
+
+async def _subscribe(client: Client, pubsub: PubSub, channels: list[str]) -> NextMessage:
+    """Subscribe to ``channels``; the function that waits for the next message.
+
+    On a Redis Cluster whose servers have sharded pub/sub the service publishes
+    with SPUBLISH, so the reader sends SSUBSCRIBE, which redis-py sends to the
+    owner of each channel's slot (one node pubsub per owner) and moves when a
+    slot does. Otherwise a plain SUBSCRIBE (on a cluster, classic PUBLISH
+    reaches every node).
+    """
+    if isinstance(client, aioredis.RedisCluster):
+        await client.initialize()  # the slot map: SSUBSCRIBE is routed by it
+    if isinstance(client, aioredis.RedisCluster) and await _has_sharded_pubsub(client):
+        assert isinstance(pubsub, ClusterPubSub)
+        await pubsub.ssubscribe(*channels)
+        return lambda timeout: pubsub.get_sharded_message(timeout=timeout)
+    await pubsub.subscribe(*channels)
+    return lambda timeout: pubsub.get_message(timeout=timeout)
+
+
+async def _has_sharded_pubsub(client: aioredis.RedisCluster) -> bool:
+    info = await client.execute_command(
+        "COMMAND", "INFO", "SPUBLISH", target_nodes=aioredis.RedisCluster.RANDOM
+    )
+    return bool(info) and (not isinstance(info, dict) or any(info.values()))
 
 
 async def consume(

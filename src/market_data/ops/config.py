@@ -499,7 +499,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "symbols": _key("symbols", _check_symbols),
     "exchange_ws_url": _key("str", _url("ws", "wss")),
     "exchange_rest_url": _key("str", _url("http", "https")),
-    "redis_url": _key("str", _url("redis", "rediss")),
+    "redis_url": _key("str", _url("redis", "rediss", "redis+cluster", "rediss+cluster")),
     "order_book_depth": _key("int", _in_range(1, 1000)),
     "health_port": _key("int", _in_range(0, 65535)),
     "shm_name": _key("str", _check_shm_name),

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from types import TracebackType
 
 import hiredis
+from hiredis import ReplyError
 
 from market_data.core.backoff import backoff
 from market_data.errors import MarketDataError
@@ -78,6 +79,8 @@ class RedisSinkStats:
     #: Trades appended to their stream (``XADD trades:{SYMBOL}``), for consumers to resume.
     streamed_trades: int = 0
     errors: int = 0
+    #: Redis Cluster: commands refused for routing (MOVED, ASK, TRYAGAIN, CLUSTERDOWN), sent again.
+    redirects: int = 0
     outages: int = 0
     batches: int = 0
     connected: bool = False
@@ -113,19 +116,29 @@ def _command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(_bulk(part) for part in parts)
 
 
-def _symbol_commands(symbol: str, stream_maxlen: int) -> _SymbolCommands:
+#: Sent before a command that follows an ``ASK`` redirect (cluster slot migration).
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+def _symbol_commands(
+    symbol: str, stream_maxlen: int, publish: bytes = b"PUBLISH", prefix: bytes = b""
+) -> _SymbolCommands:
+    """The command prefixes of ``symbol``; ``publish`` may be ``SPUBLISH`` (sharded).
+
+    ``prefix`` goes before each command: ``ASKING`` for a batch sent after an ASK.
+    """
     name = symbol.upper().encode()
     # XADD trades:{SYMBOL} MAXLEN ~ N * trade <payload>: the stream shares the channel's
     # name (keys and channels are separate namespaces), trimmed approximately (cheap).
     add_trade = (
-        b"*8\r\n" + _bulk(b"XADD") + _bulk(b"trades:" + name) + _bulk(b"MAXLEN") + _bulk(b"~")
-        + _bulk(str(stream_maxlen).encode()) + _bulk(b"*") + _bulk(b"trade")
+        prefix + b"*8\r\n" + _bulk(b"XADD") + _bulk(b"trades:" + name) + _bulk(b"MAXLEN")
+        + _bulk(b"~") + _bulk(str(stream_maxlen).encode()) + _bulk(b"*") + _bulk(b"trade")
     )  # fmt: skip
     return _SymbolCommands(
-        publish_book=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"orderbook:" + name),
-        publish_market_data=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"market_data:" + name),
-        set_market_data=b"*5\r\n" + _bulk(b"SET") + _bulk(b"market_data:" + name),
-        publish_trade=b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(b"trades:" + name),
+        publish_book=prefix + b"*3\r\n" + _bulk(publish) + _bulk(b"orderbook:" + name),
+        publish_market_data=prefix + b"*3\r\n" + _bulk(publish) + _bulk(b"market_data:" + name),
+        set_market_data=prefix + b"*5\r\n" + _bulk(b"SET") + _bulk(b"market_data:" + name),
+        publish_trade=prefix + b"*3\r\n" + _bulk(publish) + _bulk(b"trades:" + name),
         add_trade=add_trade,
     )
 
@@ -156,6 +169,16 @@ class _Batch:
     heartbeat: bytes | None = None
     commands: int = 0
     acknowledged: int = 0
+    #: Every command is preceded by ASKING (a cluster slot being migrated): two replies each.
+    asking: bool = False
+
+    @property
+    def replies_expected(self) -> int:
+        return self.commands * 2 if self.asking else self.commands
+
+    @property
+    def commands_acknowledged(self) -> int:
+        return self.acknowledged // 2 if self.asking else self.acknowledged
 
 
 class _Connection:
@@ -275,6 +298,8 @@ class RedisSink:
         self._sent_books: dict[str, bytes] = {}
         self._sent_market_data: dict[str, bytes] = {}
         self._commands: dict[str, _SymbolCommands] = {}
+        #: PUBLISH, or SPUBLISH on a cluster that has sharded pub/sub.
+        self._publish_verb = b"PUBLISH"
 
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
@@ -338,7 +363,7 @@ class RedisSink:
         """None when Redis answers a PING sent through the writer's connection, else why not."""
         if not self._running:
             return "publisher not running"
-        if self._connection is None:
+        if not self._is_connected():
             return f"disconnected: {self.stats.last_error or 'connecting'}"
         waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._pings.append(waiter)
@@ -396,11 +421,9 @@ class RedisSink:
         delays: Iterator[float] | None = None
         try:
             while True:
-                if self._connection is None:
+                if not self._is_connected():
                     try:
-                        self._connection = await _Connection.open(
-                            self._endpoint, self._connect_timeout_s
-                        )
+                        await self._connect()
                     except RedisUnavailableError as exc:
                         self._record_failure(str(exc))
                         if delays is None:
@@ -410,7 +433,8 @@ class RedisSink:
                         await self._sleep_unless_closing(next(delays))
                         continue
                     delays = None
-                    self._record_connected()
+                    if not self.stats.connected:
+                        self._record_connected()
                 if not self.queue_depth and not self._pings and self._heartbeat is None:
                     if self._closing.is_set():
                         return
@@ -420,12 +444,8 @@ class RedisSink:
                 self._wake.clear()
                 batch = self._take_batch()
                 try:
-                    await self._send(self._connection, batch)
-                except asyncio.CancelledError:  # aclose() timed out mid-batch: count it as unsent
-                    self._requeue(batch)
-                    raise
+                    await self._deliver(batch)
                 except RedisUnavailableError as exc:
-                    self._requeue(batch)
                     self._fail_pings(f"disconnected: {exc}", batch.pings)
                     await self._drop_connection()
                     self._record_failure(str(exc))
@@ -433,6 +453,28 @@ class RedisSink:
             self._running = False
             await self._drop_connection()
             self.stats.connected = False
+
+    # -- where commands go: one server here, one per hash slot owner in a cluster ---
+
+    def _is_connected(self) -> bool:
+        return self._connection is not None
+
+    async def _connect(self) -> None:
+        """Open the connection (raises :class:`RedisUnavailableError`)."""
+        self._connection = await _Connection.open(self._endpoint, self._connect_timeout_s)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        """Send ``batch``; whatever was not acknowledged is queued again before raising."""
+        assert self._connection is not None
+        try:
+            await self._send(self._connection, batch)
+        except BaseException:  # also aclose() timing out mid-batch: count it as unsent
+            self._requeue(batch)
+            raise
+
+    def _retry_replies(self, replies: list[object], errors: list[int]) -> set[int]:
+        """Indices of refused commands worth sending again (routing errors in a cluster)."""
+        return set()
 
     # -- writer internals ------------------------------------------------------
 
@@ -453,14 +495,19 @@ class RedisSink:
     def _commands_for(self, symbol: str) -> _SymbolCommands:
         commands = self._commands.get(symbol)
         if commands is None:
-            commands = self._commands[symbol] = _symbol_commands(symbol, self._stream_maxlen)
+            commands = self._commands[symbol] = _symbol_commands(
+                symbol, self._stream_maxlen, self._publish_verb
+            )
         return commands
+
+    def _asking_commands_for(self, symbol: str) -> _SymbolCommands:
+        return _symbol_commands(symbol, self._stream_maxlen, self._publish_verb, ASKING)
 
     def _encode(self, batch: _Batch) -> bytes:
         """RESP for the batch, in this order: trades, books, market data (PUBLISH, SET), pings."""
         parts: list[bytes] = []
         append = parts.append
-        commands_for = self._commands_for
+        commands_for = self._asking_commands_for if batch.asking else self._commands_for
         streamed = self._per_trade == 2
         for symbol, payload in batch.trades:
             commands = commands_for(symbol)
@@ -493,7 +540,7 @@ class RedisSink:
             append(b"\r\n")
             append(ttl_suffix)
         if batch.heartbeat is not None:  # never re-sent after a failure: the next beat is due
-            append(_command(b"PUBLISH", HEARTBEAT_KEY, batch.heartbeat))
+            append(_command(self._publish_verb, HEARTBEAT_KEY, batch.heartbeat))
             append(_command(b"SET", HEARTBEAT_KEY, batch.heartbeat, b"PX", HEARTBEAT_TTL_MS))
         ping = _command(b"PING")
         for _ in batch.pings:
@@ -512,12 +559,21 @@ class RedisSink:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._io_timeout_s):
-                replies = await connection.exchange(request, batch.commands, batch)
+                replies = await connection.exchange(request, batch.replies_expected, batch)
         except TimeoutError:
             raise RedisUnavailableError("timed out") from None
         self.stats.last_batch_latency_s = time.perf_counter() - started
         self.stats.last_batch_commands = batch.commands
         self.stats.batches += 1
+        if batch.asking:  # drop ASKING's +OK before each command
+            replies = replies[1::2]
+        errors = [index for index, reply in enumerate(replies) if isinstance(reply, ReplyError)]
+        if errors:
+            retry = self._retry_replies(replies, errors)
+            if retry:  # sent again in a later round, not counted as published now
+                batch, replies, again = _partition(batch, replies, retry, self._per_trade)
+                self._requeue(again)
+                errors = [i for i, reply in enumerate(replies) if isinstance(reply, ReplyError)]
         stats = self.stats
         stats.published_trades += len(batch.trades)
         stats.published_books += len(batch.books)
@@ -526,13 +582,13 @@ class RedisSink:
         self._sent_market_data.update(batch.market_data)
         self._count_unheard(batch, replies)
         first_ping = batch.commands - len(batch.pings)
-        for index, reply in enumerate(replies):
-            if isinstance(reply, hiredis.ReplyError):
-                self._record_reply_error(str(reply))
-                if index >= first_ping:
-                    waiter = batch.pings[index - first_ping]
-                    if not waiter.done():
-                        waiter.set_result(str(reply))
+        for index in errors:
+            reply = replies[index]
+            self._record_reply_error(str(reply))
+            if index >= first_ping:
+                waiter = batch.pings[index - first_ping]
+                if not waiter.done():
+                    waiter.set_result(str(reply))
         for waiter in batch.pings:
             if not waiter.done():
                 waiter.set_result(None)
@@ -562,7 +618,7 @@ class RedisSink:
         A trade whose PUBLISH was acknowledged but not its XADD is sent again whole:
         consumers dedupe on ``trade_id`` (at-least-once, as documented).
         """
-        acked = batch.acknowledged
+        acked = batch.commands_acknowledged
         per_trade = self._per_trade
         unacked_trades = list(batch.trades)[acked // per_trade :]
         position = len(batch.trades) * per_trade
@@ -667,3 +723,42 @@ class RedisSink:
         if message not in self._logged_reply_errors and len(self._logged_reply_errors) < 100:
             self._logged_reply_errors.add(message)
             logger.warning("Redis at %s refused a command: %s", self._shown_url, message)
+
+
+def _partition(
+    batch: _Batch, replies: list[object], again: set[int], per_trade: int
+) -> tuple[_Batch, list[object], _Batch]:
+    """Split a sent batch into what was done and what to send again (reply indices ``again``).
+
+    Replies follow the batch's order: trades (``per_trade`` each), books, market
+    data (PUBLISH and SET), the heartbeat (two), pings. An item is sent again
+    whole when any of its commands is to be; a heartbeat never is.
+    """
+    done = _Batch({}, {}, deque(), batch.pings, batch.heartbeat)
+    retry = _Batch({}, {}, deque(), [])
+    kept: list[object] = []
+    position = 0
+    for trade in batch.trades:
+        end = position + per_trade
+        if again.isdisjoint(range(position, end)):
+            done.trades.append(trade)
+            kept.extend(replies[position:end])
+        else:
+            retry.trades.append(trade)
+        position = end
+    for width, source, done_items, retry_items in (
+        (1, batch.books, done.books, retry.books),
+        (2, batch.market_data, done.market_data, retry.market_data),
+    ):
+        for symbol, payload in source.items():
+            end = position + width
+            if again.isdisjoint(range(position, end)):
+                done_items[symbol] = payload
+                kept.extend(replies[position:end])
+            else:
+                retry_items[symbol] = payload
+            position = end
+    kept.extend(replies[position:])  # heartbeat and pings
+    done.commands = len(kept)
+    done.acknowledged = len(kept)
+    return done, kept, retry

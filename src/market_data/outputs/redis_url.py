@@ -3,8 +3,10 @@
 Accepts what redis-py's ``from_url`` accepts for TCP: ``redis://`` (plain) and
 ``rediss://`` (TLS), optional ``user:password@`` or ``:password@`` (percent
 decoded), a ``/db`` path and the ``ssl_cert_reqs`` / ``ssl_ca_certs`` query
-options. The password is kept out of ``repr`` and ``redact_url`` replaces it,
-so a URL can be logged or put in an error message safely.
+options. ``redis+cluster://`` and ``rediss+cluster://`` name a Redis Cluster by
+any one of its nodes (the seed); the rest of the URL means the same. The
+password is kept out of ``repr`` and ``redact_url`` replaces it, so a URL can be
+logged or put in an error message safely.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from market_data.errors import MarketDataError
 
 DEFAULT_PORT = 6379
 _REDACTED = "***"
-_SCHEMES = ("redis", "rediss")
+_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+_CLUSTER_SUFFIX = "+cluster"
 
 
 class RedisUrlError(MarketDataError):
@@ -37,6 +40,8 @@ class RedisEndpoint:
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str | None = None
+    #: The URL names a Redis Cluster node (``redis+cluster://``): route by hash slot.
+    cluster: bool = False
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context for ``rediss://``, None for plain ``redis://``."""
@@ -80,7 +85,10 @@ def parse_redis_url(url: str) -> RedisEndpoint:
     except ValueError:
         raise RedisUrlError(f"invalid Redis URL {shown}: bad port") from None
     if parts.scheme not in _SCHEMES:
-        raise RedisUrlError(f"invalid Redis URL {shown}: scheme must be redis:// or rediss://")
+        raise RedisUrlError(
+            f"invalid Redis URL {shown}: scheme must be redis://, rediss://, "
+            "redis+cluster:// or rediss+cluster://"
+        )
     if not parts.hostname:
         raise RedisUrlError(f"invalid Redis URL {shown}: no host")
     db_text = parts.path.lstrip("/")
@@ -94,6 +102,9 @@ def parse_redis_url(url: str) -> RedisEndpoint:
             db = int(query["db"])
         except ValueError as exc:
             raise RedisUrlError(f"invalid Redis URL {shown}: database must be a number") from exc
+    cluster = parts.scheme.endswith(_CLUSTER_SUFFIX)
+    if cluster and db:
+        raise RedisUrlError(f"invalid Redis URL {shown}: a Redis Cluster has database 0 only")
     cert_reqs = query.get("ssl_cert_reqs", "required").lower()
     if cert_reqs not in ("none", "optional", "required"):
         raise RedisUrlError(f"invalid Redis URL {shown}: ssl_cert_reqs={cert_reqs}")
@@ -103,7 +114,19 @@ def parse_redis_url(url: str) -> RedisEndpoint:
         db=db,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        tls=parts.scheme == "rediss",
+        tls=parts.scheme.startswith("rediss"),
         tls_verify=cert_reqs != "none",
         tls_ca_file=query.get("ssl_ca_certs"),
+        cluster=cluster,
     )
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return urlsplit(url).scheme.endswith(_CLUSTER_SUFFIX)
+
+
+def plain_url(url: str) -> str:
+    """``url`` with ``+cluster`` taken out of its scheme: what redis-py's ``from_url`` reads."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.removesuffix(_CLUSTER_SUFFIX) + sep + rest

@@ -23,7 +23,7 @@ from market_data.ops.affinity import apply_cpu_affinity
 from market_data.ops.config import Config
 from market_data.ops.http import HttpServer
 from market_data.ops.metrics import build_registry
-from market_data.outputs.redis import RedisSink
+from market_data.outputs.redis_client import redis_sink
 from market_data.outputs.redis_url import redact_url
 from market_data.outputs.shm import ShmRingWriter
 from market_data.outputs.sinks import RedisOutput, ShmOutput, Sink
@@ -41,7 +41,7 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redis = RedisSink(
+        self.redis = redis_sink(
             config.redis_url,
             max_pending_trades=config.publish_trades_max_queue,
             trade_stream_maxlen=config.trade_stream_maxlen,

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from market_data.binance.decode import (
@@ -44,6 +43,7 @@ from market_data.core.state import BookState
 from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
+from market_data.outputs.redis_client import Client, redis_client
 from market_data.outputs.sinks import HeartbeatUpdate, Sink, TradeUpdate
 from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
@@ -255,7 +255,7 @@ class MarketDataService(ListingMixin):
         held trades after it go out in order, so no trade is lost or published
         twice across the failover.
         """
-        client = aioredis.from_url(self.config.redis_url)
+        client = redis_client(self.config.redis_url)
         try:
             for symbol, state in list(self.symbols.items()):
                 last_id = 0
@@ -666,7 +666,7 @@ class MarketDataService(ListingMixin):
         return self.clock() - state.updated_at
 
 
-async def _last_streamed_trade(client: aioredis.Redis, symbol: str) -> int:
+async def _last_streamed_trade(client: Client, symbol: str) -> int:
     """The highest trade id among the newest entries of ``trades:{symbol}`` (0: none).
 
     The highest of the last 100, not just the last one: a late trade filling a gap

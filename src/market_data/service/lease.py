@@ -20,8 +20,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from market_data.outputs.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Lease:
         self._clock = clock
         self._valid_until = 0.0
         self._holding = False
-        self._client = aioredis.from_url(url, socket_timeout=lease_ms / 4000)
+        self._client = redis_client(url, socket_timeout=lease_ms / 4000)
 
     @property
     def active(self) -> bool:
