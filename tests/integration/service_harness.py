@@ -37,6 +37,7 @@ async def subscribe(
     pubsub = client.pubsub()
     try:
         if isinstance(pubsub, ClusterPubSub):  # no pattern subscriptions for shard channels
+            await client.initialize()
             channels = [f"{kind}:{s}" for s in symbols for kind in ("orderbook", "trades")]
             await pubsub.ssubscribe(*channels, *(f"market_data:{s}" for s in symbols))
             next_message: Callable[..., Awaitable[dict[str, Any] | None]]

@@ -36,9 +36,10 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterPubSub
+from redis.asyncio.cluster import ClusterNode, ClusterPubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 
 from market_data.outputs.redis_client import Client, redis_client
 from market_data.outputs.redis_url import parse_redis_url, redact_url
@@ -282,16 +283,22 @@ class RedisSubscriber:
     async def _follow(self) -> None:
         password = parse_redis_url(self.redis_url).password
         backoff = _RETRY_INITIAL_S
+        # On a cluster, every node seen so far: the URL's seed node may be the one that died.
+        known_nodes: dict[str, Any] = {}
         while not self._stop.is_set():
             client = redis_client(
                 self.redis_url,
                 socket_connect_timeout=_CONNECT_TIMEOUT_S,
                 health_check_interval=10,
                 retry=Retry(NoBackoff(), 0),  # surface failures now; this loop retries
+                **known_nodes,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 next_message = await _subscribe(client, pubsub, self._channels)
+                if isinstance(client, aioredis.RedisCluster):
+                    nodes = [ClusterNode(node.host, node.port) for node in client.get_nodes()]
+                    known_nodes = {"startup_nodes": nodes}
                 if self._want_market_data:  # after subscribing: nothing falls in between
                     for symbol in self.symbols:
                         stored = None
@@ -319,7 +326,7 @@ class RedisSubscriber:
                         continue
                     for message in self.decode(name, raw["data"]):
                         await self._put(message)
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except (redis.exceptions.RedisError, RedisClusterException, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc}".strip()
                 if password:
                     reason = reason.replace(password, "***")

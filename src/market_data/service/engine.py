@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from market_data.binance.decode import (
     DecodeError,
@@ -43,7 +43,7 @@ from market_data.core.state import BookState
 from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
-from market_data.outputs.redis_client import Client, redis_client
+from market_data.outputs.redis_client import Client
 from market_data.outputs.sinks import HeartbeatUpdate, Sink, TradeUpdate
 from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
@@ -255,7 +255,9 @@ class MarketDataService(ListingMixin):
         held trades after it go out in order, so no trade is lost or published
         twice across the failover.
         """
-        client = redis_client(self.config.redis_url)
+        # The lease's own client: long-lived, it knows every node of a cluster by now.
+        assert self.lease is not None
+        client = self.lease.client
         try:
             for symbol, state in list(self.symbols.items()):
                 last_id = 0
@@ -270,7 +272,6 @@ class MarketDataService(ListingMixin):
                 self.publisher.mark(state)
         finally:
             self._resuming.clear()
-            await client.aclose()
             self._tasks.pop("ha-takeover", None)
 
     def _start_backfill(self, state: SymbolState) -> None:
@@ -674,7 +675,7 @@ async def _last_streamed_trade(client: Client, symbol: str) -> int:
     """
     try:
         entries = await client.xrevrange(f"trades:{symbol}", count=100)
-    except RedisError:
+    except (RedisError, RedisClusterException, OSError):
         return 0
     highest = 0
     for _, fields in entries or ():

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from market_data.outputs.redis_client import redis_client
 
@@ -65,7 +65,7 @@ class Lease:
         self._clock = clock
         self._valid_until = 0.0
         self._holding = False
-        self._client = redis_client(url, socket_timeout=lease_ms / 4000)
+        self.client = redis_client(url, socket_timeout=lease_ms / 4000)
 
     @property
     def active(self) -> bool:
@@ -95,16 +95,16 @@ class Lease:
         sent_at = self._clock()
         try:
             if self._holding:
-                renewed = await self._client.eval(_RENEW, 1, self.key, self.token, self.lease_ms)
+                renewed = await self.client.eval(_RENEW, 1, self.key, self.token, self.lease_ms)
                 if renewed:
                     self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
                 else:
                     log.warning("ha %s: the lease was lost: standing by", self.group)
                     self._holding = False
                 return
-            won = await self._client.set(self.key, self.token, nx=True, px=self.lease_ms)
+            won = await self.client.set(self.key, self.token, nx=True, px=self.lease_ms)
             if won:
-                self.epoch = int(await self._client.incr(self.epoch_key))
+                self.epoch = int(await self.client.incr(self.epoch_key))
                 self._holding = True
                 self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
                 log.warning(
@@ -113,7 +113,7 @@ class Lease:
                     self.epoch,
                     extra={"epoch": self.epoch},
                 )
-        except (RedisError, OSError) as exc:  # the gate closes by itself at _valid_until
+        except (RedisError, RedisClusterException, OSError) as exc:  # the gate closes itself
             log.debug("ha %s: lease request failed: %s", self.group, exc)
 
     async def _release(self) -> None:
@@ -121,8 +121,8 @@ class Lease:
             self._holding = False
             try:
                 await asyncio.wait_for(
-                    self._client.eval(_RELEASE, 1, self.key, self.token), self.lease_ms / 1000
+                    self.client.eval(_RELEASE, 1, self.key, self.token), self.lease_ms / 1000
                 )
-            except (RedisError, OSError, TimeoutError):
+            except (RedisError, RedisClusterException, OSError, TimeoutError):
                 pass
-        await self._client.aclose()
+        await self.client.aclose()
