@@ -365,6 +365,12 @@ class ServiceCollector(Collector):
             "redis_errors", "Redis connection failures and refused commands", value=stats.errors
         )
         yield CounterMetricFamily("redis_outages", "Redis outages begun", value=stats.outages)
+        yield CounterMetricFamily(
+            "redis_cluster_redirects",
+            "Redis Cluster: commands refused for routing (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) "
+            "and sent again",
+            value=stats.redirects,
+        )
         yield GaugeMetricFamily(
             "redis_connected", "1 while the publisher holds a connection", value=int(sink.connected)
         )
