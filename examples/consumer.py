@@ -16,22 +16,37 @@ import asyncio
 import signal
 import sys
 
-import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterPubSub
 
 from market_data.client.watch import watch
+from market_data.outputs.redis_client import redis_client
 from market_data.outputs.redis_url import redact_url
 
 
 async def print_raw(redis_url: str, symbol: str, stop: asyncio.Event) -> None:
-    """All a consumer needs without the view: subscribe and decode JSON."""
-    client = redis.from_url(redis_url)
-    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.subscribe(f"orderbook:{symbol}", f"market_data:{symbol}", f"trades:{symbol}")
+    """All a consumer needs without the view: subscribe and decode JSON.
+
+    On a Redis Cluster (``redis+cluster://``) the service publishes with SPUBLISH,
+    so this reads with SSUBSCRIBE, which redis-py sends to each channel's shard.
+    """
+    client = redis_client(redis_url)
+    channels = (f"orderbook:{symbol}", f"market_data:{symbol}", f"trades:{symbol}")
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    if isinstance(pubsub, ClusterPubSub):
+        await client.initialize()  # the slot map routes each SSUBSCRIBE
+        await pubsub.ssubscribe(*channels)
+        next_message = pubsub.get_sharded_message
+    else:
+        await pubsub.subscribe(*channels)
+        next_message = pubsub.get_message  # type: ignore[assignment]
+    try:
         while not stop.is_set():
-            message = await pubsub.get_message(timeout=0.5)
+            message = await next_message(timeout=0.5)
             if message is not None:  # data is JSON: json.loads(message["data"])
                 print(message["channel"].decode(), message["data"].decode(), flush=True)
-    await client.aclose()
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
 
 
 async def main() -> int:

@@ -1,6 +1,7 @@
 """examples/consumer.py as a user runs it: a subprocess against a real redis-server."""
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -10,7 +11,9 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from market_data.core.state import BookState
+from market_data.embedded_cluster import EmbeddedCluster
 from market_data.embedded_redis import EmbeddedRedis
+from market_data.outputs.redis_cluster import RedisClusterSink
 from market_data.wire.payloads import orderbook_payload, trade_payload
 
 CONSUMER = Path(__file__).resolve().parents[1] / "examples" / "consumer.py"
@@ -108,5 +111,27 @@ async def test_view_mode_prints_plain_lines_when_not_on_a_terminal(
             while b"| live |" not in (line := await proc.stdout.readline()):
                 assert line, "the consumer exited early"
         assert "bid 64000.5 ask 64001" in line.decode()
+        returncode, stderr = await stop_with_sigint(proc)
+    assert returncode == 0, stderr.decode()
+
+
+async def test_raw_mode_reads_a_cluster_with_sharded_pub_sub(
+    redis_cluster: EmbeddedCluster,
+) -> None:
+    payload = b'{"symbol":"ETHUSDT","trade_id":7}'
+    async with (
+        consumer("--raw", "--redis-url", redis_cluster.url, "--symbol", "ETHUSDT") as proc,
+        RedisClusterSink(redis_cluster.url) as sink,
+    ):
+        assert proc.stdout is not None
+        line = b""
+        async with asyncio.timeout(20):
+            while not line:  # published until the consumer has subscribed and prints it
+                sink.publish_trade("ETHUSDT", payload)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.3):
+                        line = await proc.stdout.readline()
+        assert sink.sharded is True  # so the line came through SSUBSCRIBE
+        assert line.decode().rstrip("\n") == f"trades:ETHUSDT {payload.decode()}"
         returncode, stderr = await stop_with_sigint(proc)
     assert returncode == 0, stderr.decode()
