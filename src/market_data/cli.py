@@ -144,6 +144,7 @@ _BENCHES: dict[str, str] = {
     "rot": "depth-cache rot: naive vs bounded vs re-based books, accelerated",
     "lines": "one feed line vs two (A/B): latency under jitter, resets under kills",
     "cluster": "fan-out to N subscribers: one Valkey server vs a 3-shard cluster",
+    "failover": "kill -9 of the publisher: active/standby takeover vs a plain restart",
 }
 
 

@@ -1,12 +1,13 @@
 """Run the whole service in-process against the simulator and a real Redis."""
 
+__all__ = ["Received", "book_matches_truth", "running_service", "subscribe"]
+
 import asyncio
 import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from redis.asyncio.cluster import ClusterPubSub
@@ -14,6 +15,7 @@ from redis.asyncio.cluster import ClusterPubSub
 from market_data.outputs.redis_client import redis_client
 from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
+from market_data.sim.truth import book_matches_truth
 from tests.support import service_config
 
 
@@ -61,23 +63,6 @@ async def subscribe(
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
-
-
-def book_matches_truth(sim: SimExchange, payload: dict[str, Any], depth: int = 20) -> str | None:
-    """None when the published top ``depth`` levels equal the simulator's book at that id."""
-    bids, asks = sim.market.true_book(payload["symbol"], payload["last_update_id"])
-    for side, published, truth in (
-        ("bids", payload["bids"], bids),
-        ("asks", payload["asks"], asks),
-    ):
-        if len(published) != min(depth, len(truth)):
-            return f"{payload['symbol']} {side}: {len(published)} levels, expected {depth}"
-        got = [(Decimal(p), Decimal(repr(q))) for p, q in published.items()]
-        want = [(Decimal(p), Decimal(q)) for p, q in truth[:depth]]
-        if got != want:
-            where = f"{payload['symbol']} {side} at u={payload['last_update_id']}"
-            return f"{where}: {got[:3]} != {want[:3]}"
-    return None
 
 
 @contextlib.asynccontextmanager
