@@ -139,3 +139,51 @@ async def test_a_dead_or_frozen_active_hands_over_without_losing_a_trade(
                 await asyncio.wait_for(process.wait(), 20)
             subscriber.cancel()
             await asyncio.gather(subscriber, return_exceptions=True)
+
+
+async def test_a_redis_restart_under_a_pair_leaves_one_active_with_a_higher_epoch(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    async with SimExchange(SimConfig(["BTCUSDT"], diff_rate_hz=20, trade_rate_hz=20)) as sim:
+        processes, ports = await _pair(redis_server, tmp_path, sim)
+        try:
+            async with asyncio.timeout(30):
+                while sorted(map(str, await _roles(ports))) != ["active", "standby"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            before = Received()
+            ready = asyncio.Event()
+            first = asyncio.create_task(subscribe(redis_server.url, before, ready))
+            await asyncio.wait_for(ready.wait(), 5)
+            await wait_for(lambda: len(before.trades["BTCUSDT"]) > 10, what="trades")
+            old_epoch = before.trades["BTCUSDT"][-1]["epoch"]
+            redis_server.kill()  # longer than the lease: neither may publish meanwhile
+            await asyncio.gather(first, return_exceptions=True)
+            await asyncio.sleep(2.5)
+            assert await _roles(ports) == ["standby", "standby"]  # the gate closed on both
+            redis_server.restart()  # empty: no lease, no epoch, no streams
+            after = Received()
+            ready = asyncio.Event()
+            second = asyncio.create_task(subscribe(redis_server.url, after, ready))
+            await asyncio.wait_for(ready.wait(), 5)
+            async with asyncio.timeout(15):
+                while sorted(map(str, await _roles(ports))) != ["active", "standby"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            await wait_for(lambda: len(after.trades["BTCUSDT"]) > 20, what="trades after")
+            second.cancel()
+            await asyncio.gather(second, return_exceptions=True)
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                await asyncio.wait_for(process.wait(), 20)
+    trades = after.trades["BTCUSDT"]
+    epochs = {t["epoch"] for t in trades}
+    assert min(epochs) > old_epoch  # a Redis restarted empty does not reset the epoch
+    assert len(epochs) == 1  # one publisher after the restart
+    ids = [t["trade_id"] for t in trades]
+    assert ids == sorted(set(ids))  # in order, none twice
+    books = [b for b in after.books["BTCUSDT"] if b["state"] == "live"]
+    assert books and all(b["epoch"] in epochs for b in books)
+    problems = [p for b in books[-20:] if (p := book_matches_truth(sim, b))]
+    assert not problems, problems[:2]

@@ -3,7 +3,8 @@
 Every instance keeps its books live from its own feed; only the lease holder
 publishes. The lease is ``SET ha:{group}:lease <token> NX PX <lease_ms>``,
 renewed every quarter of ``lease_ms`` by a compare-and-renew script; winning
-it takes a new fencing epoch from ``INCR ha:{group}:epoch``.
+it takes a new fencing epoch from ``INCR ha:{group}:epoch``, never at or below
+one the instance has already seen there (a Redis restarted empty counts on).
 
 Never two publishers: the holder counts its lease as valid only until
 ``lease_ms * VALID_FRACTION`` after it *sent* the request that set or renewed
@@ -15,6 +16,7 @@ publication. A standby takes over once the lease expires (``lease_ms``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -35,6 +37,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+# The next fencing epoch, never at or below one this instance has seen: a Redis that
+# restarted empty (or failed over to a replica that missed the last INCR) would
+# otherwise count from 1 again, and readers would drop the new active's messages.
+_NEXT_EPOCH = """
+local epoch = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if epoch <= floor then
+  epoch = floor + 1
+  redis.call('SET', KEYS[1], epoch)
+end
+return epoch
 """
 # Give it up only if it is still ours (a clean stop: the standby takes over at once).
 _RELEASE = """
@@ -62,6 +76,8 @@ class Lease:
         self.epoch_key = f"ha:{group}:epoch"
         self.token = uuid.uuid4().hex
         self.epoch = 0
+        #: The highest epoch seen in Redis, read while standing by.
+        self.known_epoch = 0
         self._clock = clock
         self._valid_until = 0.0
         self._holding = False
@@ -103,16 +119,23 @@ class Lease:
                     self._holding = False
                 return
             won = await self.client.set(self.key, self.token, nx=True, px=self.lease_ms)
-            if won:
-                self.epoch = int(await self.client.incr(self.epoch_key))
-                self._holding = True
-                self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
-                log.warning(
-                    "ha %s: lease taken, epoch %d: this instance publishes",
-                    self.group,
-                    self.epoch,
-                    extra={"epoch": self.epoch},
-                )
+            if not won:
+                seen = await self.client.get(self.epoch_key)
+                with contextlib.suppress(TypeError, ValueError):
+                    self.known_epoch = max(self.known_epoch, int(seen or 0))
+                return
+            self.epoch = int(
+                await self.client.eval(_NEXT_EPOCH, 1, self.epoch_key, self.known_epoch)
+            )
+            self.known_epoch = self.epoch
+            self._holding = True
+            self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
+            log.warning(
+                "ha %s: lease taken, epoch %d: this instance publishes",
+                self.group,
+                self.epoch,
+                extra={"epoch": self.epoch},
+            )
         except (RedisError, RedisClusterException, OSError) as exc:  # the gate closes itself
             log.debug("ha %s: lease request failed: %s", self.group, exc)
 
