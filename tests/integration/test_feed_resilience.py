@@ -24,22 +24,32 @@ async def test_silent_stream_is_reconnected_by_the_watchdog(redis_server: Embedd
     assert not problems
 
 
-async def test_connections_rotate_before_their_maximum_age(redis_server: EmbeddedRedis) -> None:
-    async with running_service(redis_server.url, ("BTCUSDT",), connection_max_age_s=1.0) as (
-        app,
-        sim,
-        received,
-    ):
+async def test_rotation_is_make_before_break_with_no_gap(redis_server: EmbeddedRedis) -> None:
+    sim_config = SimConfig(symbols=["BTCUSDT", "ETHUSDT"], diff_rate_hz=40, trade_rate_hz=20)
+    async with running_service(
+        redis_server.url, ("BTCUSDT", "ETHUSDT"), sim_config=sim_config, connection_max_age_s=1.0
+    ) as (app, sim, received):
         service = app.service
         await wait_for(
-            lambda: bool(service.connections) and all(c.connects >= 3 for c in service.connections),
-            within=8,
+            lambda: (
+                bool(service.connections) and all(c.handovers >= 4 for c in service.connections)
+            ),
+            within=15,
             what="rotations",
         )
-        await wait_for(lambda: service.symbols["BTCUSDT"].state is BookState.LIVE, what="live")
-        assert service.counters.resets["reconnect"] >= 2
-    problems = [p for b in received.live_books("BTCUSDT") if (p := book_matches_truth(sim, b))]
-    assert not problems and len(received.live_books("BTCUSDT")) > 10
+        # Every connection was replaced four times and never dropped: no reset, no snapshot.
+        assert all(c.connects == 1 and c.disconnects == 0 for c in service.connections)
+        assert sum(service.counters.resets.values()) == 0
+        assert all(s.state is BookState.LIVE for s in service.symbols.values())
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        books = received.books[symbol]
+        first_live = next(i for i, b in enumerate(books) if b["initialized"])
+        # Live from the first live book to shutdown's last one: never a non-live one between.
+        assert all(b["initialized"] for b in books[first_live:-1]), symbol
+        problems = [p for b in received.live_books(symbol) if (p := book_matches_truth(sim, b))]
+        assert not problems, problems[:2]
+        ids = [t["trade_id"] for t in received.trades[symbol]]
+        assert ids == list(range(ids[0], ids[0] + len(ids))), symbol  # none lost, none twice
 
 
 async def test_server_pings_are_answered(redis_server: EmbeddedRedis) -> None:

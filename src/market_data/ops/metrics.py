@@ -170,15 +170,22 @@ class ServiceCollector(Collector):
         connects = CounterMetricFamily(
             "websocket_connects", "Successful connections opened", labels=["connection"]
         )
+        handovers = CounterMetricFamily(
+            "websocket_rotations",
+            "Planned rotations handed over to a replacement connection without a gap",
+            labels=["connection"],
+        )
         for connection in connections:
             name = connection.plan.name
             up.add_metric([name], int(connection.connected))
             last = connection.last_message_at
             age.add_metric([name], now - last if last else math.nan)
             connects.add_metric([name], connection.connects)
+            handovers.add_metric([name], connection.handovers)
         yield up
         yield age
         yield connects
+        yield handovers
 
         per_symbol = GaugeMetricFamily(
             "websocket_connected",

@@ -3,8 +3,11 @@
 Receive, hand the frame to the handler, repeat. Around that: reconnect with
 capped exponential backoff plus jitter, a watchdog that reconnects a stream
 that went silent, and a planned rotation before the exchange's 24-hour cut.
-Pings are answered by aiohttp (autoping). Every disconnect is reported to the
-handler, which treats it as a gap: the stream does not replay missed events.
+The rotation is make-before-break: the replacement connection is opened and
+delivering before the old one closes, and the handover is exact
+(``service/handover.py``), so it is no gap. Pings are answered by aiohttp
+(autoping). Every other disconnect is reported to the handler, which treats it
+as a gap: the stream does not replay missed events.
 """
 
 import asyncio
@@ -18,12 +21,15 @@ import aiohttp
 
 from market_data.binance.streams import StreamPlan
 from market_data.core.backoff import backoff
+from market_data.service.handover import HandoverTracker
 
 log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_S = 2.0  # how long a close handshake may take before the socket is dropped
 #: How long the WebSocket upgrade may take (TCP connect included) before a retry.
 HANDSHAKE_TIMEOUT_S = 10.0
+#: How long a rotation waits for the old connection to catch up with the new one.
+HANDOVER_MAX_S = 5.0
 
 
 class FeedHandler(Protocol):
@@ -64,6 +70,12 @@ class FeedConnection:
         self.disconnects = 0
         self.last_message_at = 0.0
         self.last_disconnect_reason = ""
+        #: Rotations handed over without a gap (make-before-break).
+        self.handovers = 0
+        self._handover: HandoverTracker | None = None
+        #: Why the current session is ending, set by whoever ends it (watchdog, rotation).
+        self._end: tuple[str, str] | None = None
+        self._replacement: aiohttp.ClientWebSocketResponse | None = None
 
     async def run(self) -> None:
         """Connect, read, reconnect: forever, until the task is cancelled."""
@@ -97,23 +109,8 @@ class FeedConnection:
         """One connection's life; returns why it ended."""
         plan = self.plan
         try:
+            ws = await self._connect()
             try:
-                # aiohttp bounds the upgrade only by the session's 300 s: a server that
-                # accepts TCP and never answers the upgrade would hang the line silently.
-                async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                    opened = await self.session.ws_connect(
-                        plan.url,
-                        autoping=True,
-                        heartbeat=None,
-                        max_msg_size=16 << 20,
-                        compress=0,
-                        timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT_S),
-                    )
-            except TimeoutError:
-                raise TimeoutError(
-                    f"no WebSocket handshake from {plan.url} within {HANDSHAKE_TIMEOUT_S:g}s"
-                ) from None
-            async with opened as ws:
                 self._opened_at = self.clock()
                 self.connected = True
                 self.connects += 1
@@ -126,9 +123,14 @@ class FeedConnection:
                 )
                 self.handler.on_connected(plan)
                 try:
-                    return await self._read(ws)
+                    while (reason := await self._read(ws)) == "handover":
+                        ws = await self._hand_over(ws)
+                    return reason
                 finally:
                     self._lost()
+            finally:
+                await ws.close()
+                await self._drop_replacement()
         except asyncio.CancelledError:
             raise
         except aiohttp.WSServerHandshakeError as exc:
@@ -151,6 +153,96 @@ class FeedConnection:
             log.exception("feed %s: internal error; reconnecting", plan.name)
             return "internal error"
 
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        # aiohttp bounds the upgrade only by the session's 300 s: a server that
+        # accepts TCP and never answers the upgrade would hang the line silently.
+        url = self.plan.url
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                return await self.session.ws_connect(
+                    url,
+                    autoping=True,
+                    heartbeat=None,
+                    max_msg_size=16 << 20,
+                    compress=0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT_S),
+                )
+        except TimeoutError:
+            raise TimeoutError(
+                f"no WebSocket handshake from {url} within {HANDSHAKE_TIMEOUT_S:g}s"
+            ) from None
+
+    async def _replace(self, old: aiohttp.ClientWebSocketResponse) -> None:
+        """Open the replacement, hold its frames until the old one caught up, then end the old.
+
+        If the replacement cannot be had, the old one is closed anyway (a plain
+        reconnect, a gap): it would be cut by the exchange soon.
+        """
+        tracker = self._handover = HandoverTracker()  # before the new one subscribes
+        name = self.plan.name
+        try:
+            new = await self._connect()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self._handover = None
+            self._end = ("rotation", f"rotation: no replacement ({describe_connect_error(exc)})")
+            await old.close()
+            return
+        self._replacement = new
+        deadline = self.clock() + HANDOVER_MAX_S
+        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        while not tracker.ready():
+            left = deadline - self.clock()
+            if left <= 0:
+                log.warning(
+                    "feed %s: rotation: the old connection did not catch up within %gs on %s",
+                    name,
+                    HANDOVER_MAX_S,
+                    ", ".join(tracker.behind()[:5]) or "no frame on the new one",
+                    extra={"connection": name},
+                )
+                break
+            try:
+                msg = await new.receive(timeout=left)
+            except TimeoutError:
+                continue
+            if msg.type is text or msg.type is binary:
+                tracker.on_new(msg.data)
+            else:  # the replacement broke: keep the old one, try again at the next check
+                await self._drop_replacement()
+                self._handover = None
+                return
+        self._end = ("handover", "rotated: the replacement connection took over")
+        await old.close()
+
+    async def _hand_over(
+        self, old: aiohttp.ClientWebSocketResponse
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Continue on the replacement: its held frames first, in order."""
+        await old.close()
+        new, tracker = self._replacement, self._handover
+        assert new is not None and tracker is not None
+        self._replacement, self._handover = None, None
+        on_frame = self.handler.on_frame
+        for raw in tracker.held:
+            if self.plan.line:
+                on_frame(raw, line=self.plan.line)
+            else:
+                on_frame(raw)
+        self._opened_at = self.last_message_at = self.clock()
+        self.handovers += 1
+        log.info(
+            "feed %s: rotated without a gap (%d frames handed over)",
+            self.plan.name,
+            len(tracker.held),
+            extra={"connection": self.plan.name},
+        )
+        return new
+
+    async def _drop_replacement(self) -> None:
+        replacement, self._replacement = self._replacement, None
+        if replacement is not None:
+            await replacement.close()
+
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         """Receive until the connection ends; the watchdog ends silent or old ones.
 
@@ -163,7 +255,7 @@ class FeedConnection:
             on_frame = functools.partial(on_frame, line=self.plan.line)
         clock = self.clock
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
-        self._end: tuple[str, str] | None = None
+        self._end = None
         watchdog = asyncio.create_task(self._watch(ws), name=f"watchdog-{self.plan.name}")
         try:
             while True:
@@ -172,6 +264,8 @@ class FeedConnection:
                 if kind is text or kind is binary:
                     self.last_message_at = clock()
                     on_frame(msg.data)
+                    if self._handover is not None:  # rotating: what the old one delivered
+                        self._handover.on_old(msg.data)
                 elif self._end is not None:
                     return self._ended(*self._end)
                 elif kind is aiohttp.WSMsgType.ERROR:
@@ -181,27 +275,36 @@ class FeedConnection:
         finally:
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)
+            if self._end is None or self._end[0] != "handover":
+                self._handover = None
 
     async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Close the connection when it went silent or reached its maximum age."""
+        """Close the connection when it went silent; replace it when it reached its age."""
         silence = self.silence_timeout_s
         deadline = self._opened_at + self.max_age_s
         period = max(0.05, min(1.0, silence / 4))
-        while True:
-            await asyncio.sleep(period)
-            now = self.clock()
-            if now >= deadline:
-                self._end = ("rotation", "connection rotated before the 24 h limit")
-            elif now - self.last_message_at >= silence:
-                self._end = ("silent", f"no message for {silence:g}s (watchdog)")
-            else:
-                continue
-            await ws.close()
-            return
+        replacing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(period)
+                now = self.clock()
+                if now - self.last_message_at >= silence:
+                    self._end = ("silent", f"no message for {silence:g}s (watchdog)")
+                    await ws.close()
+                    return
+                if now >= deadline and (replacing is None or replacing.done()):
+                    # Make before break; a replacement that broke is tried again here.
+                    replacing = asyncio.create_task(
+                        self._replace(ws), name=f"rotate-{self.plan.name}"
+                    )
+        finally:
+            if replacing is not None and not replacing.done():
+                replacing.cancel()
+                await asyncio.gather(replacing, return_exceptions=True)
 
     def _ended(self, reason: str, detail: str) -> str:
         self.last_disconnect_reason = detail
-        level = logging.INFO if reason == "rotation" else logging.WARNING
+        level = logging.INFO if reason in ("rotation", "handover") else logging.WARNING
         log.log(level, "feed %s: %s", self.plan.name, detail, extra={"connection": self.plan.name})
         return reason
 
