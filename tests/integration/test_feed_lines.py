@@ -48,6 +48,8 @@ async def test_a_line_killed_20_times_costs_no_reset_and_no_non_live_book(
         for line, won in zip("ab", wins, strict=True):
             assert value(metrics, "feed_line_first_arrivals_total", line=line) >= won
             assert value(metrics, "feed_line_duplicates_total", line=line) > 0
+        lags = [value(metrics, "feed_line_lag_seconds", line=line) for line in "ab"]
+        assert min(lags) == 0.0 and 0.0 <= max(lags) < 0.1  # relative to the faster line
     for symbol in SYMBOLS:
         after = received.books[symbol][first_live[symbol] :]
         while after and after[-1]["state"] != "live":  # the shutdown retires the books

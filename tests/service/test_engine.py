@@ -161,3 +161,27 @@ async def test_a_background_task_that_dies_is_logged_counted_and_restarted(
     svc.stopping = True
     await svc._stop_tasks()
     assert svc._tasks == {}
+
+
+def depth(symbol: str, pu: int, u: int, event_time_ms: int) -> bytes:
+    data = {
+        "e": "depthUpdate", "E": event_time_ms, "T": event_time_ms, "s": symbol,
+        "U": pu + 1, "u": u, "pu": pu, "b": [["100.0", "1.0"]], "a": [["101.0", "1.0"]],
+    }  # fmt: skip
+    return json.dumps({"stream": f"{symbol.lower()}@depth@100ms", "data": data}).encode()
+
+
+def test_a_line_that_delivers_later_shows_its_lag_behind_the_fastest() -> None:
+    now = [1_700_000_000.0]
+    config = Config(symbols=("BTCUSDT",), health_port=0, feed_lines=2)
+    svc = MarketDataService(config, [MemorySink()], wall_clock=lambda: now[0])
+    assert svc.counters.line_delay_ms == [pytest.approx(float("nan"), nan_ok=True)] * 2
+    for index in range(100):
+        event_ms = 1_700_000_000_000 + index * 100
+        now[0] = event_ms / 1000 + 0.005  # line a: 5 ms after the event
+        svc.on_frame(depth("BTCUSDT", index, index + 1, event_ms), line=0)
+        now[0] = event_ms / 1000 + 0.035  # line b: 35 ms after it
+        svc.on_frame(depth("BTCUSDT", index, index + 1, event_ms), line=1)
+    delay_a, delay_b = svc.counters.line_delay_ms
+    assert delay_a == pytest.approx(5.0, abs=0.5)
+    assert delay_b - delay_a == pytest.approx(30.0, abs=0.5)

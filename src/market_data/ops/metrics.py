@@ -280,7 +280,18 @@ class ServiceCollector(Collector):
             copies.add_metric(
                 [name], sum(s.sync.line_duplicates[line] for s in service.symbols.values())
             )
-        yield from (wins, copies)
+        delays = service.counters.line_delay_ms
+        known = [delay for delay in delays if delay == delay]
+        fastest = min(known) if known else math.nan
+        lag = GaugeMetricFamily(
+            "feed_line_lag_seconds",
+            "How far this line's depth events arrive behind the fastest line's (moving "
+            "average of receive time minus event time, relative to the fastest)",
+            labels=["line"],
+        )
+        for line in range(lines):
+            lag.add_metric([chr(ord("a") + line)], (delays[line] - fastest) / 1000.0)
+        yield from (wins, copies, lag)
 
     def _book_metrics(self) -> Iterator[Metric]:
         service = self.app.service

@@ -16,6 +16,7 @@ is logged, counted in ``task_restarts`` and started again.
 import asyncio
 import json
 import logging
+import math
 import ssl
 import time
 from collections import Counter, deque
@@ -64,6 +65,8 @@ PROBE_LIMIT = 5
 HEARTBEAT_S = 1.0
 #: Trades a standby keeps per symbol for a takeover to resume from.
 HELD_TRADES = 10_000
+#: Weight of each new depth event in a line's moving delay (about the last 20 events).
+LINE_DELAY_WEIGHT = 0.05
 #: Seconds market_data waits for a symbol's first 24h backfill before it is published
 #: marked incomplete.
 STATS_WAIT_S = 10.0
@@ -84,6 +87,10 @@ class ServiceCounters:
     task_restarts: Counter[str] = field(default_factory=Counter)
     audits: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: A/B lines: per line, a moving average of local receive time minus the exchange's
+    #: event time (ms). The clocks' offset is the same for every line, so the
+    #: differences between lines are how far each one lags the fastest.
+    line_delay_ms: list[float] = field(default_factory=list)
 
 
 class MarketDataService(ListingMixin):
@@ -112,7 +119,8 @@ class MarketDataService(ListingMixin):
         self.skipped: dict[str, str] = {}
         #: The exchange's listing (empty until exchangeInfo answered).
         self.instruments: dict[str, Instrument] = {}
-        self.counters = ServiceCounters()
+        self.counters = ServiceCounters(line_delay_ms=[math.nan] * config.feed_lines)
+        self._several_lines = config.feed_lines > 1
         self.publisher = Publisher(
             sinks,
             depth=config.order_book_depth,
@@ -390,6 +398,8 @@ class MarketDataService(ListingMixin):
             return
         if frame[0] is StreamKind.DIFF_DEPTH:
             counters.by_type["depth"] += 1
+            if self._several_lines:
+                self._line_delay(line, frame[1].E)
             book = state.book
             if book.on_diff(frame[1], line) and not state.dirty:
                 self.publisher.mark(state)
@@ -410,6 +420,12 @@ class MarketDataService(ListingMixin):
         else:
             counters.by_type["book_ticker"] += 1
         counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
+
+    def _line_delay(self, line: int, event_time_ms: int) -> None:
+        delays = self.counters.line_delay_ms
+        delay = self.wall_clock() * 1000.0 - event_time_ms
+        last = delays[line]
+        delays[line] = delay if last != last else last + LINE_DELAY_WEIGHT * (delay - last)
 
     def on_connected(self, plan: StreamPlan) -> None:
         """A line is up: it may carry the chain again (one line: the first event syncs)."""
