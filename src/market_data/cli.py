@@ -145,6 +145,7 @@ _BENCHES: dict[str, str] = {
     "lines": "one feed line vs two (A/B): latency under jitter, resets under kills",
     "cluster": "fan-out to N subscribers: one Valkey server vs a 3-shard cluster",
     "failover": "kill -9 of the publisher: active/standby takeover vs a plain restart",
+    "soak": "1,000 forced disconnects of a feed line: RSS, fds, tasks vs an undisturbed run",
 }
 
 

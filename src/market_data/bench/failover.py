@@ -23,22 +23,16 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
-import signal
 import statistics
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from market_data.embedded_redis import EmbeddedRedis, _free_port
+from market_data.bench.processes import ServiceProcess
+from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig, SimExchange
 from market_data.sim.truth import book_matches_truth
 
@@ -70,62 +64,16 @@ async def _subscribe(url: str, seen: Seen, ready: asyncio.Event) -> None:
         await client.aclose()
 
 
-def _role(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        body = error.read()
-    except OSError:
+async def _role(instance: ServiceProcess) -> str | None:
+    answer = await instance.get("/ready")
+    if answer is None:
         return None
-    ha = json.loads(body)["checks"].get("ha")
+    ha = json.loads(answer[1])["checks"].get("ha")
     return None if ha is None else str(ha["role"])
 
 
-class Instance:
-    """One ``market-data run`` process, started again on the same port after a kill."""
-
-    def __init__(self, sim: SimExchange, redis_url: str, ha_group: str, lease_ms: int) -> None:
-        self.port = _free_port()
-        self._env = {
-            **os.environ,
-            "MARKET_DATA_SYMBOLS": SYMBOL,
-            "MARKET_DATA_EXCHANGE_WS_URL": sim.ws_base_url,
-            "MARKET_DATA_EXCHANGE_REST_URL": sim.rest_base_url,
-            "MARKET_DATA_REDIS_URL": redis_url,
-            "MARKET_DATA_HEALTH_PORT": str(self.port),
-            "MARKET_DATA_HTTP_HOST": "127.0.0.1",
-            "MARKET_DATA_SHM_ENABLED": "false",
-            "MARKET_DATA_HA_GROUP": ha_group,
-            "MARKET_DATA_HA_LEASE_MS": str(lease_ms),
-            "MARKET_DATA_RECONNECT_DELAY_MS": "50",
-            "MARKET_DATA_MAX_RECONNECT_DELAY_MS": "500",
-        }
-        self._config = Path(tempfile.mkdtemp(prefix="market-data-failover-")) / "service.yaml"
-        self._config.write_text("log_json: false\n")
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "market_data.cli", "run", "--config", str(self._config),
-            env=self._env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 20)
-            except TimeoutError:
-                await self.kill()
-
-    async def role(self) -> str | None:
-        return await asyncio.to_thread(_role, self.port)
+def _instance(sim: SimExchange, url: str, ha_group: str, lease_ms: int) -> ServiceProcess:
+    return ServiceProcess(sim, url, SYMBOL, ha_group=ha_group, ha_lease_ms=lease_ms)
 
 
 async def _until(what: str, within_s: float, check: Callable[[], Awaitable[bool]]) -> None:
@@ -159,11 +107,11 @@ async def _first_after(
 async def _with_standby(
     sim: SimExchange, url: str, seen: Seen, kills: int, lease_ms: int
 ) -> list[float]:
-    pair = [Instance(sim, url, "bench", lease_ms), Instance(sim, url, "bench", lease_ms)]
+    pair = [_instance(sim, url, "bench", lease_ms), _instance(sim, url, "bench", lease_ms)]
     waits: list[float] = []
 
     async def one_active_one_standby() -> bool:
-        roles = [str(await instance.role()) for instance in pair]
+        roles = [str(await _role(instance)) for instance in pair]
         return sorted(roles) == ["active", "standby"] and len(seen.trades) > 0
 
     try:
@@ -172,7 +120,7 @@ async def _with_standby(
         for _ in range(kills):
             await _until("active/standby pair", 60, one_active_one_standby)
             await asyncio.sleep(1.0)  # the standby's books are live by now
-            roles = [await instance.role() for instance in pair]
+            roles = [await _role(instance) for instance in pair]
             victim = pair[roles.index("active")]
             old = max((trade.get("epoch", 0) for _, trade in seen.trades), default=0)
             killed_at = time.monotonic()
@@ -189,7 +137,7 @@ async def _with_standby(
 
 
 async def _restarting(sim: SimExchange, url: str, seen: Seen, restarts: int) -> list[float]:
-    alone = Instance(sim, url, "", 1000)
+    alone = _instance(sim, url, "", 1000)
     waits: list[float] = []
     try:
         await alone.start()

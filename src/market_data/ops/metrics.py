@@ -9,6 +9,7 @@ process (the tests) never collide.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -62,6 +63,15 @@ class ServiceCollector(Collector):
         )
         info.add_metric([__version__], 1)
         yield info
+        try:  # scraped from the service's own loop; none when called from elsewhere
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = 0
+        yield GaugeMetricFamily(
+            "asyncio_tasks",
+            "Tasks alive in the service's event loop (a leak shows here)",
+            value=tasks,
+        )
 
         if self.ready is not None:
             yield GaugeMetricFamily(
