@@ -172,6 +172,7 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "unknown_symbols": "skip",
         "symbols_quote_asset": "USDC",
         "ha_group": "desk-a",
+        "ui_token": "view-token-1",
     }
     if key == "exchange_ca_file":
         pem = tmp_path / "ca.pem"
@@ -187,6 +188,14 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
     config = load_config(write(tmp_path, ""), env={ENV_PREFIX + key.upper(): text})
     assert value != default
     assert getattr(config, key) == value
+
+
+def test_ui_token_is_checked_and_never_printed() -> None:
+    with pytest.raises(ConfigError, match="ui_token: must be empty"):
+        Config(ui_token="short")
+    config = Config(ui_token="view-token-1")
+    assert config.describe()["ui_token"] == "***"
+    assert "view-token-1" not in repr(config)
 
 
 # --- validation messages ------------------------------------------------------------------

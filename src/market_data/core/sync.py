@@ -227,6 +227,8 @@ class DepthSync:
         self.stale = 0
         self.gaps = 0
         self.resets = 0
+        #: Why the book was last discarded ("" before any reset): shown by the web view.
+        self.last_reset_reason = ""
         self.crossed = 0
         self.overflows = 0
         self.snapshots_requested = 0
@@ -667,6 +669,7 @@ class DepthSync:
     def _reset(self, reason: str, restart_from: DepthDiff | None) -> None:
         """Discard the book; keep buffering from ``restart_from`` if given."""
         self.resets += 1
+        self.last_reset_reason = reason
         self.book.clear()
         self._buffer.clear()
         self._rebase = None

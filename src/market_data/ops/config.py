@@ -75,6 +75,7 @@ class Config:
     ready_max_book_age_s: float = 10.0
     http_host: str = "0.0.0.0"
     cors_allow_origin: str = "*"
+    ui_token: str = ""
     publish_trades_max_queue: int = 10_000
     partial_depth_levels: int = 20
     cpu_affinity: tuple[int, ...] = ()
@@ -140,6 +141,8 @@ class Config:
             value = getattr(self, name)
             described[name] = list(value) if isinstance(value, tuple) else value
         described["redis_url"] = redact_url(self.redis_url)
+        if self.ui_token:
+            described["ui_token"] = "***"
         return described
 
 
@@ -458,6 +461,12 @@ def _check_cors_origin(origin: str) -> str:
     return origin
 
 
+def _check_ui_token(token: str) -> str:
+    if token and (len(token) < 8 or any(char.isspace() for char in token)):
+        raise _Invalid("must be empty (no token) or at least 8 characters without spaces")
+    return token
+
+
 def _no_check(value: object) -> object:
     return value
 
@@ -517,6 +526,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "ready_max_book_age_s": _key("float", _above_zero),
     "http_host": _key("str", _check_http_host),
     "cors_allow_origin": _key("str", _check_cors_origin),
+    "ui_token": _key("str", _check_ui_token),
     "publish_trades_max_queue": _key("int", _in_range(1)),
     "partial_depth_levels": _key("int", _one_of(*PARTIAL_DEPTH_LEVELS)),
     "cpu_affinity": _key("ints", _check_cpu_affinity),

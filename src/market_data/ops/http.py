@@ -6,6 +6,7 @@
 - ``GET /metrics``: Prometheus text from the app's own registry.
 - ``GET /book/{symbol}``: the top of the book, its state, last update id and age.
 - ``GET /stats/{symbol}``: the rolling 24h statistics.
+- ``GET /ui`` (``/`` redirects there): the web view (``market_data.web``).
 
 Every response carries ``Access-Control-Allow-Origin`` from ``cors_allow_origin``
 (none when it is empty), so a browser dashboard can read the JSON directly.
@@ -25,6 +26,7 @@ from market_data import __version__
 from market_data.errors import MarketDataError
 from market_data.ops.readiness import check_readiness
 from market_data.service.symbols import SymbolState
+from market_data.web.ui import WebView
 from market_data.wire.payloads import price_text
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class HttpServer:
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._cors_origin = app.config.cors_allow_origin
+        self.web_view = WebView(app)
 
     def build(self) -> web.Application:
         """The aiohttp application (routes and the CORS middleware)."""
@@ -62,6 +65,7 @@ class HttpServer:
         web_app.router.add_get("/metrics", self.metrics)
         web_app.router.add_get("/book/{symbol}", self.book)
         web_app.router.add_get("/stats/{symbol}", self.stats)
+        self.web_view.mount(web_app)  # /, /ui, /ui/static/*, /ui/ws
         return web_app
 
     async def start(self) -> int:
@@ -83,7 +87,7 @@ class HttpServer:
         self._runner = runner
         self.port = int(runner.addresses[0][1])
         log.info(
-            "HTTP on %s:%d (/health /ready /metrics /book /stats)",
+            "HTTP on %s:%d (/health /ready /metrics /book /stats /ui)",
             config.http_host,
             self.port,
             extra={"port": self.port},

@@ -28,6 +28,7 @@ from market_data.outputs.redis_url import redact_url
 from market_data.outputs.shm import ShmRingWriter
 from market_data.outputs.sinks import RedisOutput, ShmOutput, Sink
 from market_data.service.engine import MarketDataService
+from market_data.web.tape import TradeTape
 from market_data.wire.ring import slot_size_for_depth
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class App:
                 slot_size=slot_size_for_depth(config.order_book_depth),
             )
             sinks.append(ShmOutput(self.shm))
+        #: The recent trades of each symbol, for the web view's tape.
+        self.tape = TradeTape()
+        sinks.append(self.tape)
         self.sinks = sinks
         self.service = MarketDataService(config, sinks)
         self.metrics_registry, self.metrics = build_registry(self)

@@ -1,0 +1,204 @@
+"""The web view's routes on the service's HTTP server.
+
+- ``GET /``: redirects to ``/ui`` (keeping the query, so ``?token=`` follows);
+- ``GET /ui``: the page (``static/index.html``);
+- ``GET /ui/static/{name}``: its script and style sheet (a fixed list, read once
+  from the package; they hold no data, so they need no token);
+- ``GET /ui/ws``: the WebSocket. The page sends ``{"symbol": "BTCUSDT"}`` (or
+  ``{"symbol": null}`` for the overview only); the service pushes
+  ``{"now_ms": ..., "view": {"overview": ..., "detail": ...}}`` through
+  :func:`~market_data.web.push.push_loop` (at most 10 frames/s, conflated; a
+  slow page is dropped).
+
+The page and the WebSocket answer 401 without the ``ui_token`` when one is
+configured. Read-only: nothing the page sends changes the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from market_data.web.auth import require_token
+from market_data.web.push import PushPolicy, SlowClient, push_loop
+from market_data.web.snapshot import ViewModel
+
+if TYPE_CHECKING:
+    from market_data.service.app import App
+
+log = logging.getLogger(__name__)
+
+#: Pages served at once; more are refused (503) rather than slowing the service.
+MAX_CLIENTS = 100
+#: A view is built at most once per this many seconds, whatever the number of pages.
+BUILD_EVERY_S = 0.05
+
+STATIC_TYPES = {
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+}
+#: The page loads nothing from elsewhere, and may talk only to its own origin.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def static_files() -> dict[str, bytes]:
+    """The page's files, read from the installed package."""
+    root = resources.files("market_data.web") / "static"
+    return {name: (root / name).read_bytes() for name in STATIC_TYPES}
+
+
+class _Selection(msgspec.Struct):
+    symbol: str | None = None
+
+
+_decode_selection = msgspec.json.Decoder(_Selection)
+
+
+def selected_symbol(text: str) -> str | None:
+    """The symbol a page asks for (None: the overview only; bad input is ignored)."""
+    try:
+        symbol = _decode_selection.decode(text).symbol
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    if symbol is None or not symbol.isalnum() or len(symbol) > 20:
+        return None
+    return symbol.upper()
+
+
+@dataclass
+class ViewCache:
+    """The encoded view per selection, rebuilt at most every ``BUILD_EVERY_S``."""
+
+    model: ViewModel
+    clock: Any
+    _built: dict[str | None, tuple[float, bytes]] = field(default_factory=dict)
+
+    def view(self, symbol: str | None) -> bytes:
+        now = self.clock()
+        cached = self._built.get(symbol)
+        if cached is not None and now - cached[0] < BUILD_EVERY_S:
+            return cached[1]
+        detail = self.model.detail(symbol) if symbol is not None else None
+        body = self.model.encode({"overview": self.model.overview(), "detail": detail})
+        if len(self._built) > 256:
+            self._built.clear()
+        self._built[symbol] = (now, body)
+        return body
+
+
+class WebView:
+    """The routes of the page on one service."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.token = app.config.ui_token
+        self.files = static_files()
+        self.model = ViewModel(app, app.tape)
+        self.cache = ViewCache(self.model, app.service.clock)
+        self.clients = 0
+        self.dropped = 0
+        self.frames_sent = 0
+
+    def mount(self, web_app: web.Application) -> None:
+        add_page_routes(web_app, self.files, self.token)
+        web_app.router.add_get("/ui/ws", self.websocket)
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        require_token(self.token, request)
+        if self.clients >= MAX_CLIENTS:
+            raise web.HTTPServiceUnavailable(text=f"{MAX_CLIENTS} pages open already")
+        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
+        await ws.prepare(request)
+        self.clients += 1
+        selection: list[str | None] = [None]
+        policy = PushPolicy()
+
+        async def send(frame: bytes) -> None:
+            await ws.send_frame(frame, WSMsgType.TEXT)
+            self.frames_sent += 1
+
+        pusher = asyncio.create_task(
+            push_loop(
+                lambda: self.cache.view(selection[0]),
+                send,
+                lambda: _buffered(request),
+                clock=self.app.service.clock,
+                now_ms=self.model.now_ms,
+                policy=policy,
+            ),
+            name="ui-push",
+        )
+        pusher.add_done_callback(lambda task: self._pusher_ended(task, request))
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    selection[0] = selected_symbol(message.data)
+        finally:
+            self.clients -= 1
+            pusher.cancel()
+            await asyncio.gather(pusher, return_exceptions=True)
+        return ws
+
+    def _pusher_ended(self, task: asyncio.Task[None], request: web.Request) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, SlowClient):
+            self.dropped += 1
+            log.info("web view: dropped a page that did not keep up (%s)", error)
+        elif error is not None and not isinstance(error, ConnectionError):
+            log.warning("web view: push stopped: %r", error)
+        if request.transport is not None:
+            request.transport.abort()  # a stuck page cannot hold a close handshake either
+
+
+def _buffered(request: web.Request) -> int:
+    transport = request.transport
+    return 0 if transport is None else transport.get_write_buffer_size()
+
+
+def add_page_routes(web_app: web.Application, files: dict[str, bytes], token: str) -> None:
+    """``/``, ``/ui`` and ``/ui/static/*`` (shared with the ``--workers`` front)."""
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        query = request.query_string
+        raise web.HTTPFound("/ui" + (f"?{query}" if query else ""))
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        require_token(token, request)
+        return web.Response(
+            body=files["index.html"],
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": CSP,
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in files or name == "index.html":
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=files[name],
+            content_type=STATIC_TYPES[name],
+            charset="utf-8",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
+    web_app.router.add_get("/", root)
+    web_app.router.add_get("/ui", page)
+    web_app.router.add_get("/ui/static/{name}", static)
