@@ -27,6 +27,11 @@ class StreamPlan:
     group: str = ""  # the planned connection the lines share ("" : the name itself)
 
     @property
+    def carries_trades(self) -> bool:
+        """Whether it carries aggregate trades (``<symbol>@aggTrade``)."""
+        return any(stream.endswith("@aggTrade") for stream in self.streams)
+
+    @property
     def connection(self) -> str:
         """The planned connection this line belongs to."""
         return self.group or self.name

@@ -42,6 +42,7 @@ from market_data.binance.streams import StreamPlan, plan_connections, with_lines
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
 from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
+from market_data.core.trade_lines import TradeLines
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
 from market_data.outputs.redis_client import Client
@@ -168,7 +169,8 @@ class MarketDataService(ListingMixin):
             audit_depth=cfg.order_book_depth,
             lines=cfg.feed_lines,
         )
-        return SymbolState(symbol, book)
+        trade_lines = TradeLines[AggTrade](cfg.feed_lines) if cfg.feed_lines > 1 else None
+        return SymbolState(symbol, book, trade_lines=trade_lines)
 
     def clock(self) -> float:
         """Monotonic seconds (from ``clock_ns``)."""
@@ -407,7 +409,11 @@ class MarketDataService(ListingMixin):
                 self._handle_outputs(state)
         elif frame[0] is StreamKind.AGG_TRADE:
             counters.by_type["trade"] += 1
-            self._on_trade(state, frame[1])
+            if state.trade_lines is None:
+                self._on_trade(state, frame[1])
+            else:
+                for trade in state.trade_lines.on_trade(frame[1], line):
+                    self._on_trade(state, trade)
         elif frame[0] is StreamKind.PARTIAL_DEPTH:
             counters.by_type["partial_depth"] += 1
             if state.book.on_partial(frame[1]) and not state.dirty:
@@ -429,16 +435,28 @@ class MarketDataService(ListingMixin):
 
     def on_connected(self, plan: StreamPlan) -> None:
         """A line is up: it may carry the chain again (one line: the first event syncs)."""
-        if not plan.carries_depth or self.config.feed_lines == 1:
+        if self.config.feed_lines == 1:
             return
         for symbol in plan.symbols:
             state = self.symbols.get(symbol)
-            if state is not None:
+            if state is None:
+                continue
+            if plan.carries_depth:
                 state.book.on_line_up(plan.line)
+            if plan.carries_trades and state.trade_lines is not None:
+                state.trade_lines.line_up(plan.line)
 
     def on_disconnected(self, plan: StreamPlan, reason: str) -> None:
         """A disconnect is a gap for its books, unless another line still carries them."""
-        if not plan.carries_depth or self.stopping:
+        if self.stopping:
+            return
+        if plan.carries_trades and self.config.feed_lines > 1:
+            for symbol in plan.symbols:  # trades waiting for this line go on
+                state = self.symbols.get(symbol)
+                if state is not None and state.trade_lines is not None:
+                    for trade in state.trade_lines.line_down(plan.line):
+                        self._on_trade(state, trade)
+        if not plan.carries_depth:
             return
         line = plan.line if self.config.feed_lines > 1 else None
         for symbol in plan.symbols:

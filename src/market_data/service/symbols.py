@@ -15,6 +15,7 @@ from market_data.core.precision import Precision
 from market_data.core.state import BookState
 from market_data.core.stats import Rolling24h
 from market_data.core.sync import DepthSync, SyncOutput
+from market_data.core.trade_lines import TradeLines
 from market_data.core.trades import TradeSequence
 
 
@@ -142,6 +143,8 @@ class SymbolState:
     trades: int = 0
     #: Which trades to take (duplicates, late fills, hostile frames, restarts).
     trade_ids: TradeSequence[AggTrade] = field(default_factory=TradeSequence)
+    #: A/B lines: trades passed on in id order across the lines (None with one line).
+    trade_lines: TradeLines[AggTrade] | None = None
     #: Decimals of the contract's tick and step sizes (exchangeInfo), for published sums.
     precision: Precision = field(default_factory=Precision)
     #: False while the first 24h backfill is pending: market_data is not published yet.
