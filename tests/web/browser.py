@@ -5,6 +5,7 @@ system binary. When Chromium cannot start, a test fails under CI (``.ci/run``
 installs it) and is skipped elsewhere.
 """
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -70,6 +71,19 @@ async def browser_page(user_data_dir: Path) -> AsyncIterator[Any]:
             yield page
         finally:
             await context.close()
+
+
+async def wait_page(page: Any, script: str, within: float = 10.0, what: str = "") -> Any:
+    """Poll a JS expression in the page until it is truthy; return its value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await page.evaluate(script)
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or script}")
+        await asyncio.sleep(0.05)
 
 
 async def screenshot(page: Any, name: str) -> Path:

@@ -21,23 +21,10 @@ from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
 from tests.integration.service_harness import running_service
 from tests.support import free_port, service_config, wait_for
-from tests.web.browser import browser_page, screenshot
+from tests.web.browser import browser_page, screenshot, wait_page
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 pytestmark = pytest.mark.timeout(180)
-
-
-async def _wait_page(page: Any, script: str, within: float = 10.0, what: str = "") -> Any:
-    """Poll a JS expression in the page until it is truthy; return its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await page.evaluate(script)
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or script}")
-        await asyncio.sleep(0.05)
 
 
 LADDER_JS = """() => {
@@ -71,13 +58,13 @@ async def test_page_shows_the_service_book_and_trades(
             lambda: all(s.state is BookState.LIVE for s in service.symbols.values()), what="live"
         )
         for symbol in SYMBOLS:
-            await _wait_page(
+            await wait_page(
                 page,
                 f"() => document.querySelector('#overview tr[data-symbol={symbol}]')"
                 "?.dataset.state === 'live'",
                 what=f"{symbol} live in the overview",
             )
-        await _wait_page(
+        await wait_page(
             page,
             "() => document.querySelector('#connections tbody tr[data-connected=true]')",
             what="a connection line shown up",
@@ -88,7 +75,7 @@ async def test_page_shows_the_service_book_and_trades(
 
         await page.click("#overview tr[data-symbol=BTCUSDT]")
         assert page.url.endswith("#BTCUSDT")
-        await _wait_page(
+        await wait_page(
             page, "() => document.querySelector('#detail').dataset.live === 'true'", what="live"
         )
         # The book on the page is the service's book: with the exchange quiet, exactly.
@@ -115,7 +102,7 @@ async def test_page_shows_the_service_book_and_trades(
         # A trade the simulator sent reaches the tape.
         await wait_for(lambda: len(received.trades["BTCUSDT"]) >= 3, what="trades in Redis")
         trade_id = received.trades["BTCUSDT"][-1]["trade_id"]
-        await _wait_page(
+        await wait_page(
             page,
             f"() => document.querySelector('#tape tr[data-trade-id=\"{trade_id}\"]')",
             what=f"trade {trade_id} in the tape",
@@ -139,13 +126,13 @@ async def test_a_killed_connection_turns_the_page_not_live(
     ):
         await wait_for(lambda: app.http_port is not None, what="HTTP port")
         await page.goto(f"http://127.0.0.1:{app.http_port}/ui#BTCUSDT")
-        await _wait_page(
+        await wait_page(
             page, "() => document.querySelector('#detail').dataset.live === 'true'", what="live"
         )
         sim.pause(8.0)  # nothing to resync from for a while
         killed_at = asyncio.get_running_loop().time()
         assert sim.disconnect() >= 1
-        await _wait_page(
+        await wait_page(
             page,
             "() => document.querySelector('#detail').dataset.live === 'false'",
             within=watchdog_s + 2.0,
@@ -158,7 +145,7 @@ async def test_a_killed_connection_turns_the_page_not_live(
         assert await page.evaluate(levels) == 0
         await screenshot(page, "ui-not-live.png")
         await page.goto(f"http://127.0.0.1:{app.http_port}/ui")
-        state = await _wait_page(
+        state = await wait_page(
             page,
             "() => document.querySelector('#overview tr[data-symbol=BTCUSDT]')?.dataset.state",
             what="overview row",
@@ -176,13 +163,13 @@ async def test_the_page_reconnects_after_a_service_restart(
         async with running_service(redis_server.url, ("BTCUSDT",), sim=sim, health_port=port):
             await wait_for(lambda: _listening(port), what="HTTP port")
             await page.goto(f"http://127.0.0.1:{port}/ui#BTCUSDT")
-            await _wait_page(
+            await wait_page(
                 page,
                 "() => document.querySelector('#detail').dataset.live === 'true'",
                 what="live",
             )
         # The service is gone: the page says so and stops showing the book as current.
-        await _wait_page(
+        await wait_page(
             page,
             "() => document.querySelector('#status').dataset.connected === 'false'",
             what="page sees the service gone",
@@ -193,7 +180,7 @@ async def test_the_page_reconnects_after_a_service_restart(
         )
         await asyncio.sleep(1.0)  # a few reconnect attempts fail meanwhile
         async with running_service(redis_server.url, ("BTCUSDT",), sim=sim, health_port=port):
-            await _wait_page(
+            await wait_page(
                 page,
                 "() => document.querySelector('#detail').dataset.live === 'true'",
                 within=20.0,
@@ -241,7 +228,7 @@ async def test_the_token_guards_the_page_and_no_secret_reaches_it(
         refused = await page.goto(f"{base}/ui?token=wrong-token")
         assert refused is not None and refused.status == 401
         await page.goto(f"{base}/ui?token={token}")
-        await _wait_page(
+        await wait_page(
             page,
             "() => document.querySelector('#status').dataset.connected === 'true'",
             what="the page's WebSocket, with the token",
@@ -253,7 +240,7 @@ async def test_the_token_guards_the_page_and_no_secret_reaches_it(
     ):
         await wait_for(lambda: app.http_port is not None, what="HTTP port")
         await page.goto(f"http://127.0.0.1:{app.http_port}/ui?token={token}#BTCUSDT")
-        await _wait_page(
+        await wait_page(
             page,
             "() => document.querySelector('#redis').dataset.connected === 'false'",
             what="Redis shown down",

@@ -10,6 +10,7 @@ Workers serve HTTP on private loopback ports; the supervisor serves
   ``worker="<index>"``, plus ``market_data_workers_up``;
 - ``/book/{symbol}`` and ``/stats/{symbol}``: forwarded to the worker that owns
   the symbol.
+- ``/ui`` (and ``/``): the web view over every worker (``web/front.py``).
 
 Prometheus config, alert rules, dashboard and health checks stay as for one
 process.
@@ -35,6 +36,7 @@ from prometheus_client.samples import Sample
 
 from market_data import __version__
 from market_data.errors import MarketDataError
+from market_data.web.front import FrontView
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,11 @@ class Front:
         port: int,
         workers: Sequence[WorkerAddress],
         alive: Callable[[int], bool],
+        *,
+        ui_token: str = "",
     ) -> None:
         self.host = host
+        self.ui_token = ui_token
         self.port = port
         self.workers = list(workers)
         self._alive = alive
@@ -138,6 +143,7 @@ class Front:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/book/{symbol}", self.forward)
         app.router.add_get("/stats/{symbol}", self.forward)
+        FrontView(self.workers, self.ui_token).mount(app)  # /, /ui: the workers' views merged
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         timeout = aiohttp.ClientTimeout(total=_ASK_TIMEOUT_S)

@@ -226,6 +226,7 @@ class Supervisor:
                     for s, port in zip(self._slots, ports, strict=True)
                 ],
                 alive=lambda index: self._running[index],
+                ui_token=config.ui_token,
             )
 
     @property
