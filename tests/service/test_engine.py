@@ -2,9 +2,11 @@
 
 import asyncio
 import json
+from collections import deque
 
 import pytest
 
+from market_data.binance.schemas import AggTrade
 from market_data.core.state import BookState
 from market_data.ops.config import Config
 from market_data.outputs.sinks import MarketDataUpdate, MemorySink, TradeUpdate
@@ -185,3 +187,34 @@ def test_a_line_that_delivers_later_shows_its_lag_behind_the_fastest() -> None:
     delay_a, delay_b = svc.counters.line_delay_ms
     assert delay_a == pytest.approx(5.0, abs=0.5)
     assert delay_b - delay_a == pytest.approx(30.0, abs=0.5)
+
+
+async def test_a_takeover_that_fails_midway_still_publishes_every_held_trade(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = MemorySink()
+    config = Config(symbols=("BTCUSDT", "ETHUSDT"), health_port=0, ha_group="g")
+    svc = MarketDataService(config, [sink], wall_clock=lambda: 1_700_000_000.0)
+    assert svc.lease is not None
+    svc.lease._holding, svc.lease._valid_until = True, float("inf")  # this one is active now
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        svc._held_trades[symbol] = deque(
+            AggTrade(E=1, s=symbol, a=a, p=1.0, q=1.0, f=a, l=a, T=1_700_000_000_000 + a, m=False)
+            for a in (1, 2)
+        )
+    asked: list[str] = []
+
+    async def stream_unreadable(client: object, symbol: str) -> int:
+        asked.append(symbol)
+        if len(asked) == 2:
+            raise RuntimeError("boom")
+        return 0
+
+    monkeypatch.setattr(engine, "_last_streamed_trade", stream_unreadable)
+    with pytest.raises(RuntimeError):
+        await svc._take_over()
+    svc.publisher.flush()
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2]
+    assert [t.trade_id for t in sink.trades("ETHUSDT")] == [1, 2]  # not lost with the error
+    assert not svc._held_trades
+    await svc.lease.client.aclose()

@@ -283,6 +283,17 @@ class MarketDataService(ListingMixin):
         finally:
             self._resuming.clear()
             self._tasks.pop("ha-takeover", None)
+            if self.lease.active and self._held_trades:  # it failed midway: never lose them
+                log.warning(
+                    "ha takeover ended early: publishing the held trades of %d symbols "
+                    "without checking the stream (some may be repeated)",
+                    len(self._held_trades),
+                )
+                for symbol, held in list(self._held_trades.items()):
+                    del self._held_trades[symbol]
+                    if (owner := self.symbols.get(symbol)) is not None:
+                        for trade in held:
+                            self._publish_trade(owner, trade)
 
     def _start_backfill(self, state: SymbolState) -> None:
         """Fill the 24h window from klines; market_data waits for it (STATS_WAIT_S at most)."""
