@@ -295,14 +295,16 @@ def _percentile_ms(samples: array[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
 
 
-def _service_config(symbols: list[str], generator: LoadGenerator, redis_url: str) -> Config:
+def _service_config(
+    symbols: list[str], generator: LoadGenerator, redis_url: str, health_port: int = 0
+) -> Config:
     return Config(
         symbols=tuple(symbols),
         exchange_ws_url=generator.ws_base_url,
         exchange_rest_url=generator.rest_base_url,
         redis_url=redis_url,
         depth_stream=DEPTH_STREAM,
-        health_port=0,
+        health_port=health_port,
         shm_name=f"market_data_bench_{uuid.uuid4().hex[:8]}",
         silence_timeout_s=3600.0,  # trade streams get no frames here
         reconnect_delay_ms=100,
@@ -352,8 +354,15 @@ async def measure(
     seconds: float,
     redis: EmbeddedRedis,
     workers: int = 1,
+    *,
+    health_port: int = 0,
+    during: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None,
 ) -> RunResult:
-    """Run one pipeline ("service" or "baseline") on one scenario and return its figures."""
+    """Run one pipeline ("service" or "baseline") on one scenario and return its figures.
+
+    ``during`` (if given) is entered once the service is primed and left after the
+    measured window: load beside the feed, such as open web pages (``bench ui``).
+    """
     import multiprocessing
 
     symbols = bench_symbols(symbol_count)
@@ -365,9 +374,10 @@ async def measure(
         async with _subscribed(redis.port, tracker.on_message):
             started: list[tuple[SpawnProcess, Connection | None]] = []
             reports: list[dict[str, int] | None] = []
+            beside = contextlib.AsyncExitStack()
             try:
                 if pipeline == "service":
-                    config = _service_config(symbols, generator, redis.url)
+                    config = _service_config(symbols, generator, redis.url, health_port)
                     for shard in shard_configs(config, workers):
                         receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
                         started.append((_start(worker_main, (shard, sender, "WARNING")), receiver))
@@ -381,6 +391,8 @@ async def measure(
                 await _wait_until(
                     tracker.primed, _SETTLE_TIMEOUT_S, "the first book of every symbol"
                 )
+                if during is not None:
+                    await beside.enter_async_context(during())
                 watched = [psutil.Process(process.pid) for process, _ in started]
                 driver = [psutil.Process()]
                 redis_process = [psutil.Process(redis.pid)] if redis.pid is not None else []
@@ -400,6 +412,7 @@ async def measure(
                 rss = sum(p.memory_info().rss for p in watched)
                 tracker.measuring = False
             finally:
+                await beside.aclose()
                 for child, report in started:
                     reports.append(await _stop(child, report))
     return RunResult(

@@ -1,0 +1,254 @@
+"""``market-data bench ui``: what open web pages cost the service.
+
+The end-to-end run of ``bench e2e`` (load generator -> service in its own
+process -> Redis -> subscriber, :func:`market_data.bench.e2e.measure`) at one
+rate, with 0, 1 and N pages connected to the service's ``/ui/ws`` during the
+measured window. A page here is a plain aiohttp WebSocket client that selects
+the symbol (so every push carries its ladder, tape and 24h figures) and reads
+every frame, as a browser would; the pages run in a process of their own, so
+reading them costs neither the service nor the latency subscriber. Figures
+per row: the service's CPU, the publication latency (send -> Redis
+subscriber, p50/p99 per update), and the frames each page received per
+second (the push is conflated to at most 10/s).
+
+Targets: N = 20 pages add under 10 points of CPU and under 0.2 ms of p99 over
+the run with no page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import socket
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import aiohttp
+
+from market_data.bench.e2e import RunResult, measure
+from market_data.embedded_redis import EmbeddedRedis
+
+DEFAULT_PAGES = (0, 1, 20)
+DEFAULT_RATE = 10_000
+_SYMBOL = "BTCUSDT"  # bench_symbols(1)
+
+
+@dataclass
+class PageCounts:
+    """What the pages received while they were open."""
+
+    frames: int = 0
+    bytes: int = 0
+    opened_s: float = 0.0
+    closed_s: float = 0.0
+
+    def per_page_rate(self, pages: int) -> float:
+        elapsed = self.closed_s - self.opened_s
+        return self.frames / pages / elapsed if pages and elapsed > 0 else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def pages_main(port: int, pages: int, control: Connection) -> None:
+    """Process entry point: ``pages`` clients read /ui/ws until told to stop."""
+    asyncio.run(_read_pages(port, pages, control))
+
+
+async def _read_pages(port: int, pages: int, control: Connection) -> None:
+    frames = received = 0
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(f"http://127.0.0.1:{port}/ui/ws") for _ in range(pages)]
+
+        async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+            nonlocal frames, received
+            await ws.send_str(json.dumps({"symbol": _SYMBOL}))
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    frames += 1
+                    received += len(message.data)
+
+        readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        control.send("open")
+        opened = time.monotonic()
+        await asyncio.to_thread(control.recv)  # "stop"
+        elapsed = time.monotonic() - opened
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for ws in sockets:
+            await ws.close()
+    control.send((frames, received, elapsed))
+
+
+def open_pages(
+    port: int, pages: int, counts: PageCounts
+) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
+    """``pages`` WebSocket clients on the service's /ui/ws, in a process of their own.
+
+    Reading the pushes then costs neither the service nor the latency subscriber.
+    """
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[object]:
+        if not pages:
+            yield None
+            return
+        context = multiprocessing.get_context("spawn")
+        control, child_end = context.Pipe()
+        process = context.Process(target=pages_main, args=(port, pages, child_end), daemon=True)
+        process.start()
+        child_end.close()
+        try:
+            if not await asyncio.to_thread(control.poll, 30.0):
+                raise TimeoutError("the pages did not connect within 30 s")
+            control.recv()  # "open"
+            yield None
+        finally:
+            with contextlib.suppress(OSError, EOFError):
+                control.send("stop")
+                if await asyncio.to_thread(control.poll, 10.0):
+                    frames, received, elapsed = control.recv()
+                    counts.frames, counts.bytes = frames, received
+                    counts.opened_s, counts.closed_s = 0.0, elapsed
+            await asyncio.to_thread(process.join, 10.0)
+            if process.is_alive():
+                process.kill()
+            control.close()
+
+    return opened
+
+
+@dataclass(frozen=True)
+class UiRow:
+    pages: int
+    runs: list[RunResult]
+    counts: list[PageCounts]
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(r.cpu_percent for r in self.runs)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(r.update_percentile_ms(0.5) for r in self.runs)
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(r.update_percentile_ms(0.99) for r in self.runs)
+
+    @property
+    def book_p99_ms(self) -> float:
+        return statistics.median(r.book_percentile_ms(0.99) for r in self.runs)
+
+    @property
+    def frames_per_page_s(self) -> float:
+        return statistics.median(c.per_page_rate(self.pages) for c in self.counts)
+
+    @property
+    def kb_per_frame(self) -> float:
+        frames = sum(c.frames for c in self.counts)
+        return sum(c.bytes for c in self.counts) / frames / 1024 if frames else 0.0
+
+    @property
+    def clean(self) -> bool:
+        return all(r.gaps == 0 and r.resets == 0 and r.behind == 0 for r in self.runs)
+
+
+_HEADER = (
+    f"{'pages':>5} {'offered/s':>9} {'CPU%':>5} {'upd p50 ms':>10} {'upd p99 ms':>10} "
+    f"{'book p99 ms':>11} {'frames/s/page':>13} {'KB/frame':>8} {'gaps/resets':>11}"
+)
+
+
+def format_row(row: UiRow) -> str:
+    offered = statistics.median(r.offered_rate for r in row.runs)
+    gaps = sum(r.gaps or 0 for r in row.runs)
+    resets = sum(r.resets or 0 for r in row.runs)
+    return (
+        f"{row.pages:>5} {offered:>9.0f} {row.cpu:>5.1f} {row.p50_ms:>10.3f} "
+        f"{row.p99_ms:>10.3f} {row.book_p99_ms:>11.3f} {row.frames_per_page_s:>13.1f} "
+        f"{row.kb_per_frame:>8.1f} {f'{gaps}/{resets}':>11}"
+    )
+
+
+def target_lines(rows: list[UiRow]) -> list[str]:
+    base = next((r for r in rows if r.pages == 0), None)
+    most = max(rows, key=lambda r: r.pages)
+    if base is None or most.pages == 0:
+        return []
+    cpu_added = most.cpu - base.cpu
+    p99_added = most.p99_ms - base.p99_ms
+    verdict = "met" if cpu_added < 10.0 and p99_added < 0.2 else "NOT met"
+    return [
+        f"target {most.pages} pages add < 10% CPU and < 0.2 ms p99: {verdict} "
+        f"(CPU {base.cpu:.1f}% -> {most.cpu:.1f}%, {cpu_added:+.1f}; "
+        f"update p99 {base.p99_ms:.3f} -> {most.p99_ms:.3f} ms, {p99_added:+.3f})"
+    ]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (8)")
+    parser.add_argument(
+        "--rate", type=float, default=DEFAULT_RATE, help="diff frames/s, 1 symbol (10000)"
+    )
+    parser.add_argument(
+        "--pages",
+        default=",".join(map(str, DEFAULT_PAGES)),
+        help="open pages per row, comma separated (0,1,20)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per row, interleaved; medians shown (3)"
+    )
+
+
+async def run_all(
+    pages: list[int], rate: float, seconds: float, repeat: int, redis: EmbeddedRedis
+) -> list[UiRow]:
+    runs: dict[int, list[RunResult]] = {n: [] for n in pages}
+    counts: dict[int, list[PageCounts]] = {n: [] for n in pages}
+    for _ in range(repeat):  # interleaved, so a noisy minute hits every row alike
+        for n in pages:
+            port = _free_port()
+            page_counts = PageCounts()
+            result = await measure(
+                "service",
+                1,
+                rate,
+                seconds,
+                redis,
+                health_port=port,
+                during=open_pages(port, n, page_counts),
+            )
+            runs[n].append(result)
+            counts[n].append(page_counts)
+    return [UiRow(n, runs[n], counts[n]) for n in pages]
+
+
+def run(args: argparse.Namespace) -> int:
+    pages = [int(p) for p in str(args.pages).split(",") if p.strip()]
+    with EmbeddedRedis() as redis:
+        print(
+            f"bench ui: 1 symbol at {args.rate:.0f} diff frames/s, {args.seconds:g} s per run, "
+            f"{args.repeat} runs per row (medians); pages read /ui/ws with the symbol selected",
+            flush=True,
+        )
+        rows = asyncio.run(run_all(pages, args.rate, args.seconds, args.repeat, redis))
+    print(_HEADER)
+    for row in rows:
+        print(format_row(row))
+    for line in target_lines(rows):
+        print(line)
+    if not all(row.clean for row in rows):
+        print("note: a run had gaps, resets or undelivered updates")
+    return 0
