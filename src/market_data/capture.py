@@ -6,12 +6,22 @@
 * hftbacktest gzip recordings: lines ``<recv_ns> <json>``; a line whose JSON has
   no ``"stream"`` key is the REST snapshot (the file names no symbol for it:
   it belongs to the one depth stream of the file).
+* this service's recordings (``market_data.history.recorder``), an extension
+  of the hftbacktest format: ``<recv_ns>[/<line>] <frame>`` for frames (the
+  feed line after the slash when it is not 0), ``<recv_ns> {"snapshot":SYMBOL,
+  "data":<REST body>}`` for every snapshot the service used and ``<recv_ns>
+  {"connection":EVENT,...}`` for connection events (``connected``,
+  ``disconnected``, ``recording_gap``). A directory is read as every ``*.gz``
+  file under it, merged by receive time. A file that ends in the middle of a
+  gzip block or of a line (the writer crashed) is read up to its last full line.
 
-Both come out as :class:`CaptureItem` in file order.
+All come out as :class:`CaptureItem` in file order.
 """
 
-import gzip
+import base64
+import heapq
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +36,19 @@ class CaptureError(MarketDataError):
 
 @dataclass(frozen=True, slots=True)
 class CaptureItem:
-    """One recorded frame (``symbol`` None) or REST snapshot (``symbol`` set)."""
+    """One recorded frame (``symbol`` None) or REST snapshot (``symbol`` set).
+
+    ``event`` names a connection event (its JSON is ``body``); ``line`` is the
+    feed line a frame came from; ``used`` marks a snapshot the service fed to
+    the book at exactly this point (recordings), not merely fetched.
+    """
 
     recv_ns: int
     body: bytes
     snapshot_symbol: str | None = None
+    event: str | None = None
+    line: int = 0
+    used: bool = False
 
     @property
     def is_snapshot(self) -> bool:
@@ -41,20 +59,33 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _SYMBOL_IN_STREAM = re.compile(rb'"stream":"([a-z0-9]+)@depth')
 
 
-def read_capture(path: str | Path, symbol: str | None = None) -> Iterator[CaptureItem]:
+def read_capture(
+    path: str | Path, symbol: str | None = None, *, events: bool = False
+) -> Iterator[CaptureItem]:
     """Yield a capture's frames and inline snapshots in file order.
 
     ``symbol`` names the owner of an inline (hftbacktest) snapshot; when not
-    given, it is taken from the file's depth stream.
+    given, it is taken from the file's depth stream. Connection events of a
+    recording are yielded only with ``events``. A directory yields the items of
+    every ``*.gz`` under it, merged by receive time.
     """
     path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob("*.gz"))
+        if not files:
+            raise CaptureError(f"{path}: no *.gz recording in this directory")
+        readers = [read_capture(f, symbol, events=events) for f in files]
+        yield from heapq.merge(*readers, key=lambda item: item.recv_ns)
+        return
     try:
         with path.open("rb") as probe:
             magic = probe.read(2)
     except OSError as exc:
         raise CaptureError(f"{path}: {exc.strerror or exc}") from None
     if magic == _GZIP_MAGIC:
-        yield from _read_gzip_lines(path, symbol)
+        for item in _read_gzip_lines(path, symbol):
+            if events or item.event is None:
+                yield item
     else:
         yield from _read_text_lines(path)
 
@@ -85,33 +116,86 @@ def _read_text_lines(path: Path) -> Iterator[CaptureItem]:
 
 def _read_gzip_lines(path: Path, symbol: str | None) -> Iterator[CaptureItem]:
     pending_snapshots: list[CaptureItem] = []
-    try:
-        with gzip.open(path, "rb") as stream:
-            for lineno, raw in enumerate(stream, start=1):
-                line = raw.rstrip(b"\r\n")
-                if not line:
-                    continue
-                ts, sep, body = line.partition(b" ")
-                if not sep or not ts.isdigit():
-                    raise CaptureError(f"{path}:{lineno}: expected '<recv_ns> <json>'")
-                recv_ns = int(ts)
-                if b'"stream"' in body[:32]:
-                    if symbol is None:
-                        match = _SYMBOL_IN_STREAM.search(body, 0, 64)
-                        if match:
-                            symbol = match.group(1).decode().upper()
-                            for item in pending_snapshots:
-                                yield CaptureItem(item.recv_ns, item.body, symbol)
-                            pending_snapshots.clear()
-                    yield CaptureItem(recv_ns, body)
-                elif symbol is None:
-                    pending_snapshots.append(CaptureItem(recv_ns, body, ""))
-                else:
-                    yield CaptureItem(recv_ns, body, symbol)
-    except (OSError, EOFError) as exc:
-        raise CaptureError(f"{path}: {exc}") from None
+    for lineno, line in _gzip_lines(path):
+        if not line:
+            continue
+        ts, sep, body = line.partition(b" ")
+        stamp, slash, line_text = ts.partition(b"/")
+        if not sep or not stamp.isdigit() or (slash and not line_text.isdigit()):
+            raise CaptureError(f"{path}:{lineno}: expected '<recv_ns> <json>'")
+        recv_ns = int(stamp)
+        head = body[:32]
+        if b'"stream"' in head:
+            if symbol is None:
+                match = _SYMBOL_IN_STREAM.search(body, 0, 64)
+                if match:
+                    symbol = match.group(1).decode().upper()
+                    for item in pending_snapshots:
+                        yield CaptureItem(item.recv_ns, item.body, symbol)
+                    pending_snapshots.clear()
+            yield CaptureItem(recv_ns, body, line=int(line_text) if slash else 0)
+        elif head.startswith(_RECORDED):
+            yield _recorded_item(path, lineno, recv_ns, body)
+        elif symbol is None:
+            pending_snapshots.append(CaptureItem(recv_ns, body, ""))
+        else:
+            yield CaptureItem(recv_ns, body, symbol)
     if pending_snapshots:
         raise CaptureError(f"{path}: snapshot found but no depth stream names its symbol")
+
+
+_RECORDED = (b'{"snapshot":', b'{"connection":', b'{"raw_b64":')
+_SNAPSHOT_LINE = re.compile(rb'^\{"snapshot":"([A-Z0-9]+)","data":(.*)\}$', re.DOTALL)
+_CONNECTION_EVENT = re.compile(rb'^\{"connection":"([a-z_]+)"')
+_RAW_LINE = re.compile(rb'^\{"raw_b64":"([A-Za-z0-9+/=]*)"\}$')
+
+
+def _recorded_item(path: Path, lineno: int, recv_ns: int, body: bytes) -> CaptureItem:
+    """A snapshot, connection event or escaped frame line of this service's recordings."""
+    if match := _SNAPSHOT_LINE.match(body):
+        return CaptureItem(recv_ns, match.group(2), match.group(1).decode(), used=True)
+    if match := _CONNECTION_EVENT.match(body):
+        return CaptureItem(recv_ns, body, event=match.group(1).decode())
+    if match := _RAW_LINE.match(body):  # a frame whose bytes held a line break
+        return CaptureItem(recv_ns, base64.b64decode(match.group(1)))
+    raise CaptureError(f"{path}:{lineno}: unreadable recording line {body[:60]!r}")
+
+
+def _gzip_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The lines of a gzip file (every member), tolerating a truncated tail.
+
+    A writer that crashed leaves its last block unfinished and no gzip trailer:
+    everything up to the last complete line is read, the unfinished rest dropped.
+    """
+    lineno = 0
+    rest = b""
+    decompressor = zlib.decompressobj(wbits=31)
+    whole = False  # the last member ended with its trailer: the file is complete
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 16):
+                while chunk:
+                    try:
+                        data = decompressor.decompress(chunk)
+                    except zlib.error as exc:
+                        if lineno == 0 and not rest:
+                            raise CaptureError(f"{path}: {exc}") from None
+                        return  # a damaged tail: what came before stands
+                    chunk = b""
+                    whole = decompressor.eof
+                    if decompressor.eof:  # the next member, if any
+                        chunk = decompressor.unused_data
+                        decompressor = zlib.decompressobj(wbits=31)
+                    rest += data
+                    *lines, rest = rest.split(b"\n")
+                    for raw in lines:
+                        lineno += 1
+                        yield lineno, raw.rstrip(b"\r")
+    except OSError as exc:
+        raise CaptureError(f"{path}: {exc.strerror or exc}") from None
+    if whole and rest:  # a complete file's last line, without a line break
+        yield lineno + 1, rest.rstrip(b"\r")
+    # Otherwise ``rest`` is an unfinished last line (the writer stopped in it): dropped.
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:

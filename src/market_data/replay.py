@@ -11,8 +11,14 @@ machine has asked for one, or as soon as it asks (a recorder often fetches the
 snapshot before the first event arrives). Each recorded snapshot is used once;
 after a reset with no snapshot left, the symbol stays unsynchronised, which the
 summary shows.
+
+A recording of this service (``market_data.history``) says more, and is
+replayed exactly as the service lived it: each snapshot is fed at the point
+the service fed it, each frame on its feed line, and a disconnect (or a gap in
+the recording) is a gap for the books of that connection, as it was live.
 """
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,6 +106,7 @@ class ReplaySummary:
     snapshots: int = 0
     unsupported: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
+    connection_events: Counter[str] = field(default_factory=Counter)
 
 
 TraceWriter = Callable[[str, int, list[TextLevel], list[TextLevel]], None]
@@ -115,19 +122,25 @@ class Replayer:
         depth: int = 20,
         trace: TraceWriter | None = None,
         max_levels: int = 5000,
+        max_buffer: int = 1000,
+        lines: int = 1,
     ) -> None:
         self.only_symbol = symbol.upper() if symbol else None
         self.depth = depth
         self.trace = trace
         self.max_levels = max_levels
+        self.max_buffer = max_buffer
+        self.lines = lines
         self.symbols: dict[str, SymbolReplay] = {}
         self.summary = ReplaySummary()
 
     def feed(self, item: CaptureItem) -> None:
-        if item.snapshot_symbol is not None:
-            self._on_snapshot(item.snapshot_symbol, item.body)
+        if item.event is not None:
+            self._on_connection(item.event, item.body)
+        elif item.snapshot_symbol is not None:
+            self._on_snapshot(item.snapshot_symbol, item.body, item.used)
         else:
-            self._on_frame(item.body)
+            self._on_frame(item.body, item.line)
 
     def feed_all(self, items: Iterable[CaptureItem]) -> "Replayer":
         for item in items:
@@ -137,7 +150,9 @@ class Replayer:
     def _symbol(self, symbol: str) -> SymbolReplay:
         state = self.symbols.get(symbol)
         if state is None:
-            sync = DepthSync(symbol, max_levels=self.max_levels)
+            sync = DepthSync(
+                symbol, max_levels=self.max_levels, max_buffer=self.max_buffer, lines=self.lines
+            )
             state = SymbolReplay(sync)
             if self.trace is not None:
                 sync.on_applied = self._tracer(state)
@@ -157,7 +172,30 @@ class Replayer:
 
         return write
 
-    def _on_snapshot(self, symbol: str, body: bytes) -> None:
+    def _on_connection(self, event: str, body: bytes) -> None:
+        """A recorded connection event: what the service did with its books, done again."""
+        try:
+            fields = json.loads(body)
+            symbols = [str(s) for s in fields.get("symbols", ())]
+            line = int(fields.get("line", 0))
+            depth = bool(fields.get("depth", True))
+        except (ValueError, TypeError, AttributeError):
+            self.summary.malformed += 1
+            return
+        self.summary.connection_events[event] += 1
+        for symbol in symbols:
+            if (self.only_symbol and symbol != self.only_symbol) or not depth:
+                continue
+            state = self._symbol(symbol)
+            if event == "disconnected":
+                state.sync.on_disconnect(line if self.lines > 1 else None)
+            elif event == "recording_gap":
+                state.sync.on_disconnect()
+            elif event == "connected" and self.lines > 1:
+                state.sync.on_line_up(line)
+            self._handle_outputs(state)
+
+    def _on_snapshot(self, symbol: str, body: bytes, used: bool = False) -> None:
         if self.only_symbol and symbol != self.only_symbol:
             return
         self.summary.snapshots += 1
@@ -167,11 +205,15 @@ class Replayer:
             text = _snapshot_text.decode(body)
             state.spellings.learn(text.bids)
             state.spellings.learn(text.asks)
+        if used:  # the service fed it here: so does the replay, pending or not
+            state.sync.on_snapshot(snapshot)
+            self._handle_outputs(state)
+            return
         state.snapshots.append(snapshot)
         if state.sync.snapshot_pending:
             self._deliver_snapshot(state)
 
-    def _on_frame(self, body: bytes) -> None:
+    def _on_frame(self, body: bytes, line: int = 0) -> None:
         summary = self.summary
         summary.frames += 1
         try:
@@ -192,7 +234,7 @@ class Replayer:
                 text = _frame_text.decode(body).data
                 state.spellings.learn(text.b)
                 state.spellings.learn(text.a)
-            state.sync.on_depth(frame[1])
+            state.sync.on_depth(frame[1], line)
             self._handle_outputs(state)
         elif frame[0] is StreamKind.PARTIAL_DEPTH:
             summary.partial_events += 1
