@@ -173,6 +173,11 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "symbols_quote_asset": "USDC",
         "ha_group": "desk-a",
         "ui_token": "view-token-1",
+        "recording_dir": "/var/lib/market-data/recording",
+        "recording_rotate": "day",
+        "recording_max_age_days": 7.0,
+        "recording_max_bytes": 10**9,
+        "parquet_dir": "/var/lib/market-data/history",
     }
     if key == "exchange_ca_file":
         pem = tmp_path / "ca.pem"

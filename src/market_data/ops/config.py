@@ -94,6 +94,16 @@ class Config:
     trade_stream_maxlen: int = 10_000
     ha_group: str = ""
     ha_lease_ms: int = 2000
+    recording_dir: str = ""
+    recording_rotate: str = "hour"
+    recording_max_age_days: float = 0.0
+    recording_max_bytes: int = 0
+    history_queue_max: int = 200_000
+    parquet_dir: str = ""
+    parquet_book_snapshot_levels: int = 10
+    parquet_book_snapshot_interval_ms: int = 100
+    parquet_row_group_rows: int = 10_000
+    parquet_flush_s: float = 5.0
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -545,6 +555,16 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "trade_stream_maxlen": _key("int", _in_range(0, 10**9)),
     "ha_group": _key("str", _check_ha_group),
     "ha_lease_ms": _key("int", _in_range(200, 60_000)),
+    "recording_dir": _key("str"),
+    "recording_rotate": _key("str", _one_of("hour", "day")),
+    "recording_max_age_days": _key("float", _in_range(0, 36_500)),
+    "recording_max_bytes": _key("int", _in_range(0)),
+    "history_queue_max": _key("int", _in_range(1_000, 10**8)),
+    "parquet_dir": _key("str"),
+    "parquet_book_snapshot_levels": _key("int", _in_range(1, 1000)),
+    "parquet_book_snapshot_interval_ms": _key("int", _in_range(0, 3_600_000)),
+    "parquet_row_group_rows": _key("int", _in_range(100, 10_000_000)),
+    "parquet_flush_s": _key("float", _in_range(0.1, 600)),
 }
 
 

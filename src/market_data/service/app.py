@@ -19,6 +19,8 @@ import signal
 from collections.abc import Callable
 
 from market_data.core.state import BookState
+from market_data.history.wiring import attach as attach_history
+from market_data.history.wiring import build_history
 from market_data.ops.affinity import apply_cpu_affinity
 from market_data.ops.config import Config
 from market_data.ops.http import HttpServer
@@ -60,8 +62,14 @@ class App:
         #: The recent trades of each symbol, for the web view's tape.
         self.tape = TradeTape()
         sinks.append(self.tape)
+        #: Recording and the history store (``market_data.history``), when configured.
+        self.history = build_history(config)
+        if self.history is not None:
+            sinks.append(self.history)
         self.sinks = sinks
         self.service = MarketDataService(config, sinks)
+        if self.history is not None:
+            attach_history(self.service, self.history)
         self.metrics_registry, self.metrics = build_registry(self)
         self.http = HttpServer(self)
         self._shutdown: asyncio.Event | None = None

@@ -22,7 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from redis.exceptions import RedisClusterException, RedisError
@@ -71,6 +71,24 @@ LINE_DELAY_WEIGHT = 0.05
 #: Seconds market_data waits for a symbol's first 24h backfill before it is published
 #: marked incomplete.
 STATS_WAIT_S = 10.0
+
+
+class HistoryHooks(Protocol):
+    """What the engine tells the history recorder (``market_data.history.pipeline``)."""
+
+    def frame(self, raw: str | bytes, line: int = 0) -> None: ...
+
+    def connection(
+        self,
+        event: str,
+        name: str,
+        line: int,
+        symbols: tuple[str, ...] | list[str],
+        *,
+        depth: bool,
+        trades: bool,
+        reason: str = "",
+    ) -> None: ...
 
 
 @dataclass
@@ -159,6 +177,8 @@ class MarketDataService(ListingMixin):
         self._session: aiohttp.ClientSession | None = None
         self._malformed_logged_at = -1e9
         self._malformed_since_log = 0
+        #: The history pipeline (``market_data.history``), when recording or a store is on.
+        self.history: HistoryHooks | None = None
 
     def _new_state(self, symbol: str) -> SymbolState:
         cfg = self.config
@@ -397,6 +417,8 @@ class MarketDataService(ListingMixin):
         started = time.perf_counter_ns()
         counters = self.counters
         counters.frames += 1
+        if self.history is not None:
+            self.history.frame(raw, line)
         try:
             frame = decode_frame(raw)
         except UnsupportedStreamError:
@@ -446,6 +468,8 @@ class MarketDataService(ListingMixin):
 
     def on_connected(self, plan: StreamPlan) -> None:
         """A line is up: it may carry the chain again (one line: the first event syncs)."""
+        if self.history is not None:
+            self._record_connection("connected", plan, "")
         if self.config.feed_lines == 1:
             return
         for symbol in plan.symbols:
@@ -461,6 +485,8 @@ class MarketDataService(ListingMixin):
         """A disconnect is a gap for its books, unless another line still carries them."""
         if self.stopping:
             return
+        if self.history is not None:
+            self._record_connection("disconnected", plan, reason)
         if plan.carries_trades and self.config.feed_lines > 1:
             for symbol in plan.symbols:  # trades waiting for this line go on
                 state = self.symbols.get(symbol)
@@ -479,6 +505,18 @@ class MarketDataService(ListingMixin):
             if state.state is not before or state.book.has_outputs:
                 self.publisher.mark(state)
                 self._handle_outputs(state)
+
+    def _record_connection(self, event: str, plan: StreamPlan, reason: str) -> None:
+        assert self.history is not None
+        self.history.connection(
+            event,
+            plan.name,
+            plan.line,
+            plan.symbols,
+            depth=plan.carries_depth,
+            trades=plan.carries_trades,
+            reason=reason,
+        )
 
     # -------------------------------------------------------------------- core
 

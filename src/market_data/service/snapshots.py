@@ -51,6 +51,8 @@ class SnapshotFetcher:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.enabled = True
+        #: Called with (symbol, REST body) of each snapshot right before a book is fed it.
+        self.on_used: Callable[[str, bytes], None] | None = None
 
     def start(self, session: aiohttp.ClientSession) -> None:
         self._session = session
@@ -117,6 +119,8 @@ class SnapshotFetcher:
                     self._on_outputs(state)
                     await asyncio.sleep(delay)
                     continue
+                if self.on_used is not None:
+                    self.on_used(state.symbol, body)
                 state.sync.on_snapshot(snapshot)
                 self._on_outputs(state)
                 if state.sync.snapshot_pending:

@@ -1,0 +1,13 @@
+"""History: record everything the service receives, store it for research.
+
+Layout (one concern per file):
+
+- ``pipeline.py``: the hot-path hooks (a bounded deque append of what the
+  engine already has) and the writer thread that drains it, off the event loop.
+- ``recorder.py``: gzip recording files, one per symbol per hour or day,
+  rotated, with retention by age and total size; read back by
+  ``market_data.capture`` (``market-data replay``, ``market-data sim --replay``).
+- ``schema/rows.py``: pure: recorded items in, tardis.dev-shaped rows out.
+- ``parquet.py``: the partitioned Parquet store (pyarrow, the ``history`` extra).
+- ``summary.py``: what is stored (``market-data history``).
+"""
