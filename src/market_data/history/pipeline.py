@@ -155,6 +155,10 @@ class HistoryPipeline:
     async def aclose(self) -> None:
         self.close()
 
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
     def _put(self, item: tuple[Any, ...]) -> None:
         if len(self._queue) >= self.queue_max or self.counters.suspended:
             self._drop("the queue is full: the disk is too slow")

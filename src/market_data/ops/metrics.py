@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from market_data import __version__
 from market_data.core.state import BookState
+from market_data.history.metrics import history_metrics
 from market_data.service.feed import FeedConnection
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class ServiceCollector(Collector):
         yield from self._book_metrics()
         yield from self._redis_metrics()
         yield from self._shm_metrics()
+        yield from history_metrics(getattr(self.app, "history", None))
 
     # ------------------------------------------------------------------ service
 
