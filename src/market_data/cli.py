@@ -134,6 +134,11 @@ _DELEGATED: dict[str, tuple[str, str]] = {
     "sim": ("run the simulated Binance USD-M futures exchange", "market_data.sim.cli"),
     "shm-tail": ("watch the shared-memory ring from the terminal", "market_data.client.shm_tail"),
     "watch": ("live terminal view of one symbol, read from Redis", "market_data.client.watch"),
+    "record": (
+        "record the exchange without publishing (recording_dir)",
+        "market_data.history.record",
+    ),
+    "history": ("summary of the stored history: dates, rows, bytes", "market_data.history.summary"),
 }
 
 _BENCHES: dict[str, str] = {
@@ -147,6 +152,7 @@ _BENCHES: dict[str, str] = {
     "failover": "kill -9 of the publisher: active/standby takeover vs a plain restart",
     "soak": "1,000 forced disconnects of a feed line: RSS, fds, tasks vs an undisturbed run",
     "ui": "CPU and publication p99 at 10k msg/s with 0, 1 and 20 open web pages",
+    "history": "cost of recording + Parquet at 10k msg/s and 100 symbols x 20 msg/s",
 }
 
 

@@ -357,11 +357,13 @@ async def measure(
     *,
     health_port: int = 0,
     during: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run one pipeline ("service" or "baseline") on one scenario and return its figures.
 
     ``during`` (if given) is entered once the service is primed and left after the
     measured window: load beside the feed, such as open web pages (``bench ui``).
+    ``overrides`` changes the service's configuration (``bench history``: recording on).
     """
     import multiprocessing
 
@@ -378,6 +380,8 @@ async def measure(
             try:
                 if pipeline == "service":
                     config = _service_config(symbols, generator, redis.url, health_port)
+                    if overrides:
+                        config = config.with_overrides(**overrides)
                     for shard in shard_configs(config, workers):
                         receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
                         started.append((_start(worker_main, (shard, sender, "WARNING")), receiver))

@@ -1,0 +1,161 @@
+"""``market-data bench history``: what recording + the Parquet store cost the service.
+
+Two scenarios, each run with history off and on (interleaved, ``--repeat``
+times, medians): 10 symbols at 10,000 diff frames/s in all, and 100 symbols at
+20 frames/s each. The runs are ``bench e2e``'s (``measure``: pre-built frames,
+the service in its own process, a real Redis, update latency send -> subscriber
+receive); "on" sets ``recording_dir`` and ``parquet_dir`` to fresh folders.
+Printed: the service's CPU% and RSS, update latency p99, recording bytes per
+hour per symbol (gzip, at that rate), and the Parquet rows written. Then the
+Parquet store alone in this process: rows/s from the same frames.
+"""
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from market_data.bench.e2e import RunResult, bench_symbols, measure
+from market_data.embedded_redis import EmbeddedRedis
+from market_data.sim.loadgen import build_frames
+
+SCENARIOS = ((10, 10_000.0), (100, 2_000.0))
+
+
+@dataclass
+class Row:
+    symbols: int
+    rate: float
+    history: bool
+    runs: list[RunResult] = field(default_factory=list)
+    recorded_bytes: list[int] = field(default_factory=list)
+    parquet_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(r.cpu_percent for r in self.runs)
+
+    @property
+    def rss_mib(self) -> float:
+        return statistics.median(r.rss_bytes for r in self.runs) / 2**20
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(r.update_percentile_ms(0.99) for r in self.runs)
+
+    def per_hour_per_symbol(self, sizes: list[int]) -> float:
+        """Bytes an hour of this rate writes per symbol (from the run's files and length)."""
+        if not sizes:
+            return 0.0
+        spans = [r.paced.elapsed_s for r in self.runs]
+        return (
+            statistics.median(s / t for s, t in zip(sizes, spans, strict=True))
+            * 3600
+            / self.symbols
+        )
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+async def run_rows(seconds: float, repeat: int, redis: EmbeddedRedis) -> list[Row]:
+    rows = {(n, rate, on): Row(n, rate, on) for n, rate in SCENARIOS for on in (False, True)}
+    for _ in range(repeat):
+        for (n, rate, on), row in rows.items():
+            with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+                overrides = {}
+                if on:
+                    overrides = {"recording_dir": f"{tmp}/rec", "parquet_dir": f"{tmp}/pq"}
+                result = await measure("service", n, rate, seconds, redis, overrides=overrides)
+                row.runs.append(result)
+                if on:
+                    row.recorded_bytes.append(_size(Path(tmp) / "rec"))
+                    row.parquet_bytes.append(_size(Path(tmp) / "pq"))
+    return list(rows.values())
+
+
+def parquet_rows_per_s(symbols: int, frames_per_symbol: int) -> tuple[int, float]:
+    """The store alone, in this process: (rows written, rows/s) for pre-built frames."""
+    from market_data.history.parquet import ParquetStore
+
+    built = build_frames(bench_symbols(symbols), frames_per_symbol, depth_stream="depth@100ms")
+    with tempfile.TemporaryDirectory(prefix="bench-parquet-") as tmp:
+        store = ParquetStore(tmp)
+        started = time.perf_counter()
+        for symbol, feed in built.items():  # each first event asks for its snapshot
+            store.on_frame(0, _payload(feed.frames[0]), 0)
+            store.on_snapshot(0, symbol, feed.snapshot)
+        for index in range(1, frames_per_symbol):
+            for feed in built.values():
+                store.on_frame(index, _payload(feed.frames[index]), 0)
+        store.close()
+        elapsed = time.perf_counter() - started
+    rows = sum(store.rows_written.values())
+    return rows, rows / elapsed
+
+
+def _payload(ws_frame: bytes) -> bytes:
+    """The JSON inside an unmasked server WebSocket frame (``loadgen.ws_text_frame``)."""
+    size = ws_frame[1] & 0x7F
+    return ws_frame[2 + (2 if size == 126 else 8 if size == 127 else 0) :]
+
+
+_HEADER = (
+    f"{'symbols':>7} {'frames/s':>8} {'history':>7} {'CPU%':>6} {'RSS MiB':>8} "
+    f"{'upd p99 ms':>10} {'rec MB/h/sym':>12} {'pq MB/h/sym':>11} {'gaps/resets':>11}"
+)
+
+
+def format_row(row: Row) -> str:
+    gaps = sum(r.gaps or 0 for r in row.runs)
+    resets = sum(r.resets or 0 for r in row.runs)
+    rec = row.per_hour_per_symbol(row.recorded_bytes) / 1e6
+    pq = row.per_hour_per_symbol(row.parquet_bytes) / 1e6
+    return (
+        f"{row.symbols:>7} {row.rate:>8.0f} {'on' if row.history else 'off':>7} {row.cpu:>6.1f} "
+        f"{row.rss_mib:>8.1f} {row.p99_ms:>10.3f} {rec:>12.2f} {pq:>11.2f} "
+        f"{f'{gaps}/{resets}':>11}"
+    )
+
+
+def target_lines(rows: list[Row]) -> list[str]:
+    lines = []
+    for n, rate in SCENARIOS:
+        off = next(r for r in rows if (r.symbols, r.rate, r.history) == (n, rate, False))
+        on = next(r for r in rows if (r.symbols, r.rate, r.history) == (n, rate, True))
+        cpu = on.cpu - off.cpu
+        p99 = on.p99_ms - off.p99_ms
+        verdict = "met" if cpu <= 15.0 and p99 <= 0.2 else "NOT met"
+        lines.append(
+            f"target at {n} symbols x {rate / n:.0f}/s: history adds <= 15% CPU and <= 0.2 ms "
+            f"p99: {verdict} (CPU {off.cpu:.1f}% -> {on.cpu:.1f}%, {cpu:+.1f}; p99 "
+            f"{off.p99_ms:.3f} -> {on.p99_ms:.3f} ms, {p99:+.3f})"
+        )
+    return lines
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (8)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row, interleaved (3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    with EmbeddedRedis() as redis:
+        print(
+            f"bench history: recording + Parquet off vs on, {args.seconds:g} s per run, "
+            f"{args.repeat} runs per row (medians)",
+            flush=True,
+        )
+        rows = asyncio.run(run_rows(args.seconds, args.repeat, redis))
+    print(_HEADER)
+    for row in rows:
+        print(format_row(row))
+    for line in target_lines(rows):
+        print(line)
+    rows_written, rate = parquet_rows_per_s(10, 5_000)
+    print(f"parquet store alone (this process): {rows_written:,} rows at {rate:,.0f} rows/s")
+    return 0
