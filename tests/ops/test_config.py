@@ -178,6 +178,7 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "recording_max_age_days": 7.0,
         "recording_max_bytes": 10**9,
         "parquet_dir": "/var/lib/market-data/history",
+        "questdb_url": "http::addr=questdb:9000;",
     }
     if key == "exchange_ca_file":
         pem = tmp_path / "ca.pem"

@@ -41,6 +41,19 @@ def build_history(config: Config) -> HistoryPipeline | None:
                 lines=config.feed_lines,
             )
         )
+    if config.questdb_url:
+        from market_data.history.questdb import QuestDbOutput
+
+        consumers.append(
+            QuestDbOutput(
+                config.questdb_url,
+                snapshot_levels=config.parquet_book_snapshot_levels,
+                snapshot_interval_ms=config.parquet_book_snapshot_interval_ms,
+                max_levels=config.max_levels_per_side,
+                max_buffer=config.sync_buffer_max,
+                lines=config.feed_lines,
+            )
+        )
     if writer is None and not consumers:
         return None
     pipeline = HistoryPipeline(
@@ -50,9 +63,10 @@ def build_history(config: Config) -> HistoryPipeline | None:
         writer.apply_retention()
     pipeline.start()
     log.info(
-        "history: recording %s, parquet %s",
+        "history: recording %s, parquet %s, questdb %s",
         config.recording_dir or "off",
         config.parquet_dir or "off",
+        "on" if config.questdb_url else "off",
         extra={"recording_dir": config.recording_dir, "parquet_dir": config.parquet_dir},
     )
     return pipeline

@@ -104,6 +104,7 @@ class Config:
     parquet_book_snapshot_interval_ms: int = 100
     parquet_row_group_rows: int = 10_000
     parquet_flush_s: float = 5.0
+    questdb_url: str = ""
     # Where the values came from, for logs; not a configuration key.
     source: str = dataclasses.field(default="defaults", compare=False)
 
@@ -494,6 +495,14 @@ def _check_ca_file(path: str) -> str:
     return path
 
 
+def _check_questdb_conf(conf: str) -> str:
+    if conf and not conf.startswith(("http::", "https::")):
+        raise _Invalid(
+            f"{_show(conf)} is not a QuestDB ILP/HTTP configuration (http::addr=HOST:PORT;)"
+        )
+    return conf
+
+
 def _check_share(value: float) -> float:
     if not 0.0 < value <= 1.0:
         raise _Invalid(f"{value} is out of range (0, 1]")
@@ -565,6 +574,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "parquet_book_snapshot_interval_ms": _key("int", _in_range(0, 3_600_000)),
     "parquet_row_group_rows": _key("int", _in_range(100, 10_000_000)),
     "parquet_flush_s": _key("float", _in_range(0.1, 600)),
+    "questdb_url": _key("str", _check_questdb_conf),
 }
 
 
