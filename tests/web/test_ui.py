@@ -87,6 +87,9 @@ async def test_page_and_websocket_need_the_token(
     assert (await http.get("/ui/static/index.html")).status == 404
     root = await http.get(f"/?token={TOKEN}", allow_redirects=False)
     assert root.status == 302 and root.headers["Location"] == f"/ui?token={TOKEN}"
+    assert (await http.get("/ui/stats")).status == 401
+    stats = await http.get("/ui/stats", headers={"X-UI-Token": TOKEN})
+    assert stats.status == 200 and (await stats.json())["pages"] == 0
     # The API is as it was.
     assert (await http.get("/health")).status == 200
 

@@ -195,7 +195,7 @@ class ViewModel:
             "stats": self._stats(state, self.now_ms()),
         }
 
-    def encode(self, document: dict[str, Any]) -> bytes:
+    def encode(self, document: dict[str, Any] | None) -> bytes:
         return scrub(_encode(document), self.secrets)
 
     # --------------------------------------------------------------- pieces

@@ -4,6 +4,8 @@
 - ``GET /ui``: the page (``static/index.html``);
 - ``GET /ui/static/{name}``: its script and style sheet (a fixed list, read once
   from the package; they hold no data, so they need no token);
+- ``GET /ui/stats``: what the pages cost (pages open, dropped, frames sent, the
+  event loop's time spent on them, the p99 and longest of its single stretches);
 - ``GET /ui/ws``: the WebSocket. The page sends ``{"symbol": "BTCUSDT"}`` (or
   ``{"symbol": null}`` for the overview only); the service pushes
   ``{"now_ms": ..., "view": {"overview": ..., "detail": ...}}`` through
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -77,23 +81,34 @@ def selected_symbol(text: str) -> str | None:
 
 @dataclass
 class ViewCache:
-    """The encoded view per selection, rebuilt at most every ``BUILD_EVERY_S``."""
+    """Encoded views, each part rebuilt at most every ``BUILD_EVERY_S``.
+
+    The overview is built once per period for every page; a symbol's detail
+    once per period for every page that shows it.
+    """
 
     model: ViewModel
     clock: Any
     _built: dict[str | None, tuple[float, bytes]] = field(default_factory=dict)
 
-    def view(self, symbol: str | None) -> bytes:
+    def _part(self, key: str | None, build: Any) -> bytes:
         now = self.clock()
-        cached = self._built.get(symbol)
+        cached = self._built.get(key)
         if cached is not None and now - cached[0] < BUILD_EVERY_S:
             return cached[1]
-        detail = self.model.detail(symbol) if symbol is not None else None
-        body = self.model.encode({"overview": self.model.overview(), "detail": detail})
         if len(self._built) > 256:
             self._built.clear()
-        self._built[symbol] = (now, body)
+        body: bytes = build()
+        self._built[key] = (now, body)
         return body
+
+    def view(self, symbol: str | None) -> bytes:
+        model = self.model
+        overview = self._part(None, lambda: model.encode(model.overview()))
+        detail = b"null"
+        if symbol is not None:
+            detail = self._part(symbol, lambda: model.encode(model.detail(symbol)))
+        return b'{"overview":%s,"detail":%s}' % (overview, detail)
 
 
 class WebView:
@@ -108,10 +123,43 @@ class WebView:
         self.clients = 0
         self.dropped = 0
         self.frames_sent = 0
+        #: Time the event loop spent building and sending views, and its longest stretch.
+        self.busy_ns = 0
+        self.max_hold_ns = 0
+        self._holds: deque[int] = deque(maxlen=10_000)  # the latest stretches, ns
 
     def mount(self, web_app: web.Application) -> None:
         add_page_routes(web_app, self.files, self.token)
         web_app.router.add_get("/ui/ws", self.websocket)
+        web_app.router.add_get("/ui/stats", self.stats)
+
+    def _spent(self, started_ns: int) -> None:
+        spent = time.perf_counter_ns() - started_ns
+        self.busy_ns += spent
+        self._holds.append(spent)
+        if spent > self.max_hold_ns:
+            self.max_hold_ns = spent
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """What the pages cost: ``GET /ui/stats`` (same token as the page)."""
+        require_token(self.token, request)
+        return web.json_response(
+            {
+                "pages": self.clients,
+                "dropped": self.dropped,
+                "frames_sent": self.frames_sent,
+                "busy_s": self.busy_ns / 1e9,
+                "max_hold_us": self.max_hold_ns / 1e3,
+                "hold_p99_us": _p99(self._holds) / 1e3,
+            }
+        )
+
+    def _view(self, symbol: str | None) -> bytes:
+        started = time.perf_counter_ns()
+        try:
+            return self.cache.view(symbol)
+        finally:
+            self._spent(started)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         require_token(self.token, request)
@@ -124,12 +172,16 @@ class WebView:
         policy = PushPolicy()
 
         async def send(frame: bytes) -> None:
-            await ws.send_frame(frame, WSMsgType.TEXT)
+            started = time.perf_counter_ns()
+            try:
+                await ws.send_frame(frame, WSMsgType.TEXT)
+            finally:
+                self._spent(started)
             self.frames_sent += 1
 
         pusher = asyncio.create_task(
             push_loop(
-                lambda: self.cache.view(selection[0]),
+                lambda: self._view(selection[0]),
                 send,
                 lambda: _buffered(request),
                 clock=self.app.service.clock,
@@ -160,6 +212,13 @@ class WebView:
             log.warning("web view: push stopped: %r", error)
         if request.transport is not None:
             request.transport.abort()  # a stuck page cannot hold a close handshake either
+
+
+def _p99(samples: deque[int]) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return float(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))])
 
 
 def _buffered(request: web.Request) -> int:

@@ -5,6 +5,7 @@
 
 (function () {
   const $ = (selector) => document.querySelector(selector);
+  // The access token (ui_token), if the page was opened with one: its WebSocket needs it too.
   const token = new URLSearchParams(location.search).get("token");
   const STALE_AFTER_MS = 3000; // the service sends at least once a second
   let socket = null;
@@ -69,8 +70,8 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const query = token ? "?token=" + encodeURIComponent(token) : "";
-    socket = new WebSocket(`${scheme}//${location.host}/ui/ws${query}`);
+    const auth = token ? "?token=" + encodeURIComponent(token) : "";
+    socket = new WebSocket(`${scheme}//${location.host}/ui/ws${auth}`);
     socket.onopen = () => {
       retryDelay = 250;
       tellSelection();
