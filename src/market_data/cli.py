@@ -90,7 +90,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from market_data.capture import read_capture, read_snapshots
     from market_data.replay import Replayer, jsonl_trace
 
-    items = list(read_capture(args.file, symbol=args.symbol))
+    items = list(read_capture(args.file, symbol=args.symbol, events=True))
     if args.snapshot:
         items.extend(read_snapshots(args.snapshot))
         items.sort(key=lambda item: item.recv_ns)
@@ -236,7 +236,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="replay a recorded capture through the decoder and sync core",
         description="Replay a capture (cryptofeed text or hftbacktest gzip) and print a summary.",
     )
-    p.add_argument("file", help="capture file")
+    p.add_argument("file", help="capture file, or a recording's folder (recording_dir)")
     p.add_argument("--snapshot", help="separate REST snapshot file (cryptofeed '.http.' format)")
     p.add_argument("--symbol", help="only this symbol (also names an inline snapshot's owner)")
     p.add_argument(

@@ -126,3 +126,32 @@ def test_a_full_queue_suspends_instead_of_growing(tmp_path: Path) -> None:
         pipeline.frame(frame("BTCUSDT", u))
     assert pipeline.counters.suspended and pipeline.counters.dropped == 18
     assert "too slow" in pipeline.counters.reason
+
+
+def test_a_recording_folder_is_a_capture_for_the_simulator(tmp_path: Path) -> None:
+    from market_data.sim.capture_source import load_capture
+
+    writer = RecordingWriter(tmp_path)
+    writer.write_event("BTCUSDT", T0, b'{"connection":"connected","symbols":["BTCUSDT"]}')
+    writer.write_frame("BTCUSDT", T0 + 1, 0, frame("BTCUSDT", 6))
+    writer.write_snapshot("BTCUSDT", T0 + 2, b'{"lastUpdateId":5,"bids":[],"asks":[]}')
+    writer.write_frame("BTCUSDT", T0 + 3, 0, frame("BTCUSDT", 7))
+    writer.close()
+    capture = load_capture(tmp_path)
+    assert [f.stream for f in capture.frames] == ["btcusdt@depth@100ms"] * 2
+    assert [(s.symbol, s.last_update_id) for s in capture.snapshots] == [("BTCUSDT", 5)]
+
+
+def test_replay_command_reads_a_recording_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from market_data.cli import main
+
+    writer = RecordingWriter(tmp_path)
+    writer.write_frame("BTCUSDT", T0 + 1, 0, frame("BTCUSDT", 6))
+    writer.write_event(
+        "BTCUSDT", T0 + 2, b'{"connection":"disconnected","symbols":["BTCUSDT"],"depth":true}'
+    )
+    writer.close()
+    assert main(["replay", str(tmp_path)]) == 0
+    assert "frames: 1" in capsys.readouterr().out

@@ -86,7 +86,7 @@ def iter_frames(path: Path) -> Iterator[tuple[int, bytes]]:
 
 def load_capture(path: Path, http_path: Path | None = None) -> Capture:
     """Read a whole capture: frames in order plus the REST snapshots recorded with it."""
-    if not path.is_file():
+    if not path.exists():  # a file, or a recording's folder (market_data.history)
         raise CaptureError(f"no capture file at {path}")
     capture = Capture()
     for item in read_capture(path):
