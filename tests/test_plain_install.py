@@ -129,6 +129,11 @@ def test_run_serves_health_against_a_dead_exchange(plain_venv: Path, tmp_path: P
             except OSError:
                 time.sleep(0.2)
         assert status == 200, f"no /health answer; exit code {process.poll()}"
+        # The web view's files are package data: a plain install serves the page.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5) as r:
+            assert b"<title>market-data</title>" in r.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/static/app.js", timeout=5) as r:
+            assert b"WebSocket" in r.read()
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
