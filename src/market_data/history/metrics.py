@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from market_data.history.parquet import ParquetStore
 from market_data.history.pipeline import HistoryPipeline
 
 
@@ -47,7 +46,6 @@ def history_metrics(pipeline: HistoryPipeline | None) -> Iterator[Metric]:
         "history_rows_written", "Rows written to the Parquet store", labels=["kind"]
     )
     for consumer in pipeline.consumers if pipeline is not None else ():
-        if isinstance(consumer, ParquetStore):
-            for kind, count in sorted(consumer.rows_written.items()):
-                rows.add_metric([kind], count)
+        for kind, count in sorted(getattr(consumer, "rows_written", {}).items()):
+            rows.add_metric([kind], count)
     yield rows

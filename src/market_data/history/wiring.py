@@ -26,34 +26,10 @@ def build_history(config: Config) -> HistoryPipeline | None:
             retention=Retention(config.recording_max_age_days * 86_400, config.recording_max_bytes),
         )
     consumers: list[RowConsumer] = []
-    if config.parquet_dir:
-        from market_data.history.parquet import ParquetStore
+    if config.parquet_dir or config.questdb_url:  # in a process of their own (worker.py)
+        from market_data.history.worker import StoresProcess
 
-        consumers.append(
-            ParquetStore(
-                config.parquet_dir,
-                row_group_rows=config.parquet_row_group_rows,
-                flush_s=config.parquet_flush_s,
-                snapshot_levels=config.parquet_book_snapshot_levels,
-                snapshot_interval_ms=config.parquet_book_snapshot_interval_ms,
-                max_levels=config.max_levels_per_side,
-                max_buffer=config.sync_buffer_max,
-                lines=config.feed_lines,
-            )
-        )
-    if config.questdb_url:
-        from market_data.history.questdb import QuestDbOutput
-
-        consumers.append(
-            QuestDbOutput(
-                config.questdb_url,
-                snapshot_levels=config.parquet_book_snapshot_levels,
-                snapshot_interval_ms=config.parquet_book_snapshot_interval_ms,
-                max_levels=config.max_levels_per_side,
-                max_buffer=config.sync_buffer_max,
-                lines=config.feed_lines,
-            )
-        )
+        consumers.append(StoresProcess(config))
     if writer is None and not consumers:
         return None
     pipeline = HistoryPipeline(

@@ -1,0 +1,36 @@
+"""Building the history pipeline from the configuration."""
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from market_data.errors import ConfigError
+from market_data.history.wiring import build_history
+from market_data.ops.config import Config
+
+
+def test_nothing_configured_builds_nothing() -> None:
+    assert build_history(Config()) is None
+
+
+def test_a_missing_extra_is_a_config_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.import_module
+
+    def without_pyarrow(name: str, package: str | None = None) -> ModuleType:
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_pyarrow)
+    with pytest.raises(ConfigError, match=r"parquet_dir: .*pip install 'market-data\[history\]'"):
+        build_history(Config(parquet_dir=str(tmp_path)))
+
+
+def test_recording_only_runs_on_the_thread_alone(tmp_path: Path) -> None:
+    pipeline = build_history(Config(recording_dir=str(tmp_path)))
+    assert pipeline is not None and pipeline.writer is not None and not pipeline.consumers
+    pipeline.close()
