@@ -398,6 +398,8 @@ async def measure(
                 if during is not None:
                     await beside.enter_async_context(during())
                 watched = [psutil.Process(process.pid) for process, _ in started]
+                # A service's own child processes count as the service (history stores).
+                watched += [c for w in list(watched) for c in w.children(recursive=True)]
                 driver = [psutil.Process()]
                 redis_process = [psutil.Process(redis.pid)] if redis.pid is not None else []
                 cpu_before = _cpu_seconds(watched)
