@@ -4,7 +4,7 @@ Decoding every frame again, rebuilding the books and building rows costs about
 45 μs a frame: on the service's own thread that is half a core at 10k msg/s,
 taken from the event loop under the GIL. :class:`StoresProcess` is the
 :class:`~market_data.history.pipeline.RowConsumer` the history thread sees: it
-collects each batch's items and sends them, pickled, through a pipe at the
+collects each batch's items and sends them, pickled, through a socket pair at the
 batch's end; the child process (``_serve``) feeds the real stores. A child
 that is slower than the feed fills the pipe: the history thread then waits,
 its queue fills, and history is suspended (counted), never the event loop.
@@ -12,8 +12,10 @@ The child's counters come back with every batch's answer.
 """
 
 import logging
-import multiprocessing
 import pickle
+import socket
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -71,13 +73,20 @@ class StoresProcess:
             require("pyarrow.parquet", "parquet_dir")
         if config.questdb_url:
             require("questdb", "questdb_url")
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe(duplex=True)
-        self._process = context.Process(
-            target=_serve, args=(config, child), name="history-stores", daemon=True
+        # A plain child process (not multiprocessing's): a daemonic service process (a
+        # benchmark's) may not have multiprocessing children. One socket pair carries it all.
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from {__name__} import child_main; child_main({theirs.fileno()})",
+            ],
+            pass_fds=[theirs.fileno()],
         )
-        self._process.start()
-        child.close()
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._conn.send(config)
         self._batch: list[tuple[Any, ...]] = []
         #: The child's figures, as of its last answer.
         self.rows_written: dict[str, int] = {}
@@ -128,10 +137,20 @@ class StoresProcess:
                     break
         except (OSError, EOFError):
             pass
-        self._process.join(_JOIN_S)
-        if self._process.is_alive():
+        try:
+            self._process.wait(_JOIN_S)
+        except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait()
         self._conn.close()
+
+
+def child_main(fd: int) -> None:
+    """Entry point of the child process: the first message is the configuration."""
+    conn = Connection(fd)
+    config = conn.recv()
+    assert isinstance(config, Config)
+    _serve(config, conn)
 
 
 def _serve(config: Config, conn: Connection) -> None:
