@@ -77,7 +77,7 @@ def test_a_crash_leaves_the_open_file_readable_to_its_last_full_line(tmp_path: P
     writer = RecordingWriter(tmp_path)
     for u in range(2, 102):
         writer.write_frame("BTCUSDT", T0 + u, 0, frame("BTCUSDT", u))
-    writer.flush()  # a block ends after each batch
+    writer.flush(force=True)  # a block ends (every BLOCK_S)
     (path,) = (tmp_path / "BTCUSDT").iterdir()
     whole = path.read_bytes()  # no gzip trailer yet: as a crash would leave it
     crashed = tmp_path / "crashed"

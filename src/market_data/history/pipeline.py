@@ -321,6 +321,11 @@ class HistoryPipeline:
         if not self.counters.suspended:
             self._drain_all()
         self._flush_consumers(force=True)
+        if self.writer is not None and not self.counters.suspended:
+            try:
+                self.writer.flush(force=True)
+            except OSError as exc:
+                log.error("recording: flushing failed: %s", exc)
         for consumer in self.consumers:
             try:
                 consumer.close()
