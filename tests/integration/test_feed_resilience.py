@@ -39,6 +39,7 @@ async def test_rotation_is_make_before_break_with_no_gap(redis_server: EmbeddedR
         )
         # Every connection was replaced four times and never dropped: no reset, no snapshot.
         assert all(c.connects == 1 and c.disconnects == 0 for c in service.connections)
+        assert all(c.handover_timeouts == 0 for c in service.connections)  # all confirmed
         assert sum(service.counters.resets.values()) == 0
         assert all(s.state is BookState.LIVE for s in service.symbols.values())
     for symbol in ("BTCUSDT", "ETHUSDT"):

@@ -46,3 +46,29 @@ def test_frames_without_ids_are_held_but_not_judged() -> None:
     tracker.on_new(b'{"stream":"btcusdt@ticker","data":{"e":"24hrTicker","s":"BTCUSDT"}}')
     tracker.on_new(b"not json")
     assert tracker.ready() and len(tracker.held) == 2
+
+
+def test_a_stream_only_the_old_connection_delivered_keeps_it_open() -> None:
+    tracker = HandoverTracker()
+    tracker.on_old(depth("ETHUSDT", 9, 10))  # in flight on the old one only, so far
+    tracker.on_old(depth("BTCUSDT", 19, 20))
+    tracker.on_new(depth("BTCUSDT", 20, 21))
+    assert not tracker.ready() and tracker.behind() == ["ETHUSDT@depth"]
+    tracker.on_new(depth("ETHUSDT", 10, 11))
+    assert tracker.ready()
+
+
+def test_only_what_the_old_connection_did_not_deliver_is_handed_over() -> None:
+    tracker = HandoverTracker()
+    for u in range(10, 15):
+        tracker.on_old(depth("BTCUSDT", u - 1, u))
+    tracker.on_old(trade("BTCUSDT", 7))
+    for u in range(12, 17):  # 12..14 are copies, 15 and 16 are new
+        tracker.on_new(depth("BTCUSDT", u - 1, u))
+    tracker.on_new(trade("BTCUSDT", 7))
+    tracker.on_new(trade("BTCUSDT", 8))
+    assert tracker.fresh() == [
+        depth("BTCUSDT", 14, 15),
+        depth("BTCUSDT", 15, 16),
+        trade("BTCUSDT", 8),
+    ]

@@ -184,7 +184,13 @@ class ServiceCollector(Collector):
         )
         handovers = CounterMetricFamily(
             "websocket_rotations",
-            "Planned rotations handed over to a replacement connection without a gap",
+            "Planned rotations handed over to a replacement connection (make-before-break)",
+            labels=["connection"],
+        )
+        unconfirmed = CounterMetricFamily(
+            "websocket_rotations_unconfirmed",
+            "Rotations handed over before the new connection had every stream (a missed event "
+            "then shows as a resync or a trade gap)",
             labels=["connection"],
         )
         for connection in connections:
@@ -194,10 +200,12 @@ class ServiceCollector(Collector):
             age.add_metric([name], now - last if last else math.nan)
             connects.add_metric([name], connection.connects)
             handovers.add_metric([name], connection.handovers)
+            unconfirmed.add_metric([name], connection.handover_timeouts)
         yield up
         yield age
         yield connects
         yield handovers
+        yield unconfirmed
 
         per_symbol = GaugeMetricFamily(
             "websocket_connected",

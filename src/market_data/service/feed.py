@@ -21,7 +21,7 @@ import aiohttp
 
 from market_data.binance.streams import StreamPlan
 from market_data.core.backoff import backoff
-from market_data.service.handover import HandoverTracker
+from market_data.service.handover import MIN_OVERLAP_S, HandoverTracker
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,10 @@ class FeedConnection:
         self.disconnects = 0
         self.last_message_at = 0.0
         self.last_disconnect_reason = ""
-        #: Rotations handed over without a gap (make-before-break).
+        #: Rotations handed over to a replacement (make-before-break), and those of them
+        #: where the new connection had not confirmed every stream in time.
         self.handovers = 0
+        self.handover_timeouts = 0
         self._handover: HandoverTracker | None = None
         #: Why the current session is ending, set by whoever ends it (watchdog, rotation).
         self._end: tuple[str, str] | None = None
@@ -178,31 +180,34 @@ class FeedConnection:
         If the replacement cannot be had, the old one is closed anyway (a plain
         reconnect, a gap): it would be cut by the exchange soon.
         """
-        tracker = self._handover = HandoverTracker()  # before the new one subscribes
         name = self.plan.name
         try:
             new = await self._connect()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            self._handover = None
             self._end = ("rotation", f"rotation: no replacement ({describe_connect_error(exc)})")
             await old.close()
             return
+        # From here on everything generated goes out on both: track what the old one has.
+        tracker = self._handover = HandoverTracker()
         self._replacement = new
-        deadline = self.clock() + HANDOVER_MAX_S
+        opened = self.clock()
+        deadline = opened + HANDOVER_MAX_S
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
-        while not tracker.ready():
+        while not (tracker.ready() and self.clock() - opened >= MIN_OVERLAP_S):
             left = deadline - self.clock()
             if left <= 0:
+                self.handover_timeouts += 1
                 log.warning(
-                    "feed %s: rotation: the old connection did not catch up within %gs on %s",
+                    "feed %s: rotation: after %gs the new connection still lacks %s; handing "
+                    "over anyway (a missed event shows as a resync or a trade gap, never silently)",
                     name,
                     HANDOVER_MAX_S,
-                    ", ".join(tracker.behind()[:5]) or "no frame on the new one",
+                    ", ".join(tracker.behind()[:5]) or "any frame",
                     extra={"connection": name},
                 )
                 break
             try:
-                msg = await new.receive(timeout=left)
+                msg = await new.receive(timeout=min(left, MIN_OVERLAP_S))
             except TimeoutError:
                 continue
             if msg.type is text or msg.type is binary:
@@ -221,19 +226,21 @@ class FeedConnection:
         await old.close()
         new, tracker = self._replacement, self._handover
         assert new is not None and tracker is not None
-        self._replacement, self._handover = None, None
+        self._handover = None
         on_frame = self.handler.on_frame
-        for raw in tracker.held:
+        fresh = tracker.fresh()
+        for raw in fresh:  # if this raises, _replacement is still set and closed
             if self.plan.line:
                 on_frame(raw, line=self.plan.line)
             else:
                 on_frame(raw)
+        self._replacement = None
         self._opened_at = self.last_message_at = self.clock()
         self.handovers += 1
         log.info(
-            "feed %s: rotated without a gap (%d frames handed over)",
+            "feed %s: rotated to the replacement connection (%d frames handed over)",
             self.plan.name,
-            len(tracker.held),
+            len(fresh),
             extra={"connection": self.plan.name},
         )
         return new

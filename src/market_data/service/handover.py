@@ -6,18 +6,25 @@ generated after the new one subscribed goes out on both. So closing the old
 one can lose only events it had not yet delivered that the new one starts
 *after*. Per stream the tracker keeps the last id the old connection delivered
 and the first id the new one delivered (its chain start: ``pu`` of a depth
-event, ``a - 1`` of an aggregate trade); the old connection may close once,
-for every stream the new one has delivered, the old one reached that start.
-Streams the new one has not delivered yet are either quiet (nothing pending)
-or behind the old one (they will repeat what was already taken, and the
-copies are dropped as stale or duplicate trades). The new connection's frames
-are held until then and handed over in order. Pure: feed frames in, ask
-:meth:`HandoverTracker.ready`.
+event, ``a - 1`` of an aggregate trade). The old connection may close once
+every stream either connection delivered during the overlap has been
+delivered by the new one too, from a start the old one had reached: then
+nothing of those streams is only on the old one. The feed also keeps the
+overlap at least :data:`MIN_OVERLAP_S`, so what was in flight on the old one
+arrives (a stream quiet for all of it has nothing in flight). The new
+connection's frames are held until then and handed over in order; its copies
+of what the old one delivered are dropped downstream (stale events, duplicate
+trades). Should an event still be missed, it is a gap the depth chain or the
+trade ids show (a resync, a counted trade gap), never a silent one. Pure:
+feed frames in, ask :meth:`HandoverTracker.ready`.
 """
 
 from __future__ import annotations
 
 import msgspec
+
+#: Shortest overlap of the old and the new connection during a rotation (seconds).
+MIN_OVERLAP_S = 0.5
 
 
 class _Ids(msgspec.Struct):
@@ -64,6 +71,7 @@ class HandoverTracker:
         self._new_first: dict[str, int] = {}
         #: The new connection's frames, held until the old one closes.
         self.held: list[str | bytes] = []
+        self._held_ids: list[tuple[str, int] | None] = []
 
     def on_old(self, raw: str | bytes) -> None:
         ids = _ids(raw)
@@ -75,17 +83,32 @@ class HandoverTracker:
     def on_new(self, raw: str | bytes) -> None:
         self.held.append(raw)
         ids = _ids(raw)
+        self._held_ids.append(None if ids is None else (ids[0], ids[2]))
         if ids is not None and ids[0] not in self._new_first:
             self._new_first[ids[0]] = ids[1]
 
+    def fresh(self) -> list[str | bytes]:
+        """The held frames the old connection did not deliver, in order (copies dropped).
+
+        Handing the copies over too would make a run of stale events that the
+        book counts as a stream gone wrong.
+        """
+        old_last = self._old_last
+        return [
+            raw
+            for raw, ids in zip(self.held, self._held_ids, strict=True)
+            if ids is None or ids[1] > old_last.get(ids[0], -1)
+        ]
+
     def ready(self) -> bool:
-        """Whether the old connection has delivered all the new one starts after."""
+        """Whether nothing delivered during the overlap is only on the old connection."""
         if not self.held:
             return False  # the new one has not delivered anything yet
-        old_last = self._old_last
-        return all(old_last.get(key, -1) >= start for key, start in self._new_first.items())
+        return not self.behind()
 
     def behind(self) -> list[str]:
-        """Streams where the old connection still lags the new one's start (for the log)."""
-        old_last = self._old_last
-        return sorted(k for k, start in self._new_first.items() if old_last.get(k, -1) < start)
+        """Streams the old connection has but the new one does not yet (or not from there)."""
+        old_last, new_first = self._old_last, self._new_first
+        waiting = [key for key in old_last if key not in new_first]
+        waiting += [key for key, start in new_first.items() if old_last.get(key, -1) < start]
+        return sorted(waiting)
