@@ -68,6 +68,7 @@ class EmbeddedCluster:
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
         self.nodes: list[EmbeddedRedis] = []
+        self._args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -82,7 +83,7 @@ class EmbeddedCluster:
     def start(self) -> None:
         """Start every server, form the cluster and wait until every node says it is ok."""
         binary = find_valkey_bin()
-        args = (
+        args = self._args = (
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -98,7 +99,7 @@ class EmbeddedCluster:
         )
         try:
             for _ in range(self.shards * (1 + self.replicas)):
-                node = EmbeddedRedis(binary=binary, extra_args=args)
+                node = EmbeddedRedis(binary=binary, extra_args=args, startup_timeout=20.0)
                 node.start()
                 self.nodes.append(node)
             self._create()
@@ -175,6 +176,24 @@ class EmbeddedCluster:
                     if entry[0] <= slot <= entry[1]:
                         return self._node(entry[2][1])
         raise EmbeddedClusterError("no running node")
+
+    def add_primary(self) -> EmbeddedRedis:
+        """A new, empty primary joined to the cluster (it serves no slot until one moves)."""
+        node = EmbeddedRedis(binary=find_valkey_bin(), extra_args=self._args)
+        node.start()
+        self.nodes.append(node)
+        seed = next(other for other in self.nodes if other.running and other is not node)
+        _check(_ask(seed.port, "CLUSTER", "MEET", HOST, str(node.port)))
+        node_id = _node_id(node).encode()
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            views = [_ask(other.port, "CLUSTER", "NODES") for other in self.nodes if other.running]
+            info = _ask(node.port, "CLUSTER", "INFO")
+            known = all(isinstance(view, bytes) and node_id in view for view in views)
+            if known and isinstance(info, bytes) and b"cluster_state:ok" in info:
+                return node
+            time.sleep(0.05)
+        raise EmbeddedClusterError(f"node {node.port} did not join within {_READY_TIMEOUT_S}s")
 
     def begin_migration(self, key: str, target: EmbeddedRedis) -> int:
         """Start moving ``key``'s slot to ``target`` and move ``key`` itself; the slot number.

@@ -128,3 +128,23 @@ async def test_moved_and_ask_are_followed_while_a_slot_migrates(
         assert await client.get(key) == b'{"md":3}'
         assert redis_cluster.primary_of(key).port == target.port
         assert sink.stats.errors == 0  # redirects are routing, not failures
+
+
+async def test_a_slot_moving_to_a_new_empty_node_is_followed_without_an_outage(
+    redis_cluster: EmbeddedCluster,
+) -> None:
+    key = "market_data:ETHUSDT"
+    async with cluster_client(redis_cluster) as client, cluster_sink(redis_cluster) as sink:
+        sink.publish_market_data("ETHUSDT", b'{"md":1}')
+        await wait_for(lambda: sink.stats.published_market_data == 1, what="first write")
+        newcomer = redis_cluster.add_primary()  # serves no slot: the sink has no connection
+        slot = redis_cluster.begin_migration(key, newcomer)
+        sink.publish_market_data("ETHUSDT", b'{"md":2}')  # ASK to the newcomer
+        await wait_for(lambda: sink.stats.published_market_data == 2, what="write after ASK")
+        redis_cluster.finish_migration(slot, newcomer)
+        sink.publish_market_data("ETHUSDT", b'{"md":3}')  # MOVED: the newcomer is a primary
+        await wait_for(lambda: sink.stats.published_market_data == 3, what="write after MOVED")
+        assert sink.stats.outages == 0 and sink.stats.errors == 0
+        assert ("127.0.0.1", newcomer.port) in sink.primaries
+        await client.initialize()  # the client's own map, after the move
+        assert await client.get(key) == b'{"md":3}'

@@ -139,10 +139,16 @@ class RedisClusterSink(RedisSink):
                     await dropped.close()
                 continue
             if isinstance(reply, ReplyError):
-                raise RedisUnavailableError(
-                    f"{_show(address)} is not a cluster node ({reply}): "
-                    "use redis:// for a single server"
-                )
+                if "cluster support disabled" in str(reply).lower():
+                    raise RedisUnavailableError(
+                        f"{_show(address)} is not a cluster node ({reply}): "
+                        "use redis:// for a single server"
+                    )
+                tried.append(f"{_show(address)}: {reply}")  # e.g. LOADING: ask another
+                dropped = self._nodes.pop(address, None)
+                if dropped is not None:
+                    await dropped.close()
+                continue
             try:
                 return SlotMap.from_cluster_slots(reply, address)
             except SlotMapError as exc:
@@ -188,6 +194,13 @@ class RedisClusterSink(RedisSink):
 
     async def _deliver_to(self, address: Address | None, group: _Batch) -> None:
         connection = self._nodes.get(address) if address is not None else None
+        if connection is None and address is not None and group.asking:
+            try:  # an ASK to a node that serves no slot yet (a slot moving to a new node)
+                connection = self._nodes[address] = await _Connection.open(
+                    self._endpoint_of(address), self._connect_timeout_s
+                )
+            except RedisUnavailableError:
+                connection = None
         if connection is None:
             self._requeue(group)
             self._stale = True
