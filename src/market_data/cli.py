@@ -97,7 +97,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     trace_file = Path(args.book_trace).open("wb") if args.book_trace else None  # noqa: SIM115
     try:
         trace = jsonl_trace(trace_file) if trace_file else None
-        replayer = Replayer(symbol=args.symbol, depth=args.depth, trace=trace)
+        replayer = Replayer(
+            symbol=args.symbol, depth=args.depth, trace=trace, max_levels=args.max_levels
+        )
         replayer.feed_all(items)
     finally:
         if trace_file:
@@ -243,6 +245,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--book-trace", metavar="OUT.jsonl", help="write the top levels after each event"
     )
     p.add_argument("--depth", type=int, default=20, help="levels per side in the trace (20)")
+    p.add_argument(
+        "--max-levels",
+        type=int,
+        default=5000,
+        help="levels kept per side (5000; a recording replays exactly with the service's "
+        "max_levels_per_side)",
+    )
     p.set_defaults(run=_cmd_replay)
 
     bench = sub.add_parser(
