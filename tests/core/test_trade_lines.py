@@ -115,3 +115,25 @@ def test_two_lines_with_losses_and_delays_give_every_trade_once_in_order(
     # that drops ids at or below the last it has.
     assert taken == sorted(delivered)
     assert lines.held == 0
+
+
+def test_a_quiet_symbol_s_held_trade_goes_on_by_the_local_clock() -> None:
+    lines = TradeLines[Trade](2, max_wait_ms=1_000)
+    lines.line_up(0)
+    lines.line_up(1)
+    lines.on_trade(trade(1), 0)
+    assert lines.on_trade(trade(3), 0) == []  # line b may still have 2; nothing else comes
+    assert lines.overdue(trade(3).T + 500) == []
+    assert lines.overdue(trade(3).T + 1_001) == [trade(3)]
+    assert lines.held == 0
+
+
+def test_flush_hands_over_everything_held_in_order() -> None:
+    lines = TradeLines[Trade](2)
+    lines.line_up(0)
+    lines.line_up(1)
+    lines.on_trade(trade(1), 0)
+    lines.on_trade(trade(5), 0)
+    lines.on_trade(trade(3), 0)
+    assert [t.a for t in lines.flush()] == [3, 5]
+    assert lines.on_trade(trade(6), 0) == [trade(6)]  # continues after the flushed ones

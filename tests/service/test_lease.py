@@ -53,3 +53,28 @@ async def test_a_redis_restarted_empty_does_not_send_the_epoch_back_to_one(
     finally:
         await active._release()
         await standby._release()
+
+
+async def test_a_lease_won_without_an_epoch_is_given_back(redis_server: EmbeddedRedis) -> None:
+    clock = Clock()
+    lease = Lease(redis_server.url, "g", 10_000, clock=clock)
+
+    real_eval = lease.client.eval
+
+    async def refused(script: str, *args: object) -> object:
+        if "INCR" in script:
+            raise ConnectionError("the epoch script failed")
+        return await real_eval(script, *args)  # type: ignore[arg-type]
+
+    lease.client.eval = refused  # type: ignore[method-assign]
+    try:
+        await lease._step()  # SET NX wins, INCR fails: the error is logged, not raised
+        assert not lease.active
+        lease.client.eval = real_eval  # type: ignore[method-assign]
+        other = Lease(redis_server.url, "g", 10_000, clock=clock)
+        await other._step()  # at once, not after the 10 s lease
+        assert other.active
+        await other._release()
+    finally:
+        lease.client.eval = real_eval  # type: ignore[method-assign]
+        await lease._release()

@@ -68,6 +68,26 @@ class TradeLines(Generic[T]):
             self.waited += 1
         return out
 
+    def overdue(self, now_ms: int) -> list[T]:
+        """Trades that waited ``max_wait_ms`` by the local clock (a quiet symbol: no newer
+        trade comes to push them on), and what they release."""
+        held = self._held
+        out: list[T] = []
+        while held and now_ms - held[0].T > self.max_wait_ms:
+            head = held.pop(0)
+            out.append(head)
+            if self._passed is None or head.a > self._passed:
+                self._passed = head.a
+            out.extend(self._release())
+        return out
+
+    def flush(self) -> list[T]:
+        """Everything held, in id order (the service stops)."""
+        held, self._held = self._held, []
+        if held:
+            self._passed = max(self._passed or 0, held[-1].a)
+        return held
+
     def line_up(self, line: int) -> None:
         self._down.discard(line)
 

@@ -236,6 +236,10 @@ class MarketDataService(ListingMixin):
             finally:
                 self.stopping = True
                 await self._stop_tasks()
+                for state in self.symbols.values():  # trades still waiting for a line
+                    if state.trade_lines is not None:
+                        for trade in state.trade_lines.flush():
+                            self._on_trade(state, trade)
                 self._retire_books()
                 self.publisher.flush()
 
@@ -358,7 +362,19 @@ class MarketDataService(ListingMixin):
                 separators=(",", ":"),
             ).encode()
             self.publisher.publish(HeartbeatUpdate(payload))  # gated like everything else
+            self._release_overdue_trades()
             await asyncio.sleep(HEARTBEAT_S)
+
+    def _release_overdue_trades(self) -> None:
+        """A/B lines: trades that waited for the other line too long by the local clock."""
+        if not self._several_lines:
+            return
+        now_ms = int(self.wall_clock() * 1000)
+        for state in self.symbols.values():
+            lines = state.trade_lines
+            if lines is not None and lines.held:
+                for trade in lines.overdue(now_ms):
+                    self._on_trade(state, trade)
 
     async def _refresh_market_data(self) -> None:
         """Republish market data of quiet symbols, so their 300 s keys never expire."""
@@ -495,6 +511,8 @@ class MarketDataService(ListingMixin):
                         self._on_trade(state, trade)
         if not plan.carries_depth:
             return
+        if self._several_lines:  # its lag resumes from its next event, not from before
+            self.counters.line_delay_ms[plan.line] = math.nan
         line = plan.line if self.config.feed_lines > 1 else None
         for symbol in plan.symbols:
             state = self.symbols.get(symbol)

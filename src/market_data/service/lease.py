@@ -124,9 +124,14 @@ class Lease:
                 with contextlib.suppress(TypeError, ValueError):
                     self.known_epoch = max(self.known_epoch, int(seen or 0))
                 return
-            self.epoch = int(
-                await self.client.eval(_NEXT_EPOCH, 1, self.epoch_key, self.known_epoch)
-            )
+            try:
+                self.epoch = int(
+                    await self.client.eval(_NEXT_EPOCH, 1, self.epoch_key, self.known_epoch)
+                )
+            except BaseException:  # no epoch, no publishing: give the lease back at once
+                self._holding = True
+                await self._give_back()
+                raise
             self.known_epoch = self.epoch
             self._holding = True
             self._valid_until = sent_at + self.lease_ms / 1000 * VALID_FRACTION
@@ -140,6 +145,11 @@ class Lease:
             log.debug("ha %s: lease request failed: %s", self.group, exc)
 
     async def _release(self) -> None:
+        await self._give_back()
+        await self.client.aclose()
+
+    async def _give_back(self) -> None:
+        """Delete the lease if it is still ours (a clean stop: the standby takes over at once)."""
         if self._holding:
             self._holding = False
             try:
@@ -148,4 +158,3 @@ class Lease:
                 )
             except (RedisError, RedisClusterException, OSError, TimeoutError):
                 pass
-        await self.client.aclose()
