@@ -34,3 +34,9 @@ def test_recording_only_runs_on_the_thread_alone(tmp_path: Path) -> None:
     pipeline = build_history(Config(recording_dir=str(tmp_path)))
     assert pipeline is not None and pipeline.writer is not None and not pipeline.consumers
     pipeline.close()
+
+
+def test_questdb_credentials_are_redacted_when_the_config_is_printed() -> None:
+    config = Config(questdb_url="https::addr=db:9000;username=admin;password=secret;")
+    assert "secret" not in str(config.describe()) and "secret" not in repr(config)
+    assert config.describe()["questdb_url"] == "https::addr=db:9000;username=admin;password=***;"

@@ -154,6 +154,10 @@ class Config:
         described["redis_url"] = redact_url(self.redis_url)
         if self.ui_token:
             described["ui_token"] = "***"
+        if self.questdb_url:  # the client's settings may carry username/password/token
+            described["questdb_url"] = re.sub(
+                r"((?:password|token|token_x|token_y)=)[^;]*", r"\1***", self.questdb_url
+            )
         return described
 
 
