@@ -6,9 +6,9 @@ connect and disconnect; as an output (a :class:`~market_data.outputs.sinks.Sink`
 it also sees every published book and 24h update. Each hook is one bounded
 ``deque.append`` of a tuple of what the caller already has, with the local
 receive time (``time.time_ns()``). A thread drains the deque: it writes the
-recording (gzip, ``recorder.py``) and feeds the Parquet store
-(``parquet.py``). Neither decoding, nor compression, nor a slow or full disk
-can hold up the loop.
+recording (gzip, ``recorder.py``) and hands each batch to the row stores
+(Parquet, QuestDB), which run in a child process (``worker.py``). Neither
+decoding, nor compression, nor a slow or full disk can hold up the loop.
 
 When the queue is full (the disk is too slow) or a write fails (disk full),
 history is **suspended**: the hooks drop what they get (counted), the thread
