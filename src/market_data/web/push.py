@@ -17,6 +17,7 @@ within ``send_timeout_s``, and a connection whose transport holds more than
 from __future__ import annotations
 
 import asyncio
+import random
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,6 +77,9 @@ async def push_loop(
     ``buffered`` the bytes the transport has not sent yet.
     """
     policy = policy or PushPolicy()
+    # Pages opened together would all be served at the same moment of every tick: a
+    # random phase spreads them over the interval, so they never stall the loop at once.
+    await asyncio.sleep(random.uniform(0, interval_s))
     while True:
         body = view()
         if body is not None:
