@@ -17,8 +17,8 @@ within ``send_timeout_s``, and a connection whose transport holds more than
 from __future__ import annotations
 
 import asyncio
-import random
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
