@@ -155,3 +155,37 @@ def test_replay_command_reads_a_recording_folder(
     writer.close()
     assert main(["replay", str(tmp_path)]) == 0
     assert "frames: 1" in capsys.readouterr().out
+
+
+def test_retention_deletes_only_recordings_it_wrote(tmp_path: Path) -> None:
+    writer = RecordingWriter(tmp_path)
+    writer.write_frame("BTCUSDT", T0, 0, frame("BTCUSDT", 2))
+    writer.close()
+    foreign = [tmp_path / "app.log.1.gz", tmp_path / "BTCUSDT" / "notes.gz"]
+    (tmp_path / "logs").mkdir()
+    foreign.append(tmp_path / "logs" / "logs-20260101-1.gz.gz")
+    for path in foreign:
+        path.write_bytes(b"not ours")
+    old = time.time() - 10 * 24 * 3600
+    for path in [*foreign, *(tmp_path / "BTCUSDT").glob("BTCUSDT-*.gz")]:
+        os.utime(path, (old, old))
+    writer.retention = Retention(max_age_s=3600, max_bytes=0)
+    removed = writer.apply_retention()
+    assert [p.parent.name for p in removed] == ["BTCUSDT"] and removed[0].name.startswith(
+        "BTCUSDT-"
+    )
+    assert all(path.exists() for path in foreign)
+
+
+def test_a_frame_without_a_stream_reads_back_as_a_frame_not_a_snapshot(tmp_path: Path) -> None:
+    writer = RecordingWriter(tmp_path)
+    writer.write_frame("BTCUSDT", T0, 0, frame("BTCUSDT", 2))
+    writer.write_frame("_other", T0 + 1, 0, b'{"code":-1003,"msg":"Too many requests"}')
+    writer.write_frame("_other", T0 + 2, 0, b'{"snapshot":"BTCUSDT","data":{"bids":[]}}')
+    writer.close()
+    items = list(read_capture(tmp_path))  # used to stop: "snapshot found but no depth stream"
+    assert [i.body for i in items[1:]] == [
+        b'{"code":-1003,"msg":"Too many requests"}',
+        b'{"snapshot":"BTCUSDT","data":{"bids":[]}}',
+    ]
+    assert not any(i.is_snapshot for i in items)

@@ -40,3 +40,10 @@ def test_questdb_credentials_are_redacted_when_the_config_is_printed() -> None:
     config = Config(questdb_url="https::addr=db:9000;username=admin;password=secret;")
     assert "secret" not in str(config.describe()) and "secret" not in repr(config)
     assert config.describe()["questdb_url"] == "https::addr=db:9000;username=admin;password=***;"
+
+
+def test_a_password_with_an_escaped_semicolon_is_redacted_whole() -> None:
+    config = Config(questdb_url="https::addr=db:9000;password=ab;;cdefgh;token=t0k;")
+    shown = str(config.describe())
+    assert "cdefgh" not in shown and "t0k" not in shown
+    assert config.describe()["questdb_url"] == "https::addr=db:9000;password=***;token=***;"

@@ -17,6 +17,7 @@ logs why at error level, closes what it can, and tries again every
 knows the books were not followed across the hole.
 """
 
+import asyncio
 import json
 import logging
 import threading
@@ -153,7 +154,7 @@ class HistoryPipeline:
             self._put((MARKET, self.clock_ns(), update.symbol, update.payload))
 
     async def aclose(self) -> None:
-        self.close()
+        await asyncio.to_thread(self.close)  # the writer may take seconds: not on the loop
 
     @property
     def queue_length(self) -> int:
@@ -172,7 +173,8 @@ class HistoryPipeline:
             counters.suspended = True
             counters.suspensions += 1
             counters.reason = reason
-            self._queue.clear()  # the thread sees the suspension and logs it
+            # The writer thread sees the suspension, clears the queue and logs it: clearing
+            # 200,000 items here would stall the event loop for tens of ms.
 
     # ------------------------------------------------------------------- thread
 
@@ -288,6 +290,8 @@ class HistoryPipeline:
             RETRY_S,
             extra={"reason": reason},
         )
+        self.counters.dropped += len(self._queue)  # what was queued is dropped, and counted
+        self._queue.clear()  # here, on the thread, not on the event loop
         if self.writer is not None:
             self.writer.abandon()
         self._retry_at = time.monotonic() + RETRY_S

@@ -19,6 +19,7 @@ import base64
 import gzip
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,10 @@ class RecordingWriter:
         return time.strftime(fmt, time.gmtime(recv_ns // 1_000_000_000))
 
     def write_frame(self, symbol: str, recv_ns: int, line: int, frame: bytes) -> None:
-        if b"\n" in frame or b"\r" in frame:  # kept whole, escaped: lines must stay lines
+        # Kept whole, escaped: lines must stay lines, and a frame that does not name its
+        # stream up front (an error object, anything hostile) must not read back as a
+        # snapshot or an event line.
+        if b"\n" in frame or b"\r" in frame or b'"stream"' not in frame[:32]:
             body = b'{"raw_b64":"' + base64.b64encode(frame) + b'"}'
             self._write(symbol, recv_ns, b"%d %s\n" % (recv_ns, body))
         elif line:
@@ -196,7 +200,9 @@ class RecordingWriter:
         open_paths = {handle.path for handle in self._files.values()}
         files: list[tuple[float, int, Path]] = []
         total = 0
-        for path in self.directory.rglob("*.gz"):
+        for path in self.directory.glob("*/*.gz"):
+            if not _is_recording(path):  # only files this writer names: never anyone else's
+                continue
             try:
                 stat = path.stat()
             except OSError:
@@ -221,3 +227,12 @@ class RecordingWriter:
         if removed:
             log.info("recording retention: deleted %d old file(s)", len(removed))
         return removed
+
+
+_RECORDING_NAME = re.compile(r"^([A-Za-z0-9_]+)-\d{8}(T\d{2})?-\d+(\.\d+)?\.gz$")
+
+
+def _is_recording(path: Path) -> bool:
+    """``<SYMBOL>/<SYMBOL>-<period>-<ms>[.<n>].gz``: a file of this writer's."""
+    match = _RECORDING_NAME.match(path.name)
+    return match is not None and match.group(1) == path.parent.name

@@ -184,11 +184,15 @@ def _serve(config: Config, conn: Connection) -> None:
         for item in batch:
             kind, *args = item
             for store in stores:
-                getattr(store, handlers[kind])(*args)
+                try:  # a store writes a full row group here too: one failure loses its rows
+                    getattr(store, handlers[kind])(*args)
+                except Exception as exc:
+                    errors += 1
+                    log.error("history store: a write failed (%s); those rows are lost", exc)
         for store in stores:
             try:
                 store.flush(now_ns)
-            except OSError as exc:
+            except Exception as exc:
                 errors += 1
                 log.error("history store: a write failed (%s); those rows are lost", exc)
         if time.monotonic() - last_answer > 0.5:

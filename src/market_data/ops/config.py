@@ -156,7 +156,7 @@ class Config:
             described["ui_token"] = "***"
         if self.questdb_url:  # the client's settings may carry username/password/token
             described["questdb_url"] = re.sub(
-                r"((?:password|token|token_x|token_y)=)[^;]*", r"\1***", self.questdb_url
+                r"((?:password|token|token_x|token_y)=)(?:[^;]|;;)*", r"\1***", self.questdb_url
             )
         return described
 
