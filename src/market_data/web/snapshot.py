@@ -95,9 +95,11 @@ class Secrets:
 def scrub(encoded: bytes, secrets: Secrets) -> bytes:
     """``encoded`` with every secret replaced by ``***`` (a guard behind the model)."""
     for secret in secrets.values:
-        needle = secret.encode()
-        if needle in encoded:
-            encoded = encoded.replace(needle, b"***")
+        raw = secret.encode()
+        escaped = msgspec.json.encode(secret)[1:-1]  # as it reads inside a JSON string
+        for needle in {raw, escaped}:
+            if needle in encoded:
+                encoded = encoded.replace(needle, b"***")
     return encoded
 
 
