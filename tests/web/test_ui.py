@@ -207,7 +207,7 @@ def test_spread_rate_and_scrub() -> None:
     secrets = Secrets.of("redis://u:p%40ss@h:1/0", TOKEN)
     assert set(secrets.values) >= {"p%40ss", "p@ss", TOKEN}
     assert scrub(b'{"e":"auth p@ss failed"}', secrets) == b'{"e":"auth *** failed"}'
-    quoted = Secrets.of('redis://u:a%22b%5Cc@h:1/0', "")  # a password holding " and \\
+    quoted = Secrets.of("redis://u:a%22b%5Cc@h:1/0", "")  # a password holding " and \\
     assert scrub(b'{"e":"auth a\\"b\\\\c failed"}', quoted) == b'{"e":"auth *** failed"}'
 
 
