@@ -1,12 +1,12 @@
 """Helpers shared by the tests that run the service against the simulator."""
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from market_data.ops.config import Config
+from market_data.ops.ports import free_port as free_port
 from market_data.sim.exchange import SimExchange
 
 
@@ -18,14 +18,6 @@ async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: st
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    """A local port nothing listens on (just now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def service_config(

@@ -21,7 +21,7 @@ from types import TracebackType
 
 import hiredis
 
-from market_data.embedded_redis import HOST, EmbeddedRedis, EmbeddedRedisError
+from market_data.embedded_redis import HOST, EmbeddedRedis, EmbeddedRedisError, resp_command
 
 _READY_TIMEOUT_S = 30.0
 
@@ -45,8 +45,7 @@ def find_valkey_bin(name: str = "valkey-server") -> str:
 
 def _ask(port: int, *command: str) -> object:
     """One command to a node, answered synchronously (setup only, never the hot path)."""
-    parts = [part.encode() for part in command]
-    request = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    request = resp_command(*command)
     reader = hiredis.Reader()
     with socket.create_connection((HOST, port), timeout=2.0) as conn:
         conn.sendall(request)

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from market_data.errors import MarketDataError
+from market_data.ops.ports import free_port
 
 HOST = "127.0.0.1"
 _STARTUP_TIMEOUT_S = 10.0
@@ -58,15 +59,7 @@ def find_redis_server() -> str:
     )
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _resp_command(*parts: str) -> bytes:
+def resp_command(*parts: str) -> bytes:
     encoded = [part.encode() for part in parts]
     out = [b"*%d\r\n" % len(encoded)]
     for part in encoded:
@@ -137,7 +130,7 @@ class EmbeddedRedis:
             return
         last_error: EmbeddedRedisError | None = None
         for _ in range(_PORT_ATTEMPTS):
-            port = _free_port()
+            port = free_port()
             try:
                 self._launch(port)
             except EmbeddedRedisError as exc:
@@ -272,7 +265,7 @@ class EmbeddedRedis:
         replies: list[object] = []
         try:
             with socket.create_connection((HOST, port), timeout=1.0) as conn:
-                conn.sendall(b"".join(_resp_command(*command) for command in commands))
+                conn.sendall(b"".join(resp_command(*command) for command in commands))
                 while len(replies) < len(commands):
                     chunk = conn.recv(65536)
                     if not chunk:

@@ -1,7 +1,5 @@
 """Run the whole service in-process against the simulator and a real Redis."""
 
-__all__ = ["Received", "book_matches_truth", "running_service", "subscribe"]
-
 import asyncio
 import contextlib
 import json
@@ -15,7 +13,7 @@ from redis.asyncio.cluster import ClusterPubSub
 from market_data.outputs.redis_client import redis_client
 from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
-from market_data.sim.truth import book_matches_truth
+from market_data.sim.truth import book_matches_truth as book_matches_truth
 from tests.support import service_config
 
 

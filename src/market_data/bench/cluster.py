@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
 import hiredis
@@ -201,17 +200,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payload-bytes", type=int, default=256)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
-
-
 def run(args: argparse.Namespace) -> int:
     """Run both setups and print the figures."""
     print(format_results(bench_cluster(args), args))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

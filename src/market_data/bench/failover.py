@@ -25,7 +25,7 @@ import functools
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,18 +253,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-ms", type=int, default=1000, help="ha_lease_ms (1000)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
-
-
 def run(args: argparse.Namespace) -> int:
     """Run both setups and print the figures."""
     results = asyncio.run(bench_failover(args.kills, args.restarts, args.lease_ms))
     print(format_results(results, args.lease_ms))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

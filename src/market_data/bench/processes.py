@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from market_data.embedded_redis import _free_port
+from market_data.ops.ports import free_port
 from market_data.sim.exchange import SimExchange
 
 
@@ -19,7 +19,7 @@ class ServiceProcess:
     """One service process on its own HTTP port; started again on the same port after a kill."""
 
     def __init__(self, sim: SimExchange, redis_url: str, symbols: str, **settings: object) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._env = {
             **os.environ,
             "MARKET_DATA_SYMBOLS": symbols,

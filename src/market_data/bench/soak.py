@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -131,18 +130,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=100, help="sample every N disconnects")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the soak and print the samples."""
     soaked, control = asyncio.run(bench_soak(args.disconnects, args.every))
     print(format_results(soaked, control))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

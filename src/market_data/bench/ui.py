@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ import aiohttp
 
 from market_data.bench.e2e import RunResult, measure
 from market_data.embedded_redis import EmbeddedRedis
+from market_data.ops.ports import free_port
 
 DEFAULT_PAGES = (0, 1, 20)
 DEFAULT_RATE = 10_000
@@ -59,13 +59,6 @@ class PageCounts:
     def per_page_rate(self, pages: int) -> float:
         elapsed = self.closed_s - self.opened_s
         return self.frames / pages / elapsed if pages and elapsed > 0 else 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def pages_main(port: int, pages: int, control: Connection) -> None:
@@ -255,7 +248,7 @@ async def run_all(
     counts: dict[int, list[PageCounts]] = {n: [] for n in pages}
     for _ in range(repeat):  # interleaved, so a noisy minute hits every row alike
         for n in pages:
-            port = _free_port()
+            port = free_port()
             page_counts = PageCounts()
             result = await measure(
                 "service",

@@ -25,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -39,6 +38,7 @@ from market_data.binance.instruments import all_perpetuals, decode_exchange_info
 from market_data.core.backoff import backoff
 from market_data.errors import MarketDataError
 from market_data.ops.config import Config
+from market_data.ops.ports import free_port
 from market_data.service.front import Front, WorkerAddress
 from market_data.wire.ring_index import remove_index, write_index
 
@@ -80,14 +80,6 @@ def shard_configs(config: Config, workers: int, ports: Sequence[int] | None = No
         )
         for index, group in enumerate(shards)
     ]
-
-
-def _free_port() -> int:
-    """A loopback port nothing listens on just now (a worker binds it soon after)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # ---------------------------------------------------------------------- worker side
@@ -204,7 +196,7 @@ class Supervisor:
         self._log_level = log_level
         self._stop = threading.Event()
         count = len(shard_symbols(config.symbols, workers))
-        ports = [_free_port() for _ in range(count)] if count > 1 else None
+        ports = [free_port() for _ in range(count)] if count > 1 else None
         self._slots = [
             _Slot(index, shard, self._delays())
             for index, shard in enumerate(shard_configs(config, workers, ports))
@@ -220,7 +212,7 @@ class Supervisor:
         if ports is not None and serve_front:
             self.front = Front(
                 config.http_host,
-                config.health_port or _free_port(),
+                config.health_port or free_port(),
                 [
                     WorkerAddress(s.index, s.config.symbols, f"http://127.0.0.1:{port}")
                     for s, port in zip(self._slots, ports, strict=True)
