@@ -24,9 +24,8 @@ import aiohttp
 import msgspec
 from aiohttp import WSMsgType, web
 
-from market_data.web.auth import require_token
 from market_data.web.push import PushPolicy, push_loop
-from market_data.web.ui import MAX_CLIENTS, add_page_routes, selected_symbol, static_files
+from market_data.web.ui import add_page_routes, open_page, selected_symbol, static_files
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +127,7 @@ class FrontView:
         return self._session
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        require_token(self.token, request)
-        if self.clients >= MAX_CLIENTS:
-            raise web.HTTPServiceUnavailable(text=f"{MAX_CLIENTS} pages open already")
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
-        await ws.prepare(request)
+        ws = await open_page(request, self.token, self.clients)
         self.clients += 1
         link = _Links(self, ws, request)
         try:

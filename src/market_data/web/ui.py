@@ -61,6 +61,16 @@ def static_files() -> dict[str, bytes]:
     return {name: (root / name).read_bytes() for name in STATIC_TYPES}
 
 
+async def open_page(request: web.Request, token: str, open_pages: int) -> web.WebSocketResponse:
+    """Accept a page's WebSocket: the token checked, at most MAX_CLIENTS at once."""
+    require_token(token, request)
+    if open_pages >= MAX_CLIENTS:
+        raise web.HTTPServiceUnavailable(text=f"{MAX_CLIENTS} pages open already")
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
+    await ws.prepare(request)
+    return ws
+
+
 class _Selection(msgspec.Struct):
     symbol: str | None = None
 
@@ -162,11 +172,7 @@ class WebView:
             self._spent(started)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        require_token(self.token, request)
-        if self.clients >= MAX_CLIENTS:
-            raise web.HTTPServiceUnavailable(text=f"{MAX_CLIENTS} pages open already")
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
-        await ws.prepare(request)
+        ws = await open_page(request, self.token, self.clients)
         self.clients += 1
         selection: list[str | None] = [None]
         policy = PushPolicy()
