@@ -486,3 +486,41 @@ async def test_the_trade_stream_can_be_turned_off(redis_server: EmbeddedRedis) -
         assert await client.exists("trades:ETHUSDT") == 0
     finally:
         await client.aclose()
+
+
+async def test_a_closed_gate_sends_nothing_and_drops_what_the_ended_epoch_queued(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """A lapsed lease: neither the queue nor the outage republish may go out later."""
+    holding = [True]
+    sink = fast_reconnect_sink(redis_server.url)
+    sink.gate = lambda: holding[0]
+    async with sink:
+        channels = ("orderbook:BTCUSDT", "trades:BTCUSDT")
+        async with subscribed(redis_server.url, *channels) as subscriber:
+            sink.publish_book("BTCUSDT", b"epoch-1-book")
+            await subscriber.receive(1)
+            redis_server.stop()
+            sink.publish_trade("BTCUSDT", b"epoch-1-trade")
+            sink.publish_book("BTCUSDT", b"epoch-1-later")
+            await wait_until(lambda: sink.stats.outages == 1)
+            holding[0] = False  # the lease lapses while Redis is away
+        redis_server.start()
+        async with subscribed(redis_server.url, *channels) as subscriber:
+            await wait_until(lambda: sink.connected)
+            assert await subscriber.nothing_more(0.5) == []
+            assert sink.stats.discarded_trades == 1
+            holding[0] = True  # a new epoch: its own payloads go out
+            sink.publish_trade("BTCUSDT", b"epoch-2-trade")
+            assert await subscriber.receive(1) == [(b"trades:BTCUSDT", b"epoch-2-trade")]
+
+
+def test_discarding_counts_the_trades_and_empties_the_queue() -> None:
+    sink = RedisSink("redis://127.0.0.1:1")
+    sink.publish_trade("BTCUSDT", b"a")
+    sink.publish_trade("BTCUSDT", b"b")
+    sink.publish_book("BTCUSDT", b"book")
+    sink.discard_ended_epoch()
+    assert (sink.queue_depth, sink.stats.discarded_trades) == (0, 2)
+    sink.discard_ended_epoch()  # nothing left: nothing counted twice
+    assert sink.stats.discarded_trades == 2

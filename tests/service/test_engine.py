@@ -9,7 +9,8 @@ import pytest
 from market_data.binance.schemas import AggTrade
 from market_data.core.state import BookState
 from market_data.ops.config import Config
-from market_data.outputs.sinks import MarketDataUpdate, MemorySink, TradeUpdate
+from market_data.outputs.redis import RedisSink
+from market_data.outputs.sinks import MarketDataUpdate, MemorySink, RedisOutput, TradeUpdate
 from market_data.service import engine
 from market_data.service.engine import MarketDataService
 
@@ -217,4 +218,41 @@ async def test_a_takeover_that_fails_midway_still_publishes_every_held_trade(
     assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2]
     assert [t.trade_id for t in sink.trades("ETHUSDT")] == [1, 2]  # not lost with the error
     assert not svc._held_trades
+    await svc.lease.client.aclose()
+
+
+async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on_retaking_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its sink dropped them with the old epoch; the trade stream says where to resume."""
+    sink = MemorySink()
+    redis = RedisSink("redis://127.0.0.1:1")
+    config = Config(symbols=("BTCUSDT",), health_port=0, ha_group="g")
+    svc = MarketDataService(config, [sink, RedisOutput(redis)], wall_clock=lambda: 1e9)
+    assert svc.lease is not None
+    svc.lease._holding, svc.lease._valid_until = True, float("inf")
+    state = svc.symbols["BTCUSDT"]
+
+    def trade(a: int) -> AggTrade:
+        return AggTrade(E=1, s="BTCUSDT", a=a, p=1.0, q=1.0, f=a, l=a, T=10**12 + a, m=False)
+
+    for a in (1, 2, 3):
+        svc._take_trade(state, trade(a))
+    assert redis.queue_depth == 3
+    svc.lease._holding = False
+    svc._on_role(False)
+    assert (redis.queue_depth, redis.stats.discarded_trades) == (0, 3)
+    svc._take_trade(state, trade(4))  # a standby: held, not published
+    svc.publisher.flush()
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3]
+
+    async def stream_ends_at_one(client: object, symbol: str) -> int:
+        return 1  # only trade 1 reached Redis before the lease lapsed
+
+    monkeypatch.setattr(engine, "_last_streamed_trade", stream_ends_at_one)
+    svc.lease._holding = True
+    await svc._take_over()
+    svc.publisher.flush()
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3, 2, 3, 4]
+    assert len(redis._trades) == 3  # 2, 3 and 4 again, with the new epoch
     await svc.lease.client.aclose()

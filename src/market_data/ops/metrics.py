@@ -430,6 +430,12 @@ class ServiceCollector(Collector):
             "Trades dropped because the pending queue was full",
             value=stats.dropped_trades,
         )
+        yield CounterMetricFamily(
+            "redis_discarded_trades",
+            "Trades queued under an active/standby lease that lapsed before they were sent "
+            "(the instance that takes over publishes them)",
+            value=stats.discarded_trades,
+        )
         unheard = CounterMetricFamily(
             "redis_publishes_unheard",
             "PUBLISHes Redis acknowledged with 0 receivers: no subscriber got them (trades "

@@ -32,7 +32,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import hiredis
@@ -72,6 +72,8 @@ class RedisSinkStats:
     conflated_books: int = 0
     conflated_market_data: int = 0
     dropped_trades: int = 0
+    #: Trades queued under an active/standby epoch that ended before they were sent.
+    discarded_trades: int = 0
     #: PUBLISHes Redis acknowledged with 0 receivers: nobody was subscribed to hear them.
     unheard_books: int = 0
     unheard_market_data: int = 0
@@ -300,6 +302,9 @@ class RedisSink:
         self._commands: dict[str, _SymbolCommands] = {}
         #: PUBLISH, or SPUBLISH on a cluster that has sharded pub/sub.
         self._publish_verb = b"PUBLISH"
+        #: Active/standby: whether this instance holds its lease. While it does not,
+        #: nothing goes out: see :meth:`discard_ended_epoch`.
+        self.gate: Callable[[], bool] | None = None
 
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
@@ -342,6 +347,28 @@ class RedisSink:
         """Queue the liveness beat (PUBLISH + SET with a short TTL); only the latest counts."""
         self._heartbeat = payload
         self._wake.set()
+
+    def discard_ended_epoch(self) -> None:
+        """Drop what was queued, and kept for republishing, under an epoch that ended.
+
+        Its payloads carry the old epoch: sent after the lease lapsed, they would be
+        a second publisher. The trades are counted (``discarded_trades``); the
+        instance that takes over publishes them from its own feed.
+        """
+        waiting = self.queue_depth + len(self._sent_books) + len(self._sent_market_data)
+        if not waiting:
+            return
+        self.stats.discarded_trades += len(self._trades)
+        logger.warning(
+            "the lease lapsed: dropping %d updates queued for Redis (%d trades) of the old epoch",
+            self.queue_depth,
+            len(self._trades),
+            extra={"event": "redis_epoch_discard", "trades": len(self._trades)},
+        )
+        self._books, self._market_data, self._trades = {}, {}, deque()
+        self._heartbeat = None
+        self._sent_books.clear()
+        self._sent_market_data.clear()
 
     # -- observation ---------------------------------------------------------
 
@@ -442,6 +469,8 @@ class RedisSink:
                     self._wake.clear()
                     continue
                 self._wake.clear()
+                if self.gate is not None and not self.gate():
+                    self.discard_ended_epoch()  # the lease lapsed: never publish without one
                 batch = self._take_batch()
                 try:
                     await self._deliver(batch)

@@ -45,8 +45,9 @@ from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
 from market_data.core.trade_lines import TradeLines
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
+from market_data.outputs.redis import RedisSink
 from market_data.outputs.redis_client import Client
-from market_data.outputs.sinks import HeartbeatUpdate, Sink, TradeUpdate
+from market_data.outputs.sinks import HeartbeatUpdate, RedisOutput, Sink, TradeUpdate
 from market_data.service.backfill import StatsBackfill
 from market_data.service.feed import FeedConnection
 from market_data.service.lease import Lease
@@ -163,7 +164,9 @@ class MarketDataService(ListingMixin):
             if config.ha_group
             else None
         )
-        #: Trades a standby took but did not publish, per symbol: a takeover resumes them.
+        #: The recent trades of each symbol, kept in every role: a takeover publishes
+        #: those after the last one in the trade stream (the old active's, or this
+        #: instance's own that its lapsed lease kept from going out).
         self._held_trades: dict[str, deque[AggTrade]] = {}
         #: Symbols whose held trades a takeover has not published yet: new ones wait behind.
         self._resuming: set[str] = set()
@@ -227,6 +230,8 @@ class MarketDataService(ListingMixin):
                 if self.lease is not None:
                     lease = self.lease
                     self.publisher.gate = lambda: lease.active
+                    for redis in self._redis_sinks():
+                        redis.gate = self.publisher.gate
                     self.publisher.epoch = lambda: lease.epoch
                     self._supervise("ha-lease", lambda: lease.run(self._on_role))
                 if self.config.book_refresh_interval_s > 0:
@@ -280,6 +285,12 @@ class MarketDataService(ListingMixin):
         if active:
             self._resuming = set(self.symbols)
             self._supervise("ha-takeover", self._take_over)
+        else:  # the epoch ended: nothing queued under it may go out later
+            for redis in self._redis_sinks():
+                redis.discard_ended_epoch()
+
+    def _redis_sinks(self) -> list[RedisSink]:
+        return [sink.sink for sink in self.publisher.sinks if isinstance(sink, RedisOutput)]
 
     async def _take_over(self) -> None:
         """Publish every book and market data now; resume trades after the last one published.
@@ -317,7 +328,8 @@ class MarketDataService(ListingMixin):
                     del self._held_trades[symbol]
                     if (owner := self.symbols.get(symbol)) is not None:
                         for trade in held:
-                            self._publish_trade(owner, trade)
+                            if trade.a > owner.published_trade_id:  # not its own again
+                                self._publish_trade(owner, trade)
 
     def _start_backfill(self, state: SymbolState) -> None:
         """Fill the 24h window from klines; market_data waits for it (STATS_WAIT_S at most)."""
@@ -551,13 +563,15 @@ class MarketDataService(ListingMixin):
         state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1, late)
         state.trades += 1
         lease = self.lease
-        if lease is not None and (not lease.active or state.symbol in self._resuming):
+        if lease is None:
+            self._publish_trade(state, trade)
+        else:
             held = self._held_trades.get(state.symbol)
             if held is None:
                 held = self._held_trades[state.symbol] = deque(maxlen=HELD_TRADES)
             held.append(trade)
-        else:
-            self._publish_trade(state, trade)
+            if lease.active and state.symbol not in self._resuming:
+                self._publish_trade(state, trade)
         if not state.market_dirty:
             self.publisher.mark(state, book=False)
 
@@ -575,6 +589,7 @@ class MarketDataService(ListingMixin):
             state.symbol, trade.a, trade.p, trade.q, trade.T, trade.m, self.clock_ns(), payload
         )
         self.publisher.publish(update)
+        state.published_trade_id = max(state.published_trade_id, trade.a)
 
     def _handle_outputs(self, state: SymbolState) -> None:
         for output in state.book.drain():
