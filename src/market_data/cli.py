@@ -155,6 +155,7 @@ _BENCHES: dict[str, str] = {
     "soak": "1,000 forced disconnects of a feed line: RSS, fds, tasks vs an undisturbed run",
     "ui": "CPU and publication p99 at 10k msg/s with 0, 1 and 20 open web pages",
     "history": "cost of recording + Parquet at 10k msg/s and 100 symbols x 20 msg/s",
+    "replay": "whole-process replay of one capture vs cryptofeed 2.4.1's futures book",
 }
 
 
