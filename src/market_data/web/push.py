@@ -43,13 +43,19 @@ class PushPolicy:
 
     def frame(self, body: bytes, now_s: float, now_ms: int) -> bytes | None:
         """The frame to send for ``body`` now, or None (unchanged, keepalive not due)."""
+        if not self.due(body, now_s):
+            return None
+        return b'{"now_ms":%d,"view":%s}' % (now_ms, body)
+
+    def due(self, body: bytes, now_s: float) -> bool:
+        """Whether ``body`` goes out now (counted as sent if so, as skipped if not)."""
         if body == self._last_body and now_s - self._last_sent_s < self.keepalive_s:
             self.skipped += 1
-            return None
+            return False
         self._last_body = body
         self._last_sent_s = now_s
         self.sent += 1
-        return b'{"now_ms":%d,"view":%s}' % (now_ms, body)
+        return True
 
     def too_slow(self, buffered_bytes: int) -> bool:
         """The page has not taken what was sent: drop it rather than buffer more."""

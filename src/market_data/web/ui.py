@@ -8,9 +8,10 @@
   event loop's time spent on them, the p99 and longest of its single stretches);
 - ``GET /ui/ws``: the WebSocket. The page sends ``{"symbol": "BTCUSDT"}`` (or
   ``{"symbol": null}`` for the overview only); the service pushes
-  ``{"now_ms": ..., "view": {"overview": ..., "detail": ...}}`` through
-  :func:`~market_data.web.push.push_loop` (at most 10 frames/s, conflated; a
-  slow page is dropped).
+  ``{"now_ms": ..., "view": {"overview": ..., "detail": ...}}`` through the
+  service's :class:`~market_data.web.fanout.Fanout` (at most 10 frames/s,
+  conflated; each view built once per tick for every page; a slow page is
+  dropped).
 
 The page and the WebSocket answer 401 without the ``ui_token`` when one is
 configured. Read-only: nothing the page sends changes the service.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,7 +30,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from market_data.web.auth import require_token
-from market_data.web.push import PushPolicy, SlowClient, push_loop
+from market_data.web.fanout import Fanout, Page
+from market_data.web.push import SlowClient
 from market_data.web.snapshot import ViewModel
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ async def open_page(request: web.Request, token: str, open_pages: int) -> web.We
     require_token(token, request)
     if open_pages >= MAX_CLIENTS:
         raise web.HTTPServiceUnavailable(text=f"{MAX_CLIENTS} pages open already")
-    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096, compress=False)
     await ws.prepare(request)
     return ws
 
@@ -130,25 +131,37 @@ class WebView:
         self.files = static_files()
         self.model = ViewModel(app, app.tape)
         self.cache = ViewCache(self.model, app.service.clock)
+        self.fanout = Fanout(
+            lambda symbol: self.cache.view(symbol),
+            clock=app.service.clock,
+            now_ms=self.model.now_ms,
+            spent=self._spent,
+        )
         self.clients = 0
         self.dropped = 0
-        self.frames_sent = 0
         #: Time the event loop spent building and sending views, and its longest stretch.
         self.busy_ns = 0
         self.max_hold_ns = 0
         self._holds: deque[int] = deque(maxlen=10_000)  # the latest stretches, ns
 
+    @property
+    def frames_sent(self) -> int:
+        return self.fanout.frames_sent
+
     def mount(self, web_app: web.Application) -> None:
         add_page_routes(web_app, self.files, self.token)
         web_app.router.add_get("/ui/ws", self.websocket)
         web_app.router.add_get("/ui/stats", self.stats)
+        web_app.on_cleanup.append(self._close)
 
-    def _spent(self, started_ns: int) -> None:
-        spent = time.perf_counter_ns() - started_ns
-        self.busy_ns += spent
-        self._holds.append(spent)
-        if spent > self.max_hold_ns:
-            self.max_hold_ns = spent
+    async def _close(self, _: web.Application) -> None:
+        await self.fanout.close()
+
+    def _spent(self, spent_ns: int) -> None:
+        self.busy_ns += spent_ns
+        self._holds.append(spent_ns)
+        if spent_ns > self.max_hold_ns:
+            self.max_hold_ns = spent_ns
 
     async def stats(self, request: web.Request) -> web.Response:
         """What the pages cost: ``GET /ui/stats`` (same token as the page)."""
@@ -164,60 +177,27 @@ class WebView:
             }
         )
 
-    def _view(self, symbol: str | None) -> bytes:
-        started = time.perf_counter_ns()
-        try:
-            return self.cache.view(symbol)
-        finally:
-            self._spent(started)
-
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = await open_page(request, self.token, self.clients)
+        transport = request.transport
+        if transport is None:  # gone while the handshake was written
+            return ws
         self.clients += 1
-        selection: list[str | None] = [None]
-        policy = PushPolicy()
-
-        async def send(frame: bytes) -> None:
-            started = time.perf_counter_ns()
-            try:
-                await ws.send_frame(frame, WSMsgType.TEXT)
-            finally:
-                self._spent(started)
-            self.frames_sent += 1
-
-        pusher = asyncio.create_task(
-            push_loop(
-                lambda: self._view(selection[0]),
-                send,
-                lambda: _buffered(request),
-                clock=self.app.service.clock,
-                now_ms=self.model.now_ms,
-                policy=policy,
-            ),
-            name="ui-push",
-        )
-        pusher.add_done_callback(lambda task: self._pusher_ended(task, request))
+        page = Page(transport, lambda slow: self._drop(slow, transport), lambda: ws.closed)
+        self.fanout.add(page)
         try:
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
-                    selection[0] = selected_symbol(message.data)
+                    page.symbol = selected_symbol(message.data)
         finally:
             self.clients -= 1
-            pusher.cancel()
-            await asyncio.gather(pusher, return_exceptions=True)
+            self.fanout.remove(page)
         return ws
 
-    def _pusher_ended(self, task: asyncio.Task[None], request: web.Request) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if isinstance(error, SlowClient):
-            self.dropped += 1
-            log.info("web view: dropped a page that did not keep up (%s)", error)
-        elif error is not None and not isinstance(error, ConnectionError):
-            log.warning("web view: push stopped: %r", error)
-        if request.transport is not None:
-            request.transport.abort()  # a stuck page cannot hold a close handshake either
+    def _drop(self, slow: SlowClient, transport: asyncio.Transport) -> None:
+        self.dropped += 1
+        log.info("web view: dropped a page that did not keep up (%s)", slow)
+        transport.abort()  # a stuck page cannot hold a close handshake either
 
 
 def _p99(samples: deque[int]) -> float:
@@ -225,11 +205,6 @@ def _p99(samples: deque[int]) -> float:
         return 0.0
     ordered = sorted(samples)
     return float(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))])
-
-
-def _buffered(request: web.Request) -> int:
-    transport = request.transport
-    return 0 if transport is None else transport.get_write_buffer_size()
 
 
 def add_page_routes(web_app: web.Application, files: dict[str, bytes], token: str) -> None:
