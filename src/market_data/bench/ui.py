@@ -3,13 +3,17 @@
 The end-to-end run of ``bench e2e`` (load generator -> service in its own
 process -> Redis -> subscriber, :func:`market_data.bench.e2e.measure`) at one
 rate, with 0, 1 and N pages connected to the service's ``/ui/ws`` during the
-measured window. A page here is a plain aiohttp WebSocket client that selects
-the symbol (so every push carries its ladder, tape and 24h figures) and reads
-every frame, as a browser would; the pages run in a process of their own, so
-reading them costs neither the service nor the latency subscriber. Figures
-per row: the service's CPU, the publication latency (send -> Redis
-subscriber, p50/p99 per update), and the frames each page received per
-second (the push is conflated to at most 10/s).
+measured window. A page here is a raw WebSocket client (:class:`RawPage`)
+that selects the symbol (so every push carries its ladder, tape and 24h
+figures) and takes every frame off its socket, counting it without decoding
+it: what the service does per page is the same as for a browser, but the
+reader, which on this machine shares the cores with the service and the
+latency subscriber, costs them as little as it can. The pages run in a
+process of their own (its CPU is shown). Figures per row: the service's
+CPU, the publication latency (send -> Redis subscriber, p50/p99 per
+update), the frames each page received per second (the push is conflated
+to at most 10/s), the service's own account of the pages (``/ui/stats``)
+and the reader's CPU.
 
 Targets: N = 20 pages add under 10 points of CPU and under 0.2 ms of p99 over
 the run with no page.
@@ -19,14 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import cast
 
 import aiohttp
 
@@ -50,6 +57,12 @@ class PageCounts:
     busy_s: float = 0.0  # the service's event loop time on the pages (its /ui/stats)
     max_hold_us: float = 0.0  # its longest single stretch on them
     hold_p99_us: float = 0.0  # the p99 of those stretches
+    reader_cpu_s: float = 0.0  # the page process's own CPU time
+
+    @property
+    def reader_cpu_percent(self) -> float:
+        elapsed = self.closed_s - self.opened_s
+        return 100.0 * self.reader_cpu_s / elapsed if elapsed > 0 else 0.0
 
     @property
     def push_cpu_percent(self) -> float:
@@ -63,50 +76,127 @@ class PageCounts:
 
 def pages_main(port: int, pages: int, control: Connection) -> None:
     """Process entry point: ``pages`` clients read /ui/ws until told to stop."""
-    asyncio.run(_read_pages(port, pages, control))
+    import uvloop
+
+    uvloop.run(_read_pages(port, pages, control))
+
+
+class RawPage(asyncio.Protocol):
+    """One page as the least a WebSocket client can do: frames counted, never decoded.
+
+    The HTTP upgrade is written by hand; then the page sends its selection and
+    counts each text frame and its bytes, answering pings so the service's
+    heartbeat keeps it. Reading costs this process little, so it takes as
+    little CPU as it can from the service and the latency subscriber it
+    shares the cores with.
+    """
+
+    def __init__(self, port: int, selection: bytes) -> None:
+        self.port = port
+        self.selection = selection
+        self.frames = self.bytes = 0
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        key = base64.b64encode(os.urandom(16))
+        self._transport.write(
+            b"GET /ui/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n" % (self.port, key)
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if not self.upgraded.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buffer[: buffer.find(b"\r\n")])
+            del buffer[: end + 4]
+            if b" 101 " not in status:
+                self.upgraded.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            self._send(0x1, self.selection)
+            self.upgraded.set_result(None)
+        while len(buffer) >= 2:
+            length, start = buffer[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < start + length:
+                return
+            opcode = buffer[0] & 0x0F
+            if opcode == 0x1:
+                self.frames += 1
+                self.bytes += length
+            elif opcode == 0x9:  # ping
+                self._send(0xA, bytes(buffer[start : start + length]))
+            del buffer[: start + length]
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        """A client frame: masked, with the all-zero key (so the payload reads as is)."""
+        assert self._transport is not None and len(payload) < 126
+        self._transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + bytes(4) + payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("the service closed the page"))
 
 
 async def _read_pages(port: int, pages: int, control: Connection) -> None:
-    frames = received = 0
+    loop = asyncio.get_running_loop()
+    selection = json.dumps({"symbol": _SYMBOL}).encode()
+    opened_pages: list[RawPage] = []
+    transports: list[asyncio.BaseTransport] = []
+    for _ in range(pages):
+        transport, page = await loop.create_connection(
+            lambda: RawPage(port, selection), "127.0.0.1", port
+        )
+        await asyncio.wait_for(page.upgraded, 10.0)
+        opened_pages.append(page)
+        transports.append(transport)
     async with aiohttp.ClientSession() as session:
-        sockets = [await session.ws_connect(f"http://127.0.0.1:{port}/ui/ws") for _ in range(pages)]
-
-        async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
-            nonlocal frames, received
-            await ws.send_str(json.dumps({"symbol": _SYMBOL}))
-            async for message in ws:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    frames += 1
-                    received += len(message.data)
 
         async def push_stats() -> dict[str, float]:
             async with session.get(f"http://127.0.0.1:{port}/ui/stats") as response:
                 stats: dict[str, float] = await response.json()
                 return stats
 
-        readers = [asyncio.create_task(read(ws)) for ws in sockets]
         before = await push_stats()
+        frames_before = sum(page.frames for page in opened_pages)
+        bytes_before = sum(page.bytes for page in opened_pages)
+        cpu_before = time.process_time()
         control.send("open")
         opened = time.monotonic()
         await asyncio.to_thread(control.recv)  # "stop"
         elapsed = time.monotonic() - opened
+        cpu = time.process_time() - cpu_before
         after = await push_stats()
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        for ws in sockets:
-            await ws.close()
+    for connection in transports:
+        connection.close()
     busy = after["busy_s"] - before["busy_s"]
-    control.send((frames, received, elapsed, busy, after["max_hold_us"], after["hold_p99_us"]))
+    control.send(
+        (
+            sum(page.frames for page in opened_pages) - frames_before,
+            sum(page.bytes for page in opened_pages) - bytes_before,
+            elapsed,
+            busy,
+            after["max_hold_us"],
+            after["hold_p99_us"],
+            cpu,
+        )
+    )
 
 
 def open_pages(
     port: int, pages: int, counts: PageCounts
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
-    """``pages`` WebSocket clients on the service's /ui/ws, in a process of their own.
-
-    Reading the pushes then costs neither the service nor the latency subscriber.
-    """
+    """``pages`` WebSocket clients on the service's /ui/ws, in a process of their own."""
 
     @contextlib.asynccontextmanager
     async def opened() -> AsyncIterator[object]:
@@ -127,8 +217,8 @@ def open_pages(
             with contextlib.suppress(OSError, EOFError):
                 control.send("stop")
                 if await asyncio.to_thread(control.poll, 10.0):
-                    frames, received, elapsed, busy, hold, hold_p99 = control.recv()
-                    counts.frames, counts.bytes = frames, received
+                    frames, received, elapsed, busy, hold, hold_p99, cpu = control.recv()
+                    counts.frames, counts.bytes, counts.reader_cpu_s = frames, received, cpu
                     counts.busy_s, counts.max_hold_us, counts.hold_p99_us = busy, hold, hold_p99
                     counts.opened_s, counts.closed_s = 0.0, elapsed
             await asyncio.to_thread(process.join, 10.0)
@@ -170,6 +260,10 @@ class UiRow:
         return statistics.median(c.push_cpu_percent for c in self.counts)
 
     @property
+    def reader_cpu_percent(self) -> float:
+        return statistics.median(c.reader_cpu_percent for c in self.counts)
+
+    @property
     def max_hold_us(self) -> float:
         return max(c.max_hold_us for c in self.counts)
 
@@ -190,7 +284,7 @@ class UiRow:
 _HEADER = (
     f"{'pages':>5} {'offered/s':>9} {'CPU%':>5} {'upd p50 ms':>10} {'upd p99 ms':>10} "
     f"{'book p99 ms':>11} {'frames/s/page':>13} {'KB/frame':>8} {'push CPU%':>9} "
-    f"{'hold p99/max us':>15} {'gaps/resets':>11}"
+    f"{'hold p99/max us':>15} {'reader CPU%':>11} {'gaps/resets':>11}"
 )
 
 
@@ -203,6 +297,7 @@ def format_row(row: UiRow) -> str:
         f"{row.p99_ms:>10.3f} {row.book_p99_ms:>11.3f} {row.frames_per_page_s:>13.1f} "
         f"{row.kb_per_frame:>8.1f} {row.push_cpu_percent:>9.2f} "
         f"{f'{row.hold_p99_us:.0f}/{row.max_hold_us:.0f}':>15} "
+        f"{row.reader_cpu_percent:>11.2f} "
         f"{f'{gaps}/{resets}':>11}"
     )
 
