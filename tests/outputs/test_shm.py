@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +49,31 @@ def test_close_unlinks_the_segment_and_leaves_no_temporary_file(shm_name: str) -
     writer.close()  # idempotent
     assert not segment_path(shm_name).exists()
     assert not [p for p in os.listdir(segment_path(shm_name).parent) if shm_name in p]
+
+
+def resident_kib(path: Path) -> int:
+    """Resident size of this process's mapping of ``path``, from /proc/self/smaps.
+
+    Found by inode: the file was mapped under its temporary name.
+    """
+    inode = str(os.stat(path).st_ino)
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(lines):
+        fields = line.split()
+        if len(fields) >= 5 and "-" in fields[0] and fields[4] == inode:
+            for field in lines[i + 1 :]:
+                if field.startswith("Rss:"):
+                    return int(field.split()[1])
+    raise AssertionError(f"{path} is not mapped")
+
+
+def test_the_whole_segment_is_allocated_and_mapped_before_the_first_write(shm_name: str) -> None:
+    """No page fault on the hot path, and a full /dev/shm fails at create, not as a SIGBUS."""
+    capacity = HEADER_SIZE + 256 * 2048  # 128 pages
+    with ShmRingWriter.create(shm_name, capacity_bytes=capacity) as writer:
+        size = writer.header.total_size
+        assert os.stat(writer.path).st_blocks * 512 >= size
+        assert resident_kib(writer.path) * 1024 >= size - 4096
 
 
 def test_a_single_ring_removes_a_stale_index_of_its_name(shm_name: str) -> None:

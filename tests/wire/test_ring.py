@@ -1,4 +1,4 @@
-"""The ring layout and seqlock protocol, in-process on a bytearray (core/ring.py)."""
+"""The ring layout and seqlock protocol, in-process on a bytearray (wire/ring.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_data.core.state import BookState
+from market_data.wire import ring
 from market_data.wire.ring import (
     HEAD_WORD,
     HEADER_SIZE,
@@ -16,15 +17,18 @@ from market_data.wire.ring import (
     SLOT_HEADER_SIZE,
     BookRecord,
     JsonRecord,
+    Level,
     RingCursor,
     RingHeader,
     RingWriter,
     ShmLayoutError,
     ShmRecordTooLargeError,
+    ShmRingError,
     TradeRecord,
     decode_header,
     encode_header,
     slot_count_for,
+    slot_size_for_depth,
 )
 
 
@@ -173,3 +177,98 @@ def test_returned_plus_missed_always_equals_written(slot_count: int, steps: list
     assert seen == sorted(set(seen))
     assert len(seen) + cursor.missed == writer.head
     assert len(buf) == HEADER_SIZE + slot_count * 128 and SLOT_HEADER_SIZE == 48
+
+
+# --- byte layout of the writer, against an encoder written from docs/SHM.md ------------
+
+
+def reference_slot(
+    seq: int, kind: int, symbol: str, local_ts: int, body: bytes, slot_size: int
+) -> bytes:
+    """A slot as docs/SHM.md describes it, built field by field with "<" codecs."""
+    sym = symbol.encode("ascii")
+    head = struct.pack("<QIHB", 2 * seq, len(body), kind, len(sym)) + b"\0"
+    head += sym.ljust(24, b"\0") + struct.pack("<q", local_ts)
+    return (head + body).ljust(slot_size, b"\0")
+
+
+def reference_book_body(
+    update_id: int, event_ms: int, state: int, bids: list[Level], asks: list[Level]
+) -> bytes:
+    body = struct.pack("<QqHHB3x", update_id, event_ms, len(bids), len(asks), state)
+    return body + b"".join(struct.pack("<dd", p, q) for p, q in [*bids, *asks])
+
+
+def slot_bytes(buf: bytearray, header: RingHeader, seq: int) -> bytes:
+    offset = HEADER_SIZE + ((seq - 1) % header.slot_count) * header.slot_size
+    return bytes(buf[offset : offset + header.slot_size])
+
+
+levels = st.lists(
+    st.tuples(st.floats(allow_nan=False), st.floats(allow_nan=False)), min_size=0, max_size=40
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    bids=levels,
+    asks=levels,
+    update_id=st.integers(0, 2**64 - 1),
+    ts=st.integers(-(2**63), 2**63 - 1),
+)
+def test_book_records_are_byte_exact(
+    bids: list[Level], asks: list[Level], update_id: int, ts: int
+) -> None:
+    buf, header = make_ring(slot_count=2)
+    writer = RingWriter(memoryview(buf), header)
+    seq = writer.write_book("ETHUSDT", 3, update_id, -5, ts, bids, asks)
+    body = reference_book_body(update_id, -5, 3, bids, asks)
+    assert slot_bytes(buf, header, seq) == reference_slot(seq, 1, "ETHUSDT", ts, body, 2048)
+
+
+def test_trade_and_json_records_are_byte_exact() -> None:
+    buf, header = make_ring(slot_count=2)
+    writer = RingWriter(memoryview(buf), header)
+    writer.write_trade("BTCUSDT", 2**63, 65000.5, 0.25, 1700000000456, True, -7)
+    body = struct.pack("<QddqB7x", 2**63, 65000.5, 0.25, 1700000000456, 1)
+    assert slot_bytes(buf, header, 1) == reference_slot(1, 2, "BTCUSDT", -7, body, 2048)
+    writer.write_json("X", b'{"a":1}', 9)
+    assert slot_bytes(buf, header, 2) == reference_slot(2, 3, "X", 9, b'{"a":1}', 2048)
+
+
+def test_large_and_uncached_book_shapes_take_the_chained_path_byte_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past MAX_PACKED_LEVELS, or once the shape cache is full, books are still exact."""
+    buf, header = make_ring(slot_count=2, slot_size=slot_size_for_depth(200))
+    big = [(float(i), float(-i)) for i in range(200)]
+    assert len(big) * 2 > ring.MAX_PACKED_LEVELS
+    writer = RingWriter(memoryview(buf), header)
+    writer.write_book("X", 2, 1, 2, 3, big, big[:150])
+    body = reference_book_body(1, 2, 2, big, big[:150])
+    assert slot_bytes(buf, header, 1) == reference_slot(1, 1, "X", 3, body, header.slot_size)
+    monkeypatch.setattr(ring, "MAX_BOOK_PACKERS", 0)
+    monkeypatch.setattr(ring, "_BOOK_PACKERS", {})
+    writer = RingWriter(memoryview(buf), header)
+    writer.write_book("X", 2, 1, 2, 3, big[:3], big[:2])
+    body = reference_book_body(1, 2, 2, big[:3], big[:2])
+    assert slot_bytes(buf, header, 2) == reference_slot(2, 1, "X", 3, body, header.slot_size)
+    assert ring._BOOK_PACKERS == {}
+
+
+def test_bad_records_are_refused_every_time_and_publish_nothing() -> None:
+    buf, header = make_ring()
+    writer = RingWriter(memoryview(buf), header)
+    for _ in range(2):  # a refused symbol or shape is not cached as good
+        with pytest.raises(ShmRecordTooLargeError, match="longer than 24"):
+            writer.write_book("A" * 25, 2, 1, 1, 1, [], [])
+        with pytest.raises(ShmRecordTooLargeError, match="exceeds"):
+            writer.write_book("X", 2, 1, 1, 1, [(1.0, 1.0)] * 100, [(1.0, 1.0)] * 100)
+        with pytest.raises(ShmRingError, match=r"\(price, qty\) pairs"):
+            writer.write_book("X", 2, 1, 1, 1, [(1.0, 1.0, 1.0)], [])  # type: ignore[list-item]
+        with pytest.raises(ShmRingError, match=r"\(price, qty\) pairs"):
+            writer.write_book("X", 2, 1, 1, 1, [("1", 1.0)], [])  # type: ignore[list-item]
+    assert writer.head == 0
+    assert RingCursor(memoryview(buf), header, from_first=True).poll() == []
+    writer.write_book("X", 2, 1, 1, 1, [(1.0, 2.0)], [])
+    assert writer.head == 1

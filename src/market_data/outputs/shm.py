@@ -12,10 +12,14 @@ Lifecycle, all off the hot path:
 - A segment whose lock is free, or whose magic/version is not ours, is stale
   and is replaced, with the generation bumped; readers see a new inode and
   re-attach. A locked segment belongs to a live writer and is never taken.
+- The segment is allocated and mapped whole at creation (``posix_fallocate``
+  and ``MAP_POPULATE``, ~30 ms for 64 MiB): a write never takes a page fault
+  (about half of the one-way latency in the first lap), and a full
+  /dev/shm is an error at start rather than a SIGBUS mid-write.
 - ``close()`` marks the header closed and unlinks the name.
 
-The hot path (``write_*``) is a copy into the mapping plus three 8-byte
-stores; see ``core/ring.py``.
+The hot path (``write_*``) is one ``pack_into`` (or a copy) into the mapping
+plus three 8-byte stores; see ``wire/ring.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from market_data.wire.ring import (
 from market_data.wire.ring_index import SHM_DIR, remove_index
 
 _PUBLISH_ATTEMPTS = 10
+#: Map every page of the segment at creation: the writer then never takes a page
+#: fault on the hot path (one per 4 KiB page of the first lap otherwise).
+_MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def segment_path(name: str) -> Path:
@@ -55,7 +62,7 @@ class ShmRingWriter:
     """Writes book, trade and JSON records into a named shared-memory ring.
 
     ``write_book``, ``write_trade`` and ``write_json`` are the ring's own
-    methods (``core.ring.RingWriter``, which documents them), bound here with
+    methods (``wire.ring.RingWriter``, which documents them), bound here with
     no wrapper in between: the service calls them for every publication.
     """
 
@@ -157,8 +164,8 @@ class ShmRingWriter:
         try:
             os.fchmod(fd, mode)  # exact, whatever the umask
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, header.total_size)
-            mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED)
+            _allocate(fd, header.total_size)
+            mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED | _MAP_POPULATE)
         except BaseException:
             os.close(fd)
             temp.unlink(missing_ok=True)
@@ -216,6 +223,18 @@ class ShmRingWriter:
             f"slots={self.header.slot_count}x{self.header.slot_size}, "
             f"records_written={self.records_written})"
         )
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Size the segment and back every byte of it with memory now.
+
+    A sparse segment gets its pages on first write (a fault per page in the hot
+    path), and on a full /dev/shm that write is a SIGBUS that kills the service;
+    allocated up front, a full /dev/shm is an error at start instead.
+    """
+    os.ftruncate(fd, size)
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
 
 
 def _take_over_generation(path: Path, old_fd: int) -> int | None:
