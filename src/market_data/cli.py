@@ -148,6 +148,7 @@ _BENCHES: dict[str, str] = {
     "shm": "shared-memory ring vs Redis pub/sub latency",
     "redis": "Redis publisher vs one await per publish",
     "e2e": "load generator -> service -> Redis -> subscriber",
+    "growth": "CPU per frame and RSS as symbols, book depth and subscribers grow",
     "rot": "depth-cache rot: naive vs bounded vs re-based books, accelerated",
     "lines": "one feed line vs two (A/B): latency under jitter, resets under kills",
     "cluster": "fan-out to N subscribers: one Valkey server vs a 3-shard cluster",

@@ -358,18 +358,25 @@ async def measure(
     health_port: int = 0,
     during: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None,
     overrides: dict[str, Any] | None = None,
+    snapshot_levels: int = 200,
+    log_level: str = "WARNING",
 ) -> RunResult:
     """Run one pipeline ("service" or "baseline") on one scenario and return its figures.
 
     ``during`` (if given) is entered once the service is primed and left after the
     measured window: load beside the feed, such as open web pages (``bench ui``).
     ``overrides`` changes the service's configuration (``bench history``: recording on).
+    ``snapshot_levels`` per side is the depth of every book, ``log_level`` the
+    service's (``bench growth``: 500 symbols warn 500 times that the load
+    generator serves no klines).
     """
     import multiprocessing
 
     symbols = bench_symbols(symbol_count)
     per_symbol = int(rate_hz / symbol_count * seconds * 1.2) + 16
-    frames = build_frames(symbols, per_symbol, depth_stream=DEPTH_STREAM)
+    frames = build_frames(
+        symbols, per_symbol, depth_stream=DEPTH_STREAM, snapshot_levels=snapshot_levels
+    )
     async with LoadGenerator(frames) as generator:
         decode = _decode_service if pipeline == "service" else _decode_raw
         tracker = BookTracker(generator, decode)
@@ -384,7 +391,7 @@ async def measure(
                         config = config.with_overrides(**overrides)
                     for shard in shard_configs(config, workers):
                         receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
-                        started.append((_start(worker_main, (shard, sender, "WARNING")), receiver))
+                        started.append((_start(worker_main, (shard, sender, log_level)), receiver))
                         sender.close()
                 else:
                     streams = "/".join(f"{s.lower()}@{DEPTH_STREAM}" for s in symbols)

@@ -1,0 +1,409 @@
+"""``market-data bench growth``: the service's CPU per frame and RSS as its load grows.
+
+Every point is one run of ``bench e2e``'s pipeline (:func:`market_data.bench.e2e.measure`:
+pre-built frames from the load generator, the service in its own process, a
+real redis-server, the latency subscriber) at the same total rate, so only one
+thing changes along a series:
+
+- **symbols** 1 -> 100 -> 500, books 1000 levels per side;
+- **depth** 1000 -> 5000 levels per side (``max_levels_per_side`` follows);
+- **subscribers** 1 -> 20 on every book channel: the latency subscriber plus
+  19 that read and discard, in a process of their own.
+
+Per point: the service's CPU time over the measured window divided by the
+frames sent (μs per frame), its RSS at the end of the window, books published
+per frame, update latency p50/p99 and the service's gap and reset counters.
+A point shared by two series (the same symbols, depth and subscribers) is
+measured once and shown in both.
+
+Where the work per frame is flat the CPU per frame must be too. Depth: the
+diffs change levels near the top whatever the depth, so only memory should
+grow. Subscribers: Redis does the fan-out, the service publishes once. Symbols:
+at one symbol the service conflates (one publish covers every frame read in an
+event-loop pass), at 100 or 500 every frame is for another symbol and gets a
+publish of its own, so the work per frame is *not* flat there: books/frame is
+printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import platform
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import TextIO, cast
+
+from rich.console import Console
+from rich.table import Table
+
+from market_data.bench.e2e import RunResult, measure
+from market_data.embedded_redis import EmbeddedRedis
+
+DEFAULT_RATE = 5_000.0
+DEFAULT_SECONDS = 4.0
+DEFAULT_SYMBOLS = (1, 100, 500)
+DEFAULT_DEPTHS = (1000, 5000)
+DEFAULT_SUBSCRIBERS = (1, 20)
+DEFAULT_SERIES_SYMBOLS = 100  # symbols of the depth and subscriber series
+BASE_DEPTH = 1000
+#: The simulated exchange counts no request weight: the client-side budget would
+#: otherwise spread 500 snapshots of weight 20 over four minutes.
+_UNLIMITED_WEIGHT = 1_000_000
+#: Flat: the last point of a series within this factor of the first.
+FLAT_WITHIN = 1.25
+_READY_TIMEOUT_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What one point runs: the series varies exactly one of these."""
+
+    symbols: int
+    depth: int
+    subscribers: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One measured point of one series."""
+
+    series: str  # "symbols", "depth" or "subscribers"
+    scenario: Scenario
+    run: RunResult
+    fanout_bytes: int  # what the extra subscribers received in the window
+
+    @property
+    def value(self) -> int:
+        return int(getattr(self.scenario, self.series))
+
+    @property
+    def frames(self) -> int:
+        return self.run.paced.sent
+
+    @property
+    def window_s(self) -> float:
+        return self.run.paced.elapsed_s + self.run.drain_s
+
+    @property
+    def cpu_us_per_frame(self) -> float:
+        """Service CPU time over the window, per frame sent."""
+        if not self.frames:
+            return float("nan")
+        return self.run.cpu_percent / 100.0 * self.window_s / self.frames * 1e6
+
+    @property
+    def books_per_frame(self) -> float:
+        return self.run.publishes / self.frames if self.frames else float("nan")
+
+    @property
+    def rss_mb(self) -> float:
+        return self.run.rss_bytes / 2**20
+
+    @property
+    def clean(self) -> bool:
+        run = self.run
+        return run.gaps == 0 and run.resets == 0 and run.behind == 0 and run.not_live == 0
+
+
+def scenarios(
+    symbols: Sequence[int],
+    depths: Sequence[int],
+    subscribers: Sequence[int],
+    series_symbols: int,
+) -> list[tuple[str, Scenario]]:
+    """The three series in order, as (series, scenario) pairs."""
+    planned = [("symbols", Scenario(count, BASE_DEPTH, 1)) for count in symbols]
+    planned += [("depth", Scenario(series_symbols, depth, 1)) for depth in depths]
+    planned += [("subscribers", Scenario(series_symbols, BASE_DEPTH, n)) for n in subscribers]
+    return planned
+
+
+# ------------------------------------------------------------ extra subscribers
+
+
+def subscribers_main(port: int, count: int, control: Connection) -> None:
+    """Process entry point: ``count`` PSUBSCRIBE connections that read and discard."""
+    asyncio.run(_discard(port, count, control))
+
+
+class _Discarding(asyncio.Protocol):
+    """Subscribed to every book channel; counts the bytes and parses nothing."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.subscribed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pattern = b"orderbook:*"
+        message = b"*2\r\n$10\r\nPSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(pattern), pattern)
+        cast(asyncio.Transport, transport).write(message)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if not self.subscribed.done() and b"psubscribe" in data:
+            self.subscribed.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(ConnectionError("Redis closed the subscription"))
+
+
+async def _discard(port: int, count: int, control: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    opened = [await loop.create_connection(_Discarding, "127.0.0.1", port) for _ in range(count)]
+    await asyncio.wait_for(asyncio.gather(*(p.subscribed for _, p in opened)), 10.0)
+    before = sum(p.received for _, p in opened)
+    control.send("subscribed")
+    await asyncio.to_thread(control.recv)  # "stop"
+    control.send(sum(p.received for _, p in opened) - before)
+    for transport, _ in opened:
+        transport.close()
+
+
+def extra_subscribers(
+    port: int, count: int, received: list[int]
+) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
+    """``count`` more subscribers for the measured window; their bytes end up in ``received``."""
+
+    @contextlib.asynccontextmanager
+    async def subscribed() -> AsyncIterator[object]:
+        if count <= 0:
+            yield None
+            return
+        context = multiprocessing.get_context("spawn")
+        control, child_end = context.Pipe()
+        process = context.Process(target=subscribers_main, args=(port, count, child_end))
+        process.daemon = True
+        process.start()
+        child_end.close()
+        try:
+            if not await asyncio.to_thread(control.poll, _READY_TIMEOUT_S):
+                raise TimeoutError(f"{count} subscribers did not subscribe in time")
+            control.recv()
+            yield None
+        finally:
+            with contextlib.suppress(OSError, EOFError):
+                control.send("stop")
+                if await asyncio.to_thread(control.poll, 10.0):
+                    received.append(control.recv())
+            await asyncio.to_thread(process.join, 10.0)
+            if process.is_alive():
+                process.kill()
+            control.close()
+
+    return subscribed
+
+
+# ------------------------------------------------------------------ measuring
+
+
+async def measure_point(
+    scenario: Scenario, rate: float, seconds: float, redis: EmbeddedRedis
+) -> tuple[RunResult, int]:
+    """One e2e run of the service for ``scenario``; returns it and the fan-out bytes."""
+    received: list[int] = []
+    run = await measure(
+        "service",
+        scenario.symbols,
+        rate,
+        seconds,
+        redis,
+        during=extra_subscribers(redis.port, scenario.subscribers - 1, received),
+        overrides={
+            "max_levels_per_side": scenario.depth,
+            "rest_weight_budget_per_minute": _UNLIMITED_WEIGHT,
+        },
+        snapshot_levels=scenario.depth,
+        log_level="ERROR",
+    )
+    return run, sum(received)
+
+
+async def run_all(
+    planned: list[tuple[str, Scenario]],
+    rate: float,
+    seconds: float,
+    redis: EmbeddedRedis,
+    progress: Callable[[str], None] = lambda line: None,
+) -> list[Point]:
+    """Every planned point in order, each distinct scenario measured once."""
+    measured: dict[Scenario, tuple[RunResult, int]] = {}
+    points: list[Point] = []
+    for series, scenario in planned:
+        if scenario not in measured:
+            progress(
+                f"measuring {scenario.symbols} symbols, depth {scenario.depth}, "
+                f"{scenario.subscribers} subscriber(s) ..."
+            )
+            measured[scenario] = await measure_point(scenario, rate, seconds, redis)
+        run, fanout = measured[scenario]
+        points.append(Point(series, scenario, run, fanout))
+    return points
+
+
+# ------------------------------------------------------------------- output
+
+_SERIES_TITLES = {
+    "symbols": "symbols (depth {depth}, {subscribers} subscriber)",
+    "depth": "depth, levels per side ({symbols} symbols)",
+    "subscribers": "subscribers ({symbols} symbols, depth {depth})",
+}
+
+
+def table(points: list[Point], rate: float) -> Table:
+    grid = Table(
+        title=f"bench growth: service at {rate:,.0f} frames/s in total", title_justify="left"
+    )
+    for name in ("series", "value", "frames/s", "books/frame", "CPU μs/frame", "CPU %"):
+        grid.add_column(name, justify="left" if name == "series" else "right")
+    for name in ("RSS MB", "upd p50 ms", "p99 ms", "redis %", "fan-out MB/s", "gaps/resets"):
+        grid.add_column(name, justify="right")
+    previous = ""
+    for point in points:
+        run = point.run
+        label = ""
+        if point.series != previous:
+            label = _SERIES_TITLES[point.series].format(**dataclasses.asdict(point.scenario))
+            previous = point.series
+            if points.index(point):
+                grid.add_section()
+        grid.add_row(
+            label,
+            f"{point.value:,}",
+            f"{run.offered_rate:,.0f}",
+            f"{point.books_per_frame:.2f}",
+            f"{point.cpu_us_per_frame:.1f}",
+            f"{run.cpu_percent:.0f}",
+            f"{point.rss_mb:.0f}",
+            f"{run.update_percentile_ms(0.5):.2f}",
+            f"{run.update_percentile_ms(0.99):.2f}",
+            f"{run.redis_cpu_percent:.0f}",
+            f"{point.fanout_bytes / point.window_s / 2**20:.1f}",
+            f"{run.gaps}/{run.resets}",
+        )
+    return grid
+
+
+def slope_lines(points: list[Point]) -> list[str]:
+    """Per series: CPU per frame and RSS at the last point against the first."""
+    lines: list[str] = []
+    for series in _SERIES_TITLES:
+        chosen = [p for p in points if p.series == series]
+        if len(chosen) < 2:
+            continue
+        first, last = chosen[0], chosen[-1]
+        ratio = last.cpu_us_per_frame / first.cpu_us_per_frame
+        line = (
+            f"{series} {first.value:,} -> {last.value:,}: CPU per frame "
+            f"{first.cpu_us_per_frame:.1f} -> {last.cpu_us_per_frame:.1f} μs ({ratio:.2f}x), "
+            f"RSS {first.rss_mb:.0f} -> {last.rss_mb:.0f} MB"
+        )
+        if series == "symbols":
+            line += (
+                f", books per frame {first.books_per_frame:.2f} -> {last.books_per_frame:.2f}"
+                " (conflation: the work per frame is not flat)"
+            )
+        else:
+            line += f" -> {'flat' if ratio <= FLAT_WITHIN else 'NOT flat'}"
+            line += f" (within {FLAT_WITHIN:.2f}x)"
+        lines.append(line)
+    for point in points:
+        if not point.clean:
+            run = point.run
+            lines.append(
+                f"note: {point.series} {point.value}: gaps {run.gaps}, resets {run.resets}, "
+                f"behind {run.behind}, not live {run.not_live}"
+            )
+    return lines
+
+
+# ------------------------------------------------------------------- command
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, comma separated: {text!r}")
+    return counts
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``market-data bench growth``."""
+    parser.add_argument(
+        "--rate", type=_positive, default=DEFAULT_RATE, help="total diff frames/s (5000)"
+    )
+    parser.add_argument(
+        "--seconds", type=_positive, default=DEFAULT_SECONDS, help="measured seconds a point (4)"
+    )
+    for flag, defaults, what in (
+        ("--symbols", DEFAULT_SYMBOLS, "symbol counts of the symbols series"),
+        ("--depths", DEFAULT_DEPTHS, "levels per side of the depth series"),
+        ("--subscribers", DEFAULT_SUBSCRIBERS, "subscriber counts of the subscribers series"),
+    ):
+        parser.add_argument(
+            flag,
+            type=_counts,
+            default=list(defaults),
+            help=f"{what}, comma separated ({','.join(map(str, defaults))})",
+        )
+    parser.add_argument(
+        "--series-symbols",
+        type=int,
+        default=DEFAULT_SERIES_SYMBOLS,
+        help="symbols in the depth and subscribers series (100)",
+    )
+
+
+def run_bench(args: argparse.Namespace, out: TextIO | None = None) -> list[Point]:
+    """Measure every point, print the table and the slopes; return the points."""
+    stream = out if out is not None else sys.stdout
+    console = Console(file=stream, width=160)
+    planned = scenarios(args.symbols, args.depths, args.subscribers, args.series_symbols)
+    console.print(
+        f"market-data bench growth: {len(set(s for _, s in planned))} runs of "
+        f"{args.seconds:g} s at {args.rate:,.0f} frames/s; {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+
+    def progress(line: str) -> None:
+        console.print(line, style="dim")
+
+    with EmbeddedRedis() as redis:
+
+        async def main() -> list[Point]:
+            return await run_all(planned, args.rate, args.seconds, redis, progress)
+
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - other platforms
+            points = asyncio.run(main())
+        else:
+            points = uvloop.run(main())
+    console.print(table(points, args.rate))
+    console.print(
+        "CPU μs/frame: the service process's CPU time over the window / frames sent; RSS at "
+        "the window's end (the 64 MiB shared-memory ring included); books/frame: publishes per "
+        "frame (below 1: conflated); upd: send -> subscriber of every update; fan-out: what the "
+        "extra subscribers read."
+    )
+    for line in slope_lines(points):
+        console.print(line)
+    return points
+
+
+def run(args: argparse.Namespace) -> int:
+    run_bench(args)
+    return 0

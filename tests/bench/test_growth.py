@@ -1,0 +1,80 @@
+"""``market-data bench growth`` on a tiny load: the table's figures are measured, not made up."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import redis.asyncio as aioredis
+from rich.console import Console
+
+from market_data.bench.growth import (
+    Scenario,
+    extra_subscribers,
+    run_all,
+    scenarios,
+    slope_lines,
+    table,
+)
+from market_data.cli import build_parser
+from market_data.embedded_redis import EmbeddedRedis
+
+
+def test_series_vary_one_thing_each() -> None:
+    planned = scenarios([1, 100], [1000, 5000], [1, 20], series_symbols=50)
+    assert planned == [
+        ("symbols", Scenario(1, 1000, 1)),
+        ("symbols", Scenario(100, 1000, 1)),
+        ("depth", Scenario(50, 1000, 1)),
+        ("depth", Scenario(50, 5000, 1)),
+        ("subscribers", Scenario(50, 1000, 1)),
+        ("subscribers", Scenario(50, 1000, 20)),
+    ]
+
+
+def test_the_command_is_registered_with_its_options() -> None:
+    argv = ["bench", "growth", "--rate", "100", "--depths", "10,20", "--seconds", "0.5"]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.rate, args.depths, args.seconds, args.symbols) == (
+        100.0,
+        [10, 20],
+        0.5,
+        [1, 100, 500],
+    )
+
+
+async def test_depth_points_measure_cpu_rss_and_latency(redis_server: EmbeddedRedis) -> None:
+    planned = [("depth", Scenario(10, 1000, 1)), ("depth", Scenario(10, 5000, 1))]
+    points = await run_all(planned, 500.0, 1.0, redis_server)
+    shallow, deep = points
+    for point in points:
+        assert point.clean, point.run
+        assert 300 <= point.frames <= 700
+        assert 1.0 < point.cpu_us_per_frame < 100_000
+        assert 0 < point.books_per_frame <= 1.0
+        assert 0 < point.run.update_percentile_ms(0.5) <= point.run.update_percentile_ms(0.99)
+    # 10 books x 2 sides x 4000 more levels: megabytes, well above the noise.
+    assert deep.rss_mb > shallow.rss_mb + 2
+    out = io.StringIO()
+    Console(file=out, width=200).print(table(points, 500.0))
+    rendered = out.getvalue()
+    for point in points:
+        assert f"{point.cpu_us_per_frame:.1f}" in rendered and f"{point.rss_mb:.0f}" in rendered
+    (line,) = slope_lines(points)
+    assert line.startswith("depth 1,000 -> 5,000: CPU per frame")
+
+
+async def test_extra_subscribers_are_subscribed_and_count_what_they_read(
+    redis_server: EmbeddedRedis,
+) -> None:
+    received: list[int] = []
+    client = aioredis.from_url(redis_server.url)
+    try:
+        async with extra_subscribers(redis_server.port, 3, received)():
+            for _ in range(20):
+                assert await client.publish("orderbook:BTCUSDT", b"x" * 100) == 3
+            await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()
+    (total,) = received
+    assert total >= 3 * 20 * 100
