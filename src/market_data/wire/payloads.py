@@ -12,8 +12,11 @@ back as the same double, as msgspec writes it (e.g. ``"2681.1"``, ``"100.0"``,
 ``"8e-7"``): equal to the exchange's decimal value, never rounded. Every
 output spells prices this way (:func:`price_text`; ``/book`` too). Quantities
 and figures are JSON numbers. Keys are formatted by msgspec in C: formatting
-40 prices in Python cost ~17 μs per book, more than everything else. Time is passed
-in (``now_ms``): this module never reads a clock.
+40 prices in Python cost ~17 μs per book, more than everything else. The book
+payload is encoded for every published frame, so around its two level objects it
+is filled into a fixed template instead of encoding a dict built only to be
+encoded (the same bytes; ``tests/wire/test_payloads.py`` holds them equal). Time is
+passed in (``now_ms``): this module never reads a clock.
 """
 
 from collections.abc import Sequence
@@ -35,9 +38,18 @@ def price_text(price: float) -> str:
     return _encode(price).decode()
 
 
-def _side(levels: Sequence[Level]) -> dict[float, float]:
-    """Price -> quantity; msgspec writes the float keys as JSON strings, in C."""
-    return dict(levels)
+def _side(levels: Sequence[Level]) -> bytes:
+    """Price -> quantity as a JSON object; msgspec writes the float keys as strings, in C."""
+    return _encode(dict(levels))
+
+
+#: ``orderbook:{SYMBOL}``'s fields in their published order, around the parts that vary.
+_BOOK_TEMPLATE = (
+    b'{"symbol":%b,"bids":%b,"asks":%b,"last_update_id":%d,"timestamp":%d,'
+    b'"initialized":%b,"state":%b,"event_time":%d%b}'
+)
+#: Per state, its ``initialized`` and ``state`` values, encoded once.
+_STATE_FIELDS = {s: (_encode(s.trusted), _encode(s.label)) for s in BookState}
 
 
 def orderbook_payload(
@@ -57,19 +69,18 @@ def orderbook_payload(
     levels for a book that cannot (the service decides that once, for every
     output), so no consumer can read stale levels as current.
     """
-    body = {
-        "symbol": symbol,
-        "bids": _side(bids),
-        "asks": _side(asks),
-        "last_update_id": last_update_id,
-        "timestamp": now_ms,
-        "initialized": state.trusted,
-        "state": state.label,
-        "event_time": event_time_ms,
-    }
-    if epoch is not None:
-        body["epoch"] = epoch
-    return _encode(body)
+    initialized, label = _STATE_FIELDS[state]
+    return _BOOK_TEMPLATE % (
+        _encode(symbol),
+        _side(bids),
+        _side(asks),
+        last_update_id,
+        now_ms,
+        initialized,
+        label,
+        event_time_ms,
+        b"" if epoch is None else b',"epoch":%d' % epoch,
+    )
 
 
 class Ticker(Protocol):
