@@ -120,6 +120,8 @@ def _command(*parts: bytes) -> bytes:
 
 #: Sent before a command that follows an ``ASK`` redirect (cluster slot migration).
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
+#: Encoded once: every batch is encoded on the publishing path, pings or not.
+PING = _command(b"PING")
 
 
 def _symbol_commands(
@@ -213,7 +215,7 @@ class _Connection:
             handshake.append(auth)
         if endpoint.db:
             handshake.append(_command(b"SELECT", str(endpoint.db).encode()))
-        handshake.append(_command(b"PING"))
+        handshake.append(PING)
         try:
             async with asyncio.timeout(timeout_s):
                 replies = await connection.exchange(b"".join(handshake), len(handshake))
@@ -571,9 +573,8 @@ class RedisSink:
         if batch.heartbeat is not None:  # never re-sent after a failure: the next beat is due
             append(_command(self._publish_verb, HEARTBEAT_KEY, batch.heartbeat))
             append(_command(b"SET", HEARTBEAT_KEY, batch.heartbeat, b"PX", HEARTBEAT_TTL_MS))
-        ping = _command(b"PING")
         for _ in batch.pings:
-            append(ping)
+            append(PING)
         batch.commands = (
             self._per_trade * len(batch.trades)
             + len(batch.books)
