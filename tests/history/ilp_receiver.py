@@ -3,7 +3,8 @@
 ``POST /write?precision=n|u|ms|s`` and ``POST /api/v2/write``: every line is
 parsed strictly (measurement, tags, fields with their ILP types, the
 timestamp); a line that does not parse fails the whole request with 400 and is
-kept in ``errors``. ``fail`` makes it answer 503 (an outage).
+kept in ``errors``. ``fail`` makes it answer 503 (an outage), ``reject`` 400
+(the next ``reject`` requests, refused as bad data).
 """
 
 import re
@@ -31,6 +32,7 @@ class Receiver:
     errors: list[str] = field(default_factory=list)
     requests: int = 0
     fail: bool = False
+    reject: int = 0  # answer this many requests 400 with QuestDB's error body
 
 
 def _split(text: str, sep: str) -> list[str]:
@@ -111,6 +113,9 @@ def app(receiver: Receiver) -> web.Application:
         receiver.requests += 1
         if receiver.fail:
             return web.Response(status=503, text="unavailable")
+        if receiver.reject:
+            receiver.reject -= 1
+            return web.json_response({"code": "invalid", "message": "refused"}, status=400)
         precision = request.query.get("precision", "n")
         if precision not in ("n", "u", "ms", "s"):
             return web.Response(status=400, text="bad precision")

@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 from market_data.history.parquet import ParquetStore
+from market_data.history.schema.rows import RowBuilder
+from market_data.history.stores import RowFeed
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -26,7 +28,10 @@ def trade_frame(symbol: str, trade_id: int, t_ms: int, price: float, qty: float)
 
 def make_store(directory: Path, symbols: tuple[str, ...] = ("BTCUSDT",), minutes: int = 3) -> None:
     """``minutes`` of one depth event and one trade per second per symbol."""
-    store = ParquetStore(directory, row_group_rows=1000, snapshot_interval_ms=1000)
+    feed = RowFeed(
+        RowBuilder(snapshot_interval_ms=1000), [ParquetStore(directory, row_group_rows=1000)]
+    )
+    store = feed.builder
     for symbol in symbols:  # the first event asks for the snapshot, which bridges it
         first = depth_frame(symbol, 100, 94, T0_MS, 99.0, 101.0)
         store.on_frame(T0_MS * 1000_000, first, 0)
@@ -41,4 +46,5 @@ def make_store(directory: Path, symbols: tuple[str, ...] = ("BTCUSDT",), minutes
             store.on_frame(t_ms * 1000_000, depth_frame(symbol, u, u - 1, t_ms, bid, ask), 0)
             trade = trade_frame(symbol, 1 + second, t_ms, 100.0 + (second % 7) * 0.1, 0.5)
             store.on_frame(t_ms * 1000_000 + 1, trade, 0)
-    store.close()
+        feed.flush(0)  # rows to the store; files only at close (a row group per 1000)
+    feed.close()

@@ -9,6 +9,8 @@ import pytest
 from aiohttp import web
 
 from market_data.history.questdb import QuestDbOutput
+from market_data.history.schema.rows import Chunk, RowBuilder
+from market_data.history.stores import RowFeed
 from tests.history.ilp_receiver import Receiver, app
 from tests.history.store import T0_MS, depth_frame, trade_frame
 
@@ -34,17 +36,39 @@ async def receiver() -> AsyncIterator[tuple[Receiver, int]]:
         await runner.cleanup()
 
 
-def feed(output: QuestDbOutput, seconds: int) -> None:
+class Counter:
+    """A store that only counts the rows it is given."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def add(self, chunk: Chunk) -> None:
+        self.rows += len(chunk[2][0])
+
+    def flush(self, now_ns: int, force: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def feed(output: QuestDbOutput, seconds: int) -> int:
+    """Rows for ``seconds`` of one depth event and one trade a second; returns how many."""
+    counter = Counter()
+    rows = RowFeed(RowBuilder(), [output, counter])
+    builder = rows.builder
     first = depth_frame("BTCUSDT", 100, 94, T0_MS, 99.0, 101.0)
-    output.on_frame(T0_MS * 1_000_000, first, 0)
+    builder.on_frame(T0_MS * 1_000_000, first, 0)
     snapshot = b'{"lastUpdateId":100,"E":%d,"T":%d,"bids":[["99.0","5"]],"asks":[["101.0","5"]]}'
-    output.on_snapshot(T0_MS * 1_000_000, "BTCUSDT", snapshot % (T0_MS, T0_MS))
+    builder.on_snapshot(T0_MS * 1_000_000, "BTCUSDT", snapshot % (T0_MS, T0_MS))
     for second in range(seconds):
         t_ms = T0_MS + 1000 * second + 10
         frame = depth_frame("BTCUSDT", 101 + second, 100 + second, t_ms, 99.1, 100.9)
-        output.on_frame(t_ms * 1_000_000, frame, 0)
+        builder.on_frame(t_ms * 1_000_000, frame, 0)
         trade = trade_frame("BTCUSDT", 1 + second, t_ms, 100.0, 0.5)
-        output.on_frame(t_ms * 1_000_000, trade, 0)
+        builder.on_frame(t_ms * 1_000_000, trade, 0)
+        rows.flush(t_ms * 1_000_000)
+    return counter.rows
 
 
 async def wait(predicate: object, within: float = 10.0) -> None:
@@ -93,6 +117,21 @@ async def test_an_outage_keeps_rows_retries_and_bounds_the_buffer(
     await asyncio.to_thread(output.close)
     assert not state.errors
     assert len(state.rows) == output.sent
+
+
+async def test_a_batch_refused_as_bad_data_is_dropped_and_counted_not_retried(
+    receiver: tuple[Receiver, int],
+) -> None:
+    state, port = receiver
+    state.reject = 1  # the first request is answered 400 with QuestDB's error body
+    output = QuestDbOutput(f"http::addr=127.0.0.1:{port};protocol_version=1;")
+    built = feed(output, 5)
+    await wait(lambda: output.rejected > 0 and not output.pending)
+    built += feed(output, 3)
+    await wait(lambda: output.rejected + output.sent == built, within=15)
+    await asyncio.to_thread(output.close)
+    assert output.failures == 0 and state.reject == 0  # refused once, never sent again
+    assert len(state.rows) == output.sent > 0 and not state.errors
 
 
 def test_compose_has_questdb_and_an_image_with_the_history_extra() -> None:

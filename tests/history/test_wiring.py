@@ -30,10 +30,12 @@ def test_a_missing_extra_is_a_config_error_naming_it(
         build_history(Config(parquet_dir=str(tmp_path)))
 
 
-def test_recording_only_runs_on_the_thread_alone(tmp_path: Path) -> None:
+def test_recording_only_needs_no_row_store(tmp_path: Path) -> None:
     pipeline = build_history(Config(recording_dir=str(tmp_path)))
-    assert pipeline is not None and pipeline.writer is not None and not pipeline.consumers
+    assert pipeline is not None and not pipeline.rows
+    pipeline.frame(b'{"stream":"btcusdt@depth@100ms","data":{}}')
     pipeline.close()
+    assert pipeline.counters.recorded_lines == 1 and not pipeline.counters.rows
 
 
 def test_questdb_credentials_are_redacted_when_the_config_is_printed() -> None:

@@ -85,20 +85,29 @@ async def run_rows(seconds: float, repeat: int, redis: EmbeddedRedis) -> list[Ro
 
 
 def parquet_rows_per_s(symbols: int, frames_per_symbol: int) -> tuple[int, float]:
-    """The store alone, in this process: (rows written, rows/s) for pre-built frames."""
+    """The store alone, in this process: (rows written, rows/s) for pre-built frames.
+
+    Rows are taken every 256 frames, as the history process takes them per batch.
+    """
     from market_data.history.parquet import ParquetStore
+    from market_data.history.schema.rows import RowBuilder
+    from market_data.history.stores import RowFeed
 
     built = build_frames(bench_symbols(symbols), frames_per_symbol, depth_stream="depth@100ms")
     with tempfile.TemporaryDirectory(prefix="bench-parquet-") as tmp:
         store = ParquetStore(tmp)
+        feed = RowFeed(RowBuilder(), [store])
+        builder = feed.builder
         started = time.perf_counter()
-        for symbol, feed in built.items():  # each first event asks for its snapshot
-            store.on_frame(0, _payload(feed.frames[0]), 0)
-            store.on_snapshot(0, symbol, feed.snapshot)
+        for symbol, frames in built.items():  # each first event asks for its snapshot
+            builder.on_frame(0, _payload(frames.frames[0]), 0)
+            builder.on_snapshot(0, symbol, frames.snapshot)
         for index in range(1, frames_per_symbol):
-            for feed in built.values():
-                store.on_frame(index, _payload(feed.frames[index]), 0)
-        store.close()
+            for frames in built.values():
+                builder.on_frame(index, _payload(frames.frames[index]), 0)
+            if index % (256 // symbols or 1) == 0:
+                feed.flush(index)
+        feed.close()
         elapsed = time.perf_counter() - started
     rows = sum(store.rows_written.values())
     return rows, rows / elapsed

@@ -29,7 +29,7 @@ def history_metrics(pipeline: HistoryPipeline | None) -> Iterator[Metric]:
     )
     yield CounterMetricFamily(
         "history_write_errors",
-        "Failed writes of recording files or Parquet files",
+        "Failed writes of recording files or of the row stores",
         value=counters.write_errors if counters else 0,
     )
     yield CounterMetricFamily(
@@ -39,13 +39,25 @@ def history_metrics(pipeline: HistoryPipeline | None) -> Iterator[Metric]:
     )
     yield GaugeMetricFamily(
         "history_queue_length",
-        "Items waiting for the history thread",
+        "Items waiting to be sent to the history process",
         value=pipeline.queue_length if pipeline is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "history_store_write_errors",
+        "Failed writes of the row stores (Parquet, QuestDB buffer), each losing its rows",
+        value=counters.store_errors if counters else 0,
     )
     rows = CounterMetricFamily(
         "history_rows_written", "Rows written to the Parquet store", labels=["kind"]
     )
-    for consumer in pipeline.consumers if pipeline is not None else ():
-        for kind, count in sorted(getattr(consumer, "rows_written", {}).items()):
-            rows.add_metric([kind], count)
+    for kind, count in sorted(counters.rows.items() if counters else ()):
+        rows.add_metric([kind], count)
     yield rows
+    questdb = counters.questdb if counters else {}
+    for name, key, text in (
+        ("questdb_rows_sent", "sent", "Rows QuestDB acknowledged"),
+        ("questdb_rows_dropped", "dropped", "Rows dropped: the QuestDB buffer was full"),
+        ("questdb_rows_rejected", "rejected", "Rows dropped: QuestDB refused them as bad data"),
+        ("questdb_send_failures", "failures", "Failed sends to QuestDB (retried with backoff)"),
+    ):
+        yield CounterMetricFamily(name, text, value=questdb.get(key, 0))

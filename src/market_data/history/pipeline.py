@@ -1,33 +1,47 @@
-"""The history pipeline: hot-path hooks on the event loop, all the work on a thread.
+"""The history pipeline: hot-path hooks on the event loop, all the work in another process.
 
 The engine calls :meth:`HistoryPipeline.frame` for every frame, ``snapshot``
 for every REST snapshot it feeds to a book and ``connection`` for every
 connect and disconnect; as an output (a :class:`~market_data.outputs.sinks.Sink`)
 it also sees every published book and 24h update. Each hook is one bounded
 ``deque.append`` of a tuple of what the caller already has, with the local
-receive time (``time.time_ns()``). A thread drains the deque: it writes the
-recording (gzip, ``recorder.py``) and hands each batch to the row stores
-(Parquet, QuestDB), which run in a child process (``worker.py``). Neither
-decoding, nor compression, nor a slow or full disk can hold up the loop.
+receive time (``time.time_ns()``); published books and 24h figures only when a
+row store is on, and only those that can make a row (a book whose state changed,
+a symbol's first 24h update of a second), as plain tuples. A thread takes the
+items off the deque and sends them, a few hundred at a time and pickled in one
+call, to the history process (``worker.py``), which writes the recording (gzip,
+``recorder.py``) and the row stores (Parquet, QuestDB). The thread runs almost
+no Python per item and waits in the socket write without the GIL: neither
+compression, nor decoding, nor a slow or full disk can hold up the loop.
 
-When the queue is full (the disk is too slow) or a write fails (disk full),
-history is **suspended**: the hooks drop what they get (counted), the thread
-logs why at error level, closes what it can, and tries again every
+When the queue is full (the disk is too slow) or a write fails in the history
+process (disk full), history is **suspended**: the hooks drop what they get
+(counted), the thread logs why at error level and tries again every
 ``RETRY_S``; recording resumes with a ``recording_gap`` event, so a replay
 knows the books were not followed across the hole.
 """
 
 import asyncio
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from market_data.history.recorder import OTHER, RecordingWriter
+from market_data.history.worker import (
+    BOOK,
+    CONNECTION,
+    FRAME,
+    ITEMS,
+    MARKET,
+    RESUME,
+    SNAPSHOT,
+    SUSPEND,
+    HistoryProcess,
+)
+from market_data.ops.config import Config
 from market_data.outputs.sinks import BookUpdate, MarketDataUpdate, Update
 
 log = logging.getLogger(__name__)
@@ -35,79 +49,64 @@ log = logging.getLogger(__name__)
 #: Seconds a suspended pipeline waits before it tries the disk again.
 RETRY_S = 30.0
 #: How long the thread sleeps when the queue is empty.
-IDLE_S = 0.02
-#: Items the thread takes per batch; a deflate block ends after each batch.
-BATCH = 4096
-
-FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET = range(5)
-
-
-class RowConsumer(Protocol):
-    """What the thread feeds besides the recording (the Parquet store, QuestDB)."""
-
-    def on_frame(self, recv_ns: int, frame: bytes, line: int) -> None: ...
-
-    def on_snapshot(self, recv_ns: int, symbol: str, body: bytes) -> None: ...
-
-    def on_connection(self, recv_ns: int, event: dict[str, Any]) -> None: ...
-
-    def on_book(self, recv_ns: int, update: BookUpdate) -> None: ...
-
-    def on_market(self, recv_ns: int, symbol: str, payload: bytes) -> None: ...
-
-    def on_gap(self, recv_ns: int) -> None: ...
-
-    def flush(self, now_ns: int, force: bool = False) -> None: ...
-
-    def close(self) -> None: ...
+IDLE_S = 0.01
+#: Items the thread sends per batch: small, so one pickle holds the GIL briefly.
+BATCH = 256
+#: Seconds to wait for the history process's answer to a resume.
+RESUME_WAIT_S = 30.0
 
 
 @dataclass
 class HistoryCounters:
-    """Plain counters, read by the metrics collector at scrape time."""
+    """Plain counters, read by the metrics collector at scrape time.
+
+    ``dropped`` counts what the hooks dropped and what the history process dropped
+    while suspended; ``write_errors``, ``recorded_lines``, ``rows`` and ``questdb``
+    are the history process's figures, as of its last report.
+    """
 
     queued: int = 0
     dropped: int = 0
     suspensions: int = 0
     write_errors: int = 0
+    store_errors: int = 0
     suspended: bool = False
     recorded_lines: int = 0
     reason: str = ""
     rows: dict[str, int] = field(default_factory=dict)
-
-
-def _symbol_of(frame: bytes) -> str:
-    """``{"stream":"btcusdt@depth...`` -> ``BTCUSDT`` (``_other`` when it names none)."""
-    start = frame.find(b'"stream":"', 0, 40)
-    if start < 0:
-        return OTHER
-    start += 10
-    end = frame.find(b"@", start, start + 40)
-    name = frame[start:end] if end > 0 else b""
-    return name.decode("ascii", "replace").upper() if name.isalnum() else OTHER
+    questdb: dict[str, int] = field(default_factory=dict)
 
 
 class HistoryPipeline:
-    """Bounded queue in, recording files and row stores out, on one thread."""
+    """Bounded queue in, batches to the history process out, on one thread."""
 
     def __init__(
         self,
+        config: Config,
         *,
-        writer: RecordingWriter | None,
-        consumers: list[RowConsumer],
-        queue_max: int = 200_000,
+        queue_max: int | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        retry_s: float = RETRY_S,
     ) -> None:
-        self.writer = writer
-        self.consumers = consumers
-        self.queue_max = queue_max
+        self.config = config
+        self.queue_max = config.history_queue_max if queue_max is None else queue_max
         self.clock_ns = clock_ns
+        self.retry_s = retry_s
+        #: Published books and 24h figures matter only to the row stores.
+        self.rows = bool(config.parquet_dir or config.questdb_url)
         self.counters = HistoryCounters()
         self._queue: deque[tuple[Any, ...]] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._symbols: set[str] = set()
+        self._process: HistoryProcess | None = None
         self._retry_at = 0.0
+        self._book_states: dict[str, object] = {}
+        self._market_seconds: dict[str, int] = {}
+        self._suspension_seen = 0
+        self._child_dropped = 0
+        self._attempt = 0
+        self._answer: tuple[int, str] = (0, "")  # the last resume attempt answered, its error
+        self._closed = False
 
     # ------------------------------------------------------------ event loop side
 
@@ -147,11 +146,33 @@ class HistoryPipeline:
         self._put((CONNECTION, self.clock_ns(), fields))
 
     def publish(self, update: Update) -> None:
-        """As an output: published books and 24h figures, for the state-over-time kinds."""
+        """As an output: book states and 24h figures over time, for the row stores."""
+        if not self.rows:
+            return
         if type(update) is BookUpdate:
-            self._put((BOOK, self.clock_ns(), update))
+            symbol, state = update.symbol, update.state
+            if state is self._book_states.get(symbol):
+                return  # only a change of state makes a book_state row
+            bids, asks = update.bids, update.asks
+            item = (
+                BOOK,
+                self.clock_ns(),
+                symbol,
+                state.label,
+                update.local_ts_ns,
+                update.last_update_id,
+                bids[0][0] if bids else None,
+                asks[0][0] if asks else None,
+            )
+            if self._put(item):
+                self._book_states[symbol] = state
         elif type(update) is MarketDataUpdate:
-            self._put((MARKET, self.clock_ns(), update.symbol, update.payload))
+            now = self.clock_ns()
+            second = now // 1_000_000_000
+            if self._market_seconds.get(update.symbol) == second:
+                return  # stats_24h keeps one row per symbol per second
+            if self._put((MARKET, now, update.symbol, update.payload)):
+                self._market_seconds[update.symbol] = second
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)  # the writer may take seconds: not on the loop
@@ -160,11 +181,12 @@ class HistoryPipeline:
     def queue_length(self) -> int:
         return len(self._queue)
 
-    def _put(self, item: tuple[Any, ...]) -> None:
+    def _put(self, item: tuple[Any, ...]) -> bool:
         if len(self._queue) >= self.queue_max or self.counters.suspended:
             self._drop("the queue is full: the disk is too slow")
-            return
+            return False
         self._queue.append(item)
+        return True
 
     def _drop(self, reason: str) -> None:
         counters = self.counters
@@ -173,28 +195,28 @@ class HistoryPipeline:
             counters.suspended = True
             counters.suspensions += 1
             counters.reason = reason
-            # The writer thread sees the suspension, clears the queue and logs it: clearing
+            # The thread sees the suspension, clears the queue and logs it: clearing
             # 200,000 items here would stall the event loop for tens of ms.
 
     # ------------------------------------------------------------------- thread
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        """Start the history process and the thread that feeds it."""
+        self._process = HistoryProcess(self.config)
+        self._thread = threading.Thread(target=self._run, name="history-feeder", daemon=True)
         self._thread.start()
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, close every file; returns when the thread ended."""
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Send what is queued, close every file; returns when the history process ended."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
-        else:
-            self._drain_all()
-            self._finish()
 
     def _run(self) -> None:
         logged_suspension = False
         while True:
+            self._read_status()
             if self.counters.suspended:
                 if not logged_suspension:
                     self._suspend(self.counters.reason)
@@ -205,116 +227,99 @@ class HistoryPipeline:
                     logged_suspension = not self._resume()
                 self._stop.wait(0.2)
                 continue
-            if not self._drain_once():
+            if not self._send_once():
                 if self._stop.is_set():
                     break
                 self._stop.wait(IDLE_S)
-                self._flush_consumers(force=False)
         self._finish()
 
-    def _drain_all(self) -> None:
-        while self._drain_once():
-            pass
-
-    def _drain_once(self) -> bool:
+    def _send_once(self) -> bool:
+        """Send up to ``BATCH`` items; False when there were none."""
         queue = self._queue
-        if not queue:
+        count = min(len(queue), BATCH)  # only this thread takes items: count stays there
+        if not count:
             return False
         popleft = queue.popleft
-        taken = 0
-        try:
-            while queue and taken < BATCH:
-                self._handle(popleft())
-                taken += 1
-            if self.writer is not None:
-                self.writer.flush()
-            self._flush_consumers(force=False)
-        except OSError as exc:
-            self.counters.write_errors += 1
-            self._drop(f"a write failed: {exc}")
-        self.counters.queued += taken
+        items = [popleft() for _ in range(count)]
+        self.counters.queued += count
+        self._send((ITEMS, items))
         return True
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        writer = self.writer
-        if kind == FRAME:
-            _, recv_ns, raw, line = item
-            frame = raw.encode() if type(raw) is str else bytes(raw)
-            if writer is not None:
-                symbol = _symbol_of(frame)
-                self._symbols.add(symbol)
-                writer.write_frame(symbol, recv_ns, line, frame)
-                self.counters.recorded_lines += 1
-            for consumer in self.consumers:
-                consumer.on_frame(recv_ns, frame, line)
-        elif kind == SNAPSHOT:
-            _, recv_ns, symbol, body = item
-            if writer is not None:
-                self._symbols.add(symbol)
-                writer.write_snapshot(symbol, recv_ns, body)
-                self.counters.recorded_lines += 1
-            for consumer in self.consumers:
-                consumer.on_snapshot(recv_ns, symbol, body)
-        elif kind == CONNECTION:
-            _, recv_ns, fields = item
-            if writer is not None:
-                for symbol in fields["symbols"]:  # each symbol's file is whole on its own
-                    self._symbols.add(symbol)
-                    one = dict(fields, symbols=[symbol])
-                    writer.write_event(symbol, recv_ns, _json(one))
-                    self.counters.recorded_lines += 1
-            for consumer in self.consumers:
-                consumer.on_connection(recv_ns, fields)
-        elif kind == BOOK:
-            for consumer in self.consumers:
-                consumer.on_book(item[1], item[2])
-        elif kind == MARKET:
-            for consumer in self.consumers:
-                consumer.on_market(item[1], item[2], item[3])
+    def _send(self, message: tuple[Any, ...] | None) -> bool:
+        assert self._process is not None
+        try:
+            self._process.send(message)
+        except OSError as exc:
+            self._drop(f"the history process is gone ({exc})")
+            return False
+        return True
 
-    def _flush_consumers(self, force: bool) -> None:
-        now = self.clock_ns()
-        for consumer in self.consumers:
-            try:
-                consumer.flush(now, force)
-            except OSError as exc:
-                self.counters.write_errors += 1
-                self._drop(f"a history store write failed: {exc}")
+    def _read_status(self, timeout_s: float = 0.0) -> bool:
+        """Take in every report the history process sent (waiting ``timeout_s`` for one).
+
+        False when none came.
+        """
+        assert self._process is not None
+        came = False
+        try:
+            while (status := self._process.status(timeout_s)) is not None:
+                self._take(status)
+                came = True
+                timeout_s = 0.0
+        except (OSError, EOFError):
+            self._closed = True  # a dead process: nothing more will come
+        return came
+
+    def _take(self, status: dict[str, Any]) -> None:
+        counters = self.counters
+        counters.recorded_lines = status["recorded_lines"]
+        counters.store_errors = status.get("store_errors", 0)
+        counters.write_errors = status["write_errors"] + counters.store_errors
+        counters.rows = status.get("rows", {})
+        counters.questdb = status.get("questdb", {})
+        counters.dropped += status["dropped"] - self._child_dropped
+        self._child_dropped = status["dropped"]
+        if "resume" in status:
+            self._answer = (status["resume"], status.get("error", ""))
+        self._closed = self._closed or bool(status.get("closed"))
+        if status["suspension"] > self._suspension_seen:  # a write failed over there
+            self._suspension_seen = status["suspension"]
+            if not counters.suspended:
+                counters.suspended = True
+                counters.suspensions += 1
+                counters.reason = status["suspended"]
 
     def _suspend(self, reason: str) -> None:
         log.error(
             "history suspended: %s; the service keeps serving, recording and the history "
             "store are off until the disk takes writes again (retrying every %.0fs)",
             reason,
-            RETRY_S,
+            self.retry_s,
             extra={"reason": reason},
         )
         self.counters.dropped += len(self._queue)  # what was queued is dropped, and counted
         self._queue.clear()  # here, on the thread, not on the event loop
-        if self.writer is not None:
-            self.writer.abandon()
-        self._retry_at = time.monotonic() + RETRY_S
+        self._send((SUSPEND, reason))
+        self._retry_at = time.monotonic() + self.retry_s
 
     def _resume(self) -> bool:
         """Try the disk again; True when history runs again (after a ``recording_gap``)."""
         self._queue.clear()
-        now = self.clock_ns()
-        try:
-            if self.writer is not None:
-                gap = {"connection": "recording_gap", "reason": self.counters.reason}
-                for symbol in sorted(self._symbols - {OTHER}):
-                    event = dict(gap, symbols=[symbol], depth=True, line=0)
-                    self.writer.write_event(symbol, now, _json(event))
-                self.writer.flush()
-            for consumer in self.consumers:
-                consumer.on_gap(now)
-        except OSError as exc:
-            self.counters.write_errors += 1
-            if self.writer is not None:
-                self.writer.abandon()
-            self._retry_at = time.monotonic() + RETRY_S
-            log.warning("history still suspended: %s", exc)
+        self._attempt += 1
+        self._retry_at = time.monotonic() + self.retry_s
+        reason = self.counters.reason
+        if not self._send((RESUME, self.clock_ns(), reason, self._attempt)):
+            log.warning("history still suspended: the history process is gone")
+            return False
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while self._answer[0] != self._attempt and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read_status(left):
+                log.warning("history still suspended: the history process did not answer")
+                return False
+        error = self._answer[1] if self._answer[0] == self._attempt else "it is gone"
+        if error:
+            log.warning("history still suspended: %s", error)
             return False
         self.counters.suspended = False
         self.counters.reason = ""
@@ -322,27 +327,12 @@ class HistoryPipeline:
         return True
 
     def _finish(self) -> None:
+        assert self._process is not None
         if not self.counters.suspended:
-            self._drain_all()
-        self._flush_consumers(force=True)
-        if self.writer is not None and not self.counters.suspended:
-            try:
-                self.writer.flush(force=True)
-            except OSError as exc:
-                log.error("recording: flushing failed: %s", exc)
-        for consumer in self.consumers:
-            try:
-                consumer.close()
-            except OSError as exc:
-                log.error("history store: closing failed: %s", exc)
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            except OSError as exc:
-                log.error("recording: closing failed: %s", exc)
-                self.writer.abandon()
-
-
-def _json(fields: dict[str, Any]) -> bytes:
-    """Compact JSON, as the reader expects (``{"connection":...``)."""
-    return json.dumps(fields, separators=(",", ":")).encode()
+            while self._send_once():
+                pass
+        if self._send(None):
+            deadline = time.monotonic() + RESUME_WAIT_S
+            while not self._closed and self._read_status(max(0.0, deadline - time.monotonic())):
+                pass
+        self._process.close()

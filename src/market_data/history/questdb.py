@@ -12,18 +12,21 @@ The same never-block rules as the Redis output: rows go into a bounded deque
 thread of its own sends them in batches (``BATCH_ROWS`` or every
 ``FLUSH_S``); when QuestDB is unreachable or refuses, the batch is kept and
 sent again after a backoff (capped), so an outage costs memory up to the bound,
-then drops, and never the history thread's time.
+then drops, and never the history thread's time. A batch refused as bad data
+(the client cannot encode it, or QuestDB answers 400 with its error body) is
+dropped and counted (``rejected``): sending it again could never succeed.
 """
 
+import json
 import logging
 import threading
 from collections import deque
+from itertools import repeat
 from typing import Any
 
 from market_data.core.backoff import backoff
 from market_data.history.extra import require
 from market_data.history.schema import rows as schema
-from market_data.outputs.sinks import BookUpdate
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +48,14 @@ def _names(kind: str, levels: int) -> tuple[str, ...]:
 
 
 class QuestDbOutput:
-    """A :class:`~market_data.history.pipeline.RowConsumer` sending rows to QuestDB."""
+    """Sends :class:`~market_data.history.schema.rows.RowBuilder`'s chunks to QuestDB."""
 
     def __init__(
-        self,
-        conf: str,
-        *,
-        snapshot_levels: int = 10,
-        snapshot_interval_ms: int = 100,
-        max_levels: int = 1000,
-        max_buffer: int = 1000,
-        lines: int = 1,
-        max_rows: int = QUESTDB_MAX_ROWS,
+        self, conf: str, *, snapshot_levels: int = 10, max_rows: int = QUESTDB_MAX_ROWS
     ) -> None:
         self.qdb = require("questdb", "questdb_url")
         self.conf = conf
         self.snapshot_levels = snapshot_levels
-        self.builder = schema.RowBuilder(
-            self._add,
-            snapshot_levels=snapshot_levels,
-            snapshot_interval_ms=snapshot_interval_ms,
-            max_levels=max_levels,
-            max_buffer=max_buffer,
-            lines=lines,
-        )
         self.max_rows = max_rows
         self._rows: deque[tuple[str, schema.Row]] = deque()
         self._names: dict[str, tuple[str, ...]] = {}
@@ -76,30 +63,22 @@ class QuestDbOutput:
         self.sent = 0
         self.dropped = 0
         self.failures = 0
+        #: Rows QuestDB (or the client) refused as bad data: dropped, never sent again.
+        self.rejected = 0
         self.connected = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="questdb-output", daemon=True)
         self._thread.start()
 
-    # ------------------------------------------------------------- RowConsumer
-
-    def on_frame(self, recv_ns: int, frame: bytes, line: int) -> None:
-        self.builder.on_frame(recv_ns, frame, line)
-
-    def on_snapshot(self, recv_ns: int, symbol: str, body: bytes) -> None:
-        self.builder.on_snapshot(recv_ns, symbol, body)
-
-    def on_connection(self, recv_ns: int, event: dict[str, Any]) -> None:
-        self.builder.on_connection(recv_ns, event)
-
-    def on_book(self, recv_ns: int, update: BookUpdate) -> None:
-        self.builder.on_book(recv_ns, update)
-
-    def on_market(self, recv_ns: int, symbol: str, payload: bytes) -> None:
-        self.builder.on_market(recv_ns, symbol, payload)
-
-    def on_gap(self, recv_ns: int) -> None:
-        self.builder.on_gap(recv_ns)
+    def add(self, chunk: schema.Chunk) -> None:
+        """Queue a chunk's rows; past ``max_rows`` waiting, the rest are dropped and counted."""
+        kind, _, columns = chunk
+        room = self.max_rows - len(self._rows)
+        rows = list(zip(*columns, strict=True))
+        if len(rows) > room:
+            self.dropped += len(rows) - max(room, 0)
+            rows = rows[: max(room, 0)]
+        self._rows.extend(zip(repeat(kind), rows))
 
     def flush(self, now_ns: int, force: bool = False) -> None:
         """Sending is the output's own thread's job: nothing to do here."""
@@ -112,12 +91,6 @@ class QuestDbOutput:
     @property
     def pending(self) -> int:
         return len(self._rows)
-
-    def _add(self, kind: str, row: schema.Row) -> None:
-        if len(self._rows) >= self.max_rows:
-            self.dropped += 1
-            return
-        self._rows.append((kind, row))
 
     # ------------------------------------------------------------------ thread
 
@@ -143,6 +116,15 @@ class QuestDbOutput:
                     self._row(buffer, kind, row)
                 sender.flush(buffer)
             except Exception as exc:  # the client's errors: an outage, never the end
+                if _refused(self.qdb, exc):
+                    self.rejected += len(batch)
+                    log.error(
+                        "questdb: a batch of %d rows was refused as bad data (%s); dropped",
+                        len(batch),
+                        exc,
+                    )
+                    batch = []
+                    continue
                 self.failures += 1
                 if self.connected or self.failures == 1:
                     log.warning("questdb: cannot send (%s); retrying with backoff", exc)
@@ -187,3 +169,39 @@ class QuestDbOutput:
             columns=columns,
             at=qdb.TimestampNanos(row[2] * 1000),
         )
+
+
+#: The client's codes for rows it cannot encode: the data is at fault, not the link.
+_BAD_DATA_CODES = (
+    "InvalidName",
+    "InvalidUtf8",
+    "InvalidTimestamp",
+    "BadDataFrame",
+    "ServerParseError",
+    "ServerSchemaMismatch",
+)
+
+
+def _refused(qdb: Any, exc: Exception) -> bool:
+    """True for data QuestDB will never take (sending it again cannot help).
+
+    The client refuses to encode it, or the server answered with its error body for
+    a request it rejected (HTTP 400: ``{"code": "invalid", ...}``); an outage (no
+    connection, 5xx) is not.
+    """
+    codes = qdb.QuestDBErrorCode
+    code = getattr(exc, "code", None)
+    if code is None:
+        return False
+    if any(code == getattr(codes, name, None) for name in _BAD_DATA_CODES):
+        return True
+    if code != getattr(codes, "ServerFlushError", None):
+        return False
+    body = str(exc).partition("{")
+    if not body[1]:
+        return False
+    try:
+        answer = json.loads(body[1] + body[2])
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("code") == "invalid"

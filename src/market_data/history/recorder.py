@@ -11,8 +11,8 @@ Crash safety: the writer finishes a deflate block (``Z_SYNC_FLUSH``) every
 ``BLOCK_S`` (1 s), so a crash leaves every closed file complete and the open
 one readable up to its last full line, at most a second before the crash (the
 reader tolerates the missing trailer).
-Nothing here runs on the event loop: :class:`RecordingWriter` belongs to the
-history thread.
+Nothing here runs in the service's process: :class:`RecordingWriter` belongs to
+the history process (``worker.py``).
 """
 
 import base64
@@ -92,13 +92,26 @@ class RecordingWriter:
         self._dirty: set[str] = set()
         #: Bytes written (uncompressed lines), for the metrics.
         self.bytes_in = 0
+        #: Lines written, for the metrics.
+        self.lines = 0
         #: Files opened so far.
         self.files_opened = 0
+        #: Every symbol a file was opened for (the recording_gap goes to each).
+        self.symbols: set[str] = set()
+        # The period of the last receive time, valid for [_period_start, _period_end) ns.
+        self._period = ""
+        self._period_start = self._period_end = 0
 
     def period(self, recv_ns: int) -> str:
         """The file period a receive time falls in: ``20260103T14`` or ``20260103``."""
+        if self._period_start <= recv_ns < self._period_end:
+            return self._period  # one strftime per hour, not one per line
+        span_s = 3600 if self.rotate == "hour" else 86_400
+        start_s = recv_ns // 1_000_000_000 // span_s * span_s
         fmt = "%Y%m%dT%H" if self.rotate == "hour" else "%Y%m%d"
-        return time.strftime(fmt, time.gmtime(recv_ns // 1_000_000_000))
+        self._period = time.strftime(fmt, time.gmtime(start_s))
+        self._period_start, self._period_end = start_s * 10**9, (start_s + span_s) * 10**9
+        return self._period
 
     def write_frame(self, symbol: str, recv_ns: int, line: int, frame: bytes) -> None:
         # Kept whole, escaped: lines must stay lines, and a frame that does not name its
@@ -131,6 +144,7 @@ class RecordingWriter:
             handle = self._open(symbol, period, recv_ns)
         handle.pending.append(data)
         self.bytes_in += len(data)
+        self.lines += 1
         self._dirty.add(symbol)
 
     def _open(self, symbol: str, period: str, recv_ns: int) -> _OpenFile:
@@ -144,6 +158,7 @@ class RecordingWriter:
             n += 1
         handle = self._files[symbol] = _OpenFile(path, period)
         self.files_opened += 1
+        self.symbols.add(symbol)
         return handle
 
     def flush(self, force: bool = False) -> None:

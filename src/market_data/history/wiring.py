@@ -3,8 +3,8 @@
 import logging
 from typing import TYPE_CHECKING
 
-from market_data.history.pipeline import HistoryPipeline, RowConsumer
-from market_data.history.recorder import RecordingWriter, Retention
+from market_data.history.extra import require
+from market_data.history.pipeline import HistoryPipeline
 from market_data.ops.config import Config
 
 if TYPE_CHECKING:
@@ -14,29 +14,18 @@ log = logging.getLogger(__name__)
 
 
 def build_history(config: Config) -> HistoryPipeline | None:
-    """The pipeline ``config`` asks for (None: no recording, no store).
+    """The pipeline ``config`` asks for, started (None: no recording, no store).
 
-    Raises :class:`~market_data.errors.ConfigError` when an extra is missing.
+    Raises :class:`~market_data.errors.ConfigError` when an extra is missing (here,
+    not in the history process).
     """
-    writer = None
-    if config.recording_dir:
-        writer = RecordingWriter(
-            config.recording_dir,
-            rotate=config.recording_rotate,
-            retention=Retention(config.recording_max_age_days * 86_400, config.recording_max_bytes),
-        )
-    consumers: list[RowConsumer] = []
-    if config.parquet_dir or config.questdb_url:  # in a process of their own (worker.py)
-        from market_data.history.worker import StoresProcess
-
-        consumers.append(StoresProcess(config))
-    if writer is None and not consumers:
+    if not (config.recording_dir or config.parquet_dir or config.questdb_url):
         return None
-    pipeline = HistoryPipeline(
-        writer=writer, consumers=consumers, queue_max=config.history_queue_max
-    )
-    if writer is not None:
-        writer.apply_retention()
+    if config.parquet_dir:
+        require("pyarrow.parquet", "parquet_dir")
+    if config.questdb_url:
+        require("questdb", "questdb_url")
+    pipeline = HistoryPipeline(config)
     pipeline.start()
     log.info(
         "history: recording %s, parquet %s, questdb %s",

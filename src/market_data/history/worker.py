@@ -1,16 +1,25 @@
-"""The row stores (Parquet, QuestDB) in a process of their own.
+"""The history process: the recording and the row stores, away from the service's GIL.
 
-Decoding every frame again, rebuilding the books and building rows costs about
-45 μs a frame: on the service's own thread that is half a core at 10k msg/s,
-taken from the event loop under the GIL. :class:`StoresProcess` is the
-:class:`~market_data.history.pipeline.RowConsumer` the history thread sees: it
-collects each batch's items and sends them, pickled, through a socket pair at the
-batch's end; the child process (``_serve``) feeds the real stores. A child
-that is slower than the feed fills the pipe: the history thread then waits,
-its queue fills, and history is suspended (counted), never the event loop.
-The child's counters come back with every batch's answer.
+Writing the recording (a few μs of Python a frame, plus gzip), decoding every
+frame again, rebuilding the books and building rows (Parquet, QuestDB) would
+cost the service's event loop its latency if they ran in its process, even on
+a thread: they hold its GIL. The service's history thread (``pipeline.py``)
+only takes items off its queue and sends them here in small batches, pickled
+in one call (plain tuples, bytes and str), through a socket pair
+(:class:`HistoryProcess`); this child (:func:`child_main`) writes the recording,
+feeds the stores and reports back.
+
+Protocol (pickled tuples, parent -> child): ``(ITEMS, [item, ...])``,
+``(SUSPEND, reason)``, ``(RESUME, now_ns, reason, attempt)``, ``None`` (close).
+The child answers with status dicts (every ``STATUS_S``, at once on a
+suspension and for every resume attempt): lines recorded, rows written, write
+errors, items dropped, the QuestDB output's counts, and ``suspension``, a
+number that grows each time the child suspends itself (a recording write
+failed). While suspended the child drops (and counts) every batch until a
+resume writes a ``recording_gap`` event into each symbol's recording.
 """
 
+import json
 import logging
 import pickle
 import socket
@@ -20,63 +29,30 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from market_data.history.extra import require
+from market_data.history.recorder import OTHER, RecordingWriter, Retention
 from market_data.ops.config import Config
-from market_data.outputs.sinks import BookUpdate
 
 log = logging.getLogger(__name__)
 
+#: Item kinds: (FRAME, recv_ns, raw, line), (SNAPSHOT, recv_ns, symbol, body),
+#: (CONNECTION, recv_ns, fields), (BOOK, recv_ns, symbol, state label, local_ts_ns,
+#: last_update_id, best bid, best ask), (MARKET, recv_ns, symbol, payload).
+FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET = range(5)
+ITEMS, SUSPEND, RESUME = range(3)
+#: Seconds between the child's status reports.
+STATUS_S = 0.25
 _JOIN_S = 30.0
+_IDLE_S = 0.1
 
 
-def build_stores(config: Config) -> list[Any]:
-    """The stores ``config`` asks for (imports pyarrow / questdb only then)."""
-    stores: list[Any] = []
-    levels, interval = config.parquet_book_snapshot_levels, config.parquet_book_snapshot_interval_ms
-    max_levels, max_buffer = config.max_levels_per_side, config.sync_buffer_max
-    if config.parquet_dir:
-        from market_data.history.parquet import ParquetStore
-
-        stores.append(
-            ParquetStore(
-                config.parquet_dir,
-                row_group_rows=config.parquet_row_group_rows,
-                flush_s=config.parquet_flush_s,
-                snapshot_levels=levels,
-                snapshot_interval_ms=interval,
-                max_levels=max_levels,
-                max_buffer=max_buffer,
-                lines=config.feed_lines,
-            )
-        )
-    if config.questdb_url:
-        from market_data.history.questdb import QuestDbOutput
-
-        stores.append(
-            QuestDbOutput(
-                config.questdb_url,
-                snapshot_levels=levels,
-                snapshot_interval_ms=interval,
-                max_levels=max_levels,
-                max_buffer=max_buffer,
-                lines=config.feed_lines,
-            )
-        )
-    return stores
-
-
-class StoresProcess:
-    """Parent side: items in, sent to the child at each flush."""
+class HistoryProcess:
+    """Parent side: the child process and its socket."""
 
     def __init__(self, config: Config) -> None:
-        if config.parquet_dir:  # a missing extra fails here, with a ConfigError, not in the child
-            require("pyarrow.parquet", "parquet_dir")
-        if config.questdb_url:
-            require("questdb", "questdb_url")
         # A plain child process (not multiprocessing's): a daemonic service process (a
         # benchmark's) may not have multiprocessing children. One socket pair carries it all.
         ours, theirs = socket.socketpair()
-        self._process = subprocess.Popen(
+        self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
@@ -85,64 +61,31 @@ class StoresProcess:
             pass_fds=[theirs.fileno()],
         )
         theirs.close()
-        self._conn = Connection(ours.detach())
-        self._conn.send(config)
-        self._batch: list[tuple[Any, ...]] = []
-        #: The child's figures, as of its last answer.
-        self.rows_written: dict[str, int] = {}
-        self.write_errors = 0
-        self.questdb: dict[str, int] = {}
+        self.conn = Connection(ours.detach())
+        self.conn.send(config)
 
-    def on_frame(self, recv_ns: int, frame: bytes, line: int) -> None:
-        self._batch.append((0, recv_ns, frame, line))
+    def send(self, message: tuple[Any, ...] | None) -> None:
+        """One pickle, one write (the write releases the GIL)."""
+        self.conn.send_bytes(pickle.dumps(message, protocol=5))
 
-    def on_snapshot(self, recv_ns: int, symbol: str, body: bytes) -> None:
-        self._batch.append((1, recv_ns, symbol, body))
+    def status(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
+        """The child's next status report, if one comes within ``timeout_s``."""
+        if not self.conn.poll(timeout_s):
+            return None
+        status: dict[str, Any] = self.conn.recv()
+        return status
 
-    def on_connection(self, recv_ns: int, event: dict[str, Any]) -> None:
-        self._batch.append((2, recv_ns, event))
-
-    def on_book(self, recv_ns: int, update: BookUpdate) -> None:
-        self._batch.append((3, recv_ns, update))
-
-    def on_market(self, recv_ns: int, symbol: str, payload: bytes) -> None:
-        self._batch.append((4, recv_ns, symbol, payload))
-
-    def on_gap(self, recv_ns: int) -> None:
-        self._batch.append((5, recv_ns))
-
-    def flush(self, now_ns: int, force: bool = False) -> None:
-        """Send the batch (an empty one still lets the child flush by time)."""
-        batch, self._batch = self._batch, []
-        try:
-            self._conn.send_bytes(pickle.dumps((now_ns, batch), protocol=5))
-            while self._conn.poll():
-                self._status(self._conn.recv())
-        except (OSError, EOFError) as exc:
-            raise OSError(f"the history stores process is gone ({exc})") from None
-
-    def _status(self, status: dict[str, Any]) -> None:
-        self.rows_written = status["rows"]
-        self.write_errors = status["errors"]
-        self.questdb = status["questdb"]
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def close(self) -> None:
         try:
-            self._conn.send_bytes(pickle.dumps(None))
-            deadline = time.monotonic() + _JOIN_S
-            while time.monotonic() < deadline and self._conn.poll(deadline - time.monotonic()):
-                status = self._conn.recv()
-                self._status(status)
-                if status.get("closed"):
-                    break
-        except (OSError, EOFError):
-            pass
-        try:
-            self._process.wait(_JOIN_S)
+            self.process.wait(_JOIN_S)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._conn.close()
+            self.process.kill()
+            self.process.wait()
+        self.conn.close()
 
 
 def child_main(fd: int) -> None:
@@ -150,61 +93,196 @@ def child_main(fd: int) -> None:
     conn = Connection(fd)
     config = conn.recv()
     assert isinstance(config, Config)
-    _serve(config, conn)
-
-
-def _serve(config: Config, conn: Connection) -> None:
-    """Child: feed every batch to the stores, answer with the counters."""
     from market_data.ops.logs import setup_logging
 
     setup_logging(json_lines=config.log_json or None)
-    stores = build_stores(config)
-    errors = 0
-    last_answer = 0.0
+    _Child(config, conn).run()
 
-    def status(closed: bool = False) -> dict[str, Any]:
-        rows: dict[str, int] = {}
-        questdb: dict[str, int] = {}
-        for store in stores:
-            for kind, count in getattr(store, "rows_written", {}).items():
-                rows[kind] = rows.get(kind, 0) + count
-            if hasattr(store, "sent"):
-                questdb = {"sent": store.sent, "dropped": store.dropped, "failures": store.failures}
-        return {"rows": rows, "errors": errors, "questdb": questdb, "closed": closed}
 
-    handlers = ("on_frame", "on_snapshot", "on_connection", "on_book", "on_market", "on_gap")
-    while True:
-        try:
-            message = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            break
-        if message is None:
-            break
-        now_ns, batch = message
-        for item in batch:
-            kind, *args = item
-            for store in stores:
-                try:  # a store writes a full row group here too: one failure loses its rows
-                    getattr(store, handlers[kind])(*args)
-                except Exception as exc:
-                    errors += 1
-                    log.error("history store: a write failed (%s); those rows are lost", exc)
-        for store in stores:
+def _symbol_of(frame: bytes) -> str:
+    """``{"stream":"btcusdt@depth...`` -> ``BTCUSDT`` (``_other`` when it names none)."""
+    start = frame.find(b'"stream":"', 0, 40)
+    if start < 0:
+        return OTHER
+    start += 10
+    end = frame.find(b"@", start, start + 40)
+    name = frame[start:end] if end > 0 else b""
+    return name.decode("ascii", "replace").upper() if name.isalnum() else OTHER
+
+
+def _json(fields: dict[str, Any]) -> bytes:
+    """Compact JSON, as the reader expects (``{"connection":...``)."""
+    return json.dumps(fields, separators=(",", ":")).encode()
+
+
+class _Child:
+    def __init__(self, config: Config, conn: Connection) -> None:
+        self.conn = conn
+        self.writer: RecordingWriter | None = None
+        if config.recording_dir:
+            self.writer = RecordingWriter(
+                config.recording_dir,
+                rotate=config.recording_rotate,
+                retention=Retention(
+                    config.recording_max_age_days * 86_400, config.recording_max_bytes
+                ),
+            )
+            self.writer.apply_retention()
+        self.feed: Any = None
+        if config.parquet_dir or config.questdb_url:
+            from market_data.history.stores import RowFeed
+
+            self.feed = RowFeed.from_config(config)
+        self.suspended = ""  # the reason, while suspended
+        self.suspension = 0
+        self.write_errors = 0
+        self.dropped = 0
+        self._status_at = 0.0
+
+    def run(self) -> None:
+        conn = self.conn
+        while True:
+            if conn.poll(_IDLE_S):
+                try:
+                    message = pickle.loads(conn.recv_bytes())
+                except (EOFError, OSError):
+                    break
+                if message is None:
+                    break
+                if message[0] == ITEMS:
+                    self._items(message[1])
+                elif message[0] == SUSPEND:
+                    self._suspend(message[1])
+                elif message[0] == RESUME:
+                    self._resume(*message[1:])
+            self._tick()
+        self._close()
+
+    # -------------------------------------------------------------------- items
+
+    def _items(self, items: list[tuple[Any, ...]]) -> None:
+        if self.suspended:
+            self.dropped += len(items)
+            return
+        writer = self.writer
+        if writer is not None:
             try:
-                store.flush(now_ns)
-            except Exception as exc:
-                errors += 1
-                log.error("history store: a write failed (%s); those rows are lost", exc)
-        if time.monotonic() - last_answer > 0.5:
-            last_answer = time.monotonic()
-            conn.send(status())
-    for store in stores:
+                self._record(writer, items)
+            except OSError as exc:
+                self._fail(f"a write failed: {exc}")
+                return
+        feed = self.feed
+        if feed is not None:
+            builder = feed.builder
+            for item in items:
+                kind = item[0]
+                try:
+                    if kind == FRAME:
+                        builder.on_frame(item[1], item[2], item[3])
+                    elif kind == SNAPSHOT:
+                        builder.on_snapshot(item[1], item[2], item[3])
+                    elif kind == CONNECTION:
+                        builder.on_connection(item[1], item[2])
+                    elif kind == BOOK:
+                        builder.on_book(*item[1:])
+                    elif kind == MARKET:
+                        builder.on_market(item[1], item[2], item[3])
+                except Exception as exc:  # a bug must cost rows, never the process
+                    feed.errors += 1
+                    log.error("history store: an item failed (%s); its rows are lost", exc)
+
+    @staticmethod
+    def _record(writer: RecordingWriter, items: list[tuple[Any, ...]]) -> None:
+        write_frame = writer.write_frame
+        for item in items:
+            kind = item[0]
+            if kind == FRAME:
+                _, recv_ns, raw, line = item
+                frame = raw.encode() if type(raw) is str else raw
+                write_frame(_symbol_of(frame), recv_ns, line, frame)
+            elif kind == SNAPSHOT:
+                writer.write_snapshot(item[2], item[1], item[3])
+            elif kind == CONNECTION:
+                _, recv_ns, fields = item
+                for symbol in fields["symbols"]:  # each symbol's file is whole on its own
+                    writer.write_event(symbol, recv_ns, _json(dict(fields, symbols=[symbol])))
+
+    def _tick(self) -> None:
+        if self.writer is not None and not self.suspended:
+            try:
+                self.writer.flush()
+            except OSError as exc:
+                self._fail(f"a write failed: {exc}")
+        if self.feed is not None and not self.suspended:
+            self.feed.flush(time.time_ns())
+        if time.monotonic() - self._status_at >= STATUS_S:
+            self._report()
+
+    # ---------------------------------------------------------- suspend, resume
+
+    def _fail(self, reason: str) -> None:
+        self.write_errors += 1
+        self._suspend(reason)
+        self.suspension += 1
+        self._report()
+
+    def _suspend(self, reason: str) -> None:
+        if self.suspended:
+            return
+        self.suspended = reason
+        if self.writer is not None:
+            self.writer.abandon()
+
+    def _resume(self, now_ns: int, reason: str, attempt: int) -> None:
+        """Try the disk again, marking the hole with a ``recording_gap`` per symbol."""
+        writer = self.writer
         try:
-            store.close()
+            if writer is not None:
+                gap = {"connection": "recording_gap", "reason": reason}
+                for symbol in sorted(writer.symbols - {OTHER}):
+                    event = dict(gap, symbols=[symbol], depth=True, line=0)
+                    writer.write_event(symbol, now_ns, _json(event))
+                writer.flush(force=True)
         except OSError as exc:
-            errors += 1
-            log.error("history store: closing failed: %s", exc)
-    try:
-        conn.send(status(closed=True))
-    except OSError:
-        pass
+            self.write_errors += 1
+            if writer is not None:
+                writer.abandon()
+            self._report(resume=attempt, error=str(exc))
+            return
+        if self.feed is not None:
+            self.feed.builder.on_gap(now_ns)
+        self.suspended = ""
+        self._report(resume=attempt)
+
+    def _report(self, *, closed: bool = False, **extra: Any) -> None:
+        self._status_at = time.monotonic()
+        writer, feed = self.writer, self.feed
+        status: dict[str, Any] = feed.status() if feed is not None else {}
+        status.update(
+            recorded_lines=writer.lines if writer is not None else 0,
+            write_errors=self.write_errors,
+            dropped=self.dropped,
+            suspension=self.suspension,
+            suspended=self.suspended,
+            closed=closed,
+            **extra,
+        )
+        try:
+            self.conn.send(status)
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+        writer = self.writer
+        if writer is not None:
+            try:
+                if not self.suspended:
+                    writer.flush(force=True)
+                writer.close()
+            except OSError as exc:
+                self.write_errors += 1
+                log.error("recording: closing failed: %s", exc)
+                writer.abandon()
+        self._report(closed=True)

@@ -34,8 +34,8 @@ core as the service's, from the same frames, snapshots and connection events.
 
 import json
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain, cycle, repeat
 from typing import Any
 
 from market_data.binance.decode import (
@@ -46,9 +46,8 @@ from market_data.binance.decode import (
     decode_snapshot,
 )
 from market_data.binance.schemas import AggTrade, DepthUpdate
-from market_data.core.state import BookState
+from market_data.core.book import Level
 from market_data.core.sync import BookAudit, BookLive, DepthSync
-from market_data.outputs.sinks import BookUpdate
 
 EXCHANGE = "binance-futures"
 #: Trade ids remembered per symbol to drop the copies of a second feed line.
@@ -101,6 +100,13 @@ def snapshot_columns(levels: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: One book event's rows before they are columns: (timestamp µs, local µs, is_snapshot,
+#: update id, bid levels, ask levels).
+BookEvent = tuple[int, int, bool, int, list[Level], list[Level]]
+#: What the builder hands out: (kind, symbol, columns in the kind's column order).
+Chunk = tuple[str, str, list[list[Any]]]
+
+
 @dataclass
 class _Symbol:
     sync: DepthSync
@@ -108,19 +114,23 @@ class _Symbol:
     next_snapshot_ms: int = 0
     seen_trades: set[int] = field(default_factory=set)
     seen_order: deque[int] = field(default_factory=deque)
-    state: BookState | None = None
+    state: str = ""
     stats_second: int = -1
-
-
-Emit = Callable[[str, Row], None]
+    # Waiting for the next take(): one entry per book event (its levels as the event
+    # holds them) and one tuple per row of the other kinds; columns are made at take().
+    book: list[BookEvent] = field(default_factory=list)
+    rows: dict[str, list[Row]] = field(default_factory=dict)
 
 
 class RowBuilder:
-    """Feeds per-symbol sync machines like the engine's and emits rows through ``emit``."""
+    """Feeds per-symbol sync machines like the engine's; :meth:`take` hands out the rows.
+
+    Rows come out as columns (:data:`Chunk`), built once for every store: a book
+    event costs one append here, its levels become columns in C at :meth:`take`.
+    """
 
     def __init__(
         self,
-        emit: Emit,
         *,
         snapshot_levels: int = 10,
         snapshot_interval_ms: int = 100,
@@ -128,7 +138,6 @@ class RowBuilder:
         max_buffer: int = 1000,
         lines: int = 1,
     ) -> None:
-        self.emit = emit
         self.snapshot_levels = snapshot_levels
         self.snapshot_kind = f"book_snapshot_{snapshot_levels}"
         self.snapshot_interval_ms = snapshot_interval_ms
@@ -148,9 +157,16 @@ class RowBuilder:
             sync.on_applied = state.applied.append
         return state
 
+    @staticmethod
+    def _emit(state: _Symbol, kind: str, row: Row) -> None:
+        rows = state.rows.get(kind)
+        if rows is None:
+            rows = state.rows[kind] = []
+        rows.append(row)
+
     # --------------------------------------------------------------------- input
 
-    def on_frame(self, recv_ns: int, frame: bytes, line: int = 0) -> None:
+    def on_frame(self, recv_ns: int, frame: bytes | str, line: int = 0) -> None:
         try:
             kind, event = decode_frame(frame)
         except UnsupportedStreamError:
@@ -175,7 +191,8 @@ class RowBuilder:
                 state.seen_order.append(trade_id)
                 if len(state.seen_order) > SEEN_TRADES:
                     state.seen_trades.discard(state.seen_order.popleft())
-            self.emit(
+            self._emit(
+                state,
                 "trades",
                 (
                     EXCHANGE,
@@ -219,26 +236,23 @@ class RowBuilder:
             state.sync.on_disconnect()
             self._after(state, recv_ns, False, 0)
 
-    def on_book(self, recv_ns: int, update: BookUpdate) -> None:
-        state = self._symbol(update.symbol)
-        if update.state is state.state:
+    def on_book(
+        self,
+        recv_ns: int,
+        symbol: str,
+        label: str,
+        local_ts_ns: int,
+        last_update_id: int,
+        best_bid: float | None,
+        best_ask: float | None,
+    ) -> None:
+        """A published book (its state's ``label``): a row when the state changed."""
+        state = self._symbol(symbol)
+        if label == state.state:
             return
-        state.state = update.state
-        best_bid = update.bids[0][0] if update.bids else None
-        best_ask = update.asks[0][0] if update.asks else None
-        self.emit(
-            "book_state",
-            (
-                EXCHANGE,
-                update.symbol,
-                update.local_ts_ns // 1000,
-                recv_ns // 1000,
-                update.state.label,
-                update.last_update_id,
-                best_bid,
-                best_ask,
-            ),
-        )
+        state.state = label
+        row = (EXCHANGE, symbol, local_ts_ns // 1000, recv_ns // 1000, label)
+        self._emit(state, "book_state", (*row, last_update_id, best_bid, best_ask))
 
     def on_market(self, recv_ns: int, symbol: str, payload: bytes) -> None:
         state = self._symbol(symbol)
@@ -264,9 +278,24 @@ class RowBuilder:
             self.malformed += 1
             return
         state.stats_second = second
-        self.emit("stats_24h", row)
+        self._emit(state, "stats_24h", row)
 
     # -------------------------------------------------------------------- output
+
+    def take(self) -> list[Chunk]:
+        """Every row built since the last call, as columns per kind and symbol."""
+        chunks: list[Chunk] = []
+        for symbol, state in self.symbols.items():
+            if state.book:
+                chunks.append(("incremental_book_L2", symbol, _book_columns(symbol, state.book)))
+                state.book = []
+            if state.rows:
+                for kind, rows in state.rows.items():
+                    chunks.append(
+                        (kind, symbol, [list(column) for column in zip(*rows, strict=True)])
+                    )
+                state.rows = {}
+        return chunks
 
     def _after(self, state: _Symbol, recv_ns: int, was_live: bool, event_ms: int) -> None:
         """Rows for what the last input did to the book."""
@@ -282,26 +311,18 @@ class RowBuilder:
             applied.clear()
             return
         local_us = recv_ns // 1000
-        symbol = sync.symbol
-        emit = self.emit
         last = applied[-1] if applied else None
         if last is not None:
             event_ms = last.E
-        kind = "incremental_book_L2"
         if not was_live or rebased:
-            ts = event_ms * 1000
             bids, asks = sync.book.top(self.max_levels)
-            u = sync.book.last_update_id
-            for side, levels in (("bid", bids), ("ask", asks)):
-                for price, amount in levels:
-                    emit(kind, (EXCHANGE, symbol, ts, local_us, True, side, price, amount, u))
+            state.book.append(
+                (event_ms * 1000, local_us, True, sync.book.last_update_id, bids, asks)
+            )
         else:
+            book = state.book
             for ev in applied:
-                ts = ev.E * 1000
-                u = ev.u
-                for side, levels in (("bid", ev.b), ("ask", ev.a)):
-                    for price, amount in levels:
-                        emit(kind, (EXCHANGE, symbol, ts, local_us, False, side, price, amount, u))
+                book.append((ev.E * 1000, local_us, False, ev.u, ev.b, ev.a))
         changed = bool(applied) or not was_live or rebased
         applied.clear()
         if changed:
@@ -320,7 +341,36 @@ class RowBuilder:
             ask = asks[i] if i < len(asks) else (None, None)
             bid = bids[i] if i < len(bids) else (None, None)
             row += [ask[0], ask[1], bid[0], bid[1]]
-        self.emit(self.snapshot_kind, tuple(row))
+        self._emit(state, self.snapshot_kind, tuple(row))
+
+
+def _book_columns(symbol: str, events: list[BookEvent]) -> list[list[Any]]:
+    """``incremental_book_L2``'s columns: a row per level, bids before asks per event.
+
+    Everything per row runs in C (``repeat``, ``chain``, ``zip``): only the events
+    are visited in Python.
+    """
+    ts, local, snapshot, update, bids, asks = zip(*events, strict=True)
+    sides = list(chain.from_iterable(zip(map(len, bids), map(len, asks), strict=True)))
+    per_event = list(map(int.__add__, sides[0::2], sides[1::2]))
+    levels = list(chain.from_iterable(chain.from_iterable(zip(bids, asks, strict=True))))
+    n = len(levels)
+    prices, amounts = (list(c) for c in zip(*levels, strict=True)) if n else ([], [])
+
+    def spread(values: tuple[Any, ...]) -> list[Any]:
+        return list(chain.from_iterable(map(repeat, values, per_event)))
+
+    return [
+        [EXCHANGE] * n,
+        [symbol] * n,
+        spread(ts),
+        spread(local),
+        spread(snapshot),
+        list(chain.from_iterable(map(repeat, cycle(("bid", "ask")), sides))),
+        prices,
+        amounts,
+        spread(update),
+    ]
 
 
 def _float(value: object) -> float | None:
