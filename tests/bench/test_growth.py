@@ -44,15 +44,23 @@ def test_the_command_is_registered_with_its_options() -> None:
 
 
 async def test_depth_points_measure_cpu_rss_and_latency(redis_server: EmbeddedRedis) -> None:
-    planned = [("depth", Scenario(10, 1000, 1)), ("depth", Scenario(10, 5000, 1))]
+    planned = [
+        ("depth", Scenario(10, 1000, 1)),
+        ("depth", Scenario(10, 5000, 1)),
+        ("subscribers", Scenario(10, 1000, 1)),  # the first point again: measured once
+    ]
     points = await run_all(planned, 500.0, 1.0, redis_server)
-    shallow, deep = points
+    shallow, deep, shared = points
+    assert shared.runs[0] is shallow.runs[0] and shared.series == "subscribers"
+    points = points[:2]
     for point in points:
-        assert point.clean, point.run
-        assert 300 <= point.frames <= 700
+        (measured,) = point.runs
+        assert point.clean, measured.run
+        assert 300 <= measured.frames <= 700
         assert 1.0 < point.cpu_us_per_frame < 100_000
+        assert point.cpu_range == (point.cpu_us_per_frame, point.cpu_us_per_frame)
         assert 0 < point.books_per_frame <= 1.0
-        assert 0 < point.run.update_percentile_ms(0.5) <= point.run.update_percentile_ms(0.99)
+        assert 0 < point.p50_ms <= point.p99_ms
     # 10 books x 2 sides x 4000 more levels: megabytes, well above the noise.
     assert deep.rss_mb > shallow.rss_mb + 2
     out = io.StringIO()
@@ -78,3 +86,13 @@ async def test_extra_subscribers_are_subscribed_and_count_what_they_read(
         await client.aclose()
     (total,) = received
     assert total >= 3 * 20 * 100
+
+
+async def test_repeats_are_kept_and_the_point_shows_their_median(
+    redis_server: EmbeddedRedis,
+) -> None:
+    (point,) = await run_all([("symbols", Scenario(2, 200, 1))], 400.0, 0.5, redis_server, 2)
+    assert len(point.runs) == 2
+    low, high = point.cpu_range
+    assert 0 < low <= point.cpu_us_per_frame <= high
+    assert point.cpu_us_per_frame == (low + high) / 2  # the median of two

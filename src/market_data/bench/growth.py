@@ -12,9 +12,11 @@ thing changes along a series:
 
 Per point: the service's CPU time over the measured window divided by the
 frames sent (μs per frame), its RSS at the end of the window, books published
-per frame, update latency p50/p99 and the service's gap and reset counters.
-A point shared by two series (the same symbols, depth and subscribers) is
-measured once and shown in both.
+per frame, update latency p50/p99 and the service's gap and reset counters;
+medians of ``--repeat`` runs, taken in rounds over all the scenarios so that
+drift on a shared machine reaches every point alike, with the range of CPU per
+frame over the repeats beside it. A point shared by two series (the same
+symbols, depth and subscribers) is measured once and shown in both.
 
 Where the work per frame is flat the CPU per frame must be too. Depth: the
 diffs change levels near the top whatever the depth, so only memory should
@@ -34,6 +36,7 @@ import dataclasses
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from multiprocessing.connection import Connection
@@ -51,12 +54,14 @@ DEFAULT_SYMBOLS = (1, 100, 500)
 DEFAULT_DEPTHS = (1000, 5000)
 DEFAULT_SUBSCRIBERS = (1, 20)
 DEFAULT_SERIES_SYMBOLS = 100  # symbols of the depth and subscriber series
+DEFAULT_REPEAT = 3
 BASE_DEPTH = 1000
 #: The simulated exchange counts no request weight: the client-side budget would
 #: otherwise spread 500 snapshots of weight 20 over four minutes.
 _UNLIMITED_WEIGHT = 1_000_000
-#: Flat: the last point of a series within this factor of the first.
-FLAT_WITHIN = 1.25
+#: Flat: the last point's CPU per frame within 10% of the first's (the repeats of one
+#: point spread by about that much on a shared 2-core machine: see the range column).
+FLAT_WITHIN = 1.10
 _READY_TIMEOUT_S = 30.0
 
 
@@ -70,17 +75,11 @@ class Scenario:
 
 
 @dataclasses.dataclass(frozen=True)
-class Point:
-    """One measured point of one series."""
+class Measured:
+    """One run of one scenario."""
 
-    series: str  # "symbols", "depth" or "subscribers"
-    scenario: Scenario
     run: RunResult
     fanout_bytes: int  # what the extra subscribers received in the window
-
-    @property
-    def value(self) -> int:
-        return int(getattr(self.scenario, self.series))
 
     @property
     def frames(self) -> int:
@@ -98,17 +97,79 @@ class Point:
         return self.run.cpu_percent / 100.0 * self.window_s / self.frames * 1e6
 
     @property
-    def books_per_frame(self) -> float:
-        return self.run.publishes / self.frames if self.frames else float("nan")
-
-    @property
-    def rss_mb(self) -> float:
-        return self.run.rss_bytes / 2**20
-
-    @property
     def clean(self) -> bool:
         run = self.run
         return run.gaps == 0 and run.resets == 0 and run.behind == 0 and run.not_live == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One point of one series: the medians of its repeated runs."""
+
+    series: str  # "symbols", "depth" or "subscribers"
+    scenario: Scenario
+    runs: tuple[Measured, ...]
+
+    @property
+    def value(self) -> int:
+        return int(getattr(self.scenario, self.series))
+
+    def _median(self, figure: Callable[[Measured], float]) -> float:
+        return statistics.median(figure(m) for m in self.runs)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self._median(lambda m: m.run.offered_rate)
+
+    @property
+    def cpu_us_per_frame(self) -> float:
+        return self._median(lambda m: m.cpu_us_per_frame)
+
+    @property
+    def cpu_range(self) -> tuple[float, float]:
+        """Lowest and highest CPU per frame over the repeats: the noise to read a slope against."""
+        values = [m.cpu_us_per_frame for m in self.runs]
+        return min(values), max(values)
+
+    @property
+    def cpu_percent(self) -> float:
+        return self._median(lambda m: m.run.cpu_percent)
+
+    @property
+    def books_per_frame(self) -> float:
+        return self._median(lambda m: m.run.publishes / m.frames if m.frames else float("nan"))
+
+    @property
+    def rss_mb(self) -> float:
+        return self._median(lambda m: m.run.rss_bytes / 2**20)
+
+    @property
+    def p50_ms(self) -> float:
+        return self._median(lambda m: m.run.update_percentile_ms(0.5))
+
+    @property
+    def p99_ms(self) -> float:
+        return self._median(lambda m: m.run.update_percentile_ms(0.99))
+
+    @property
+    def redis_percent(self) -> float:
+        return self._median(lambda m: m.run.redis_cpu_percent)
+
+    @property
+    def fanout_mb_s(self) -> float:
+        return self._median(lambda m: m.fanout_bytes / m.window_s / 2**20)
+
+    @property
+    def gaps(self) -> int:
+        return sum(m.run.gaps or 0 for m in self.runs)
+
+    @property
+    def resets(self) -> int:
+        return sum(m.run.resets or 0 for m in self.runs)
+
+    @property
+    def clean(self) -> bool:
+        return all(m.clean for m in self.runs)
 
 
 def scenarios(
@@ -205,8 +266,8 @@ def extra_subscribers(
 
 async def measure_point(
     scenario: Scenario, rate: float, seconds: float, redis: EmbeddedRedis
-) -> tuple[RunResult, int]:
-    """One e2e run of the service for ``scenario``; returns it and the fan-out bytes."""
+) -> Measured:
+    """One e2e run of the service for ``scenario``."""
     received: list[int] = []
     run = await measure(
         "service",
@@ -222,7 +283,7 @@ async def measure_point(
         snapshot_levels=scenario.depth,
         log_level="ERROR",
     )
-    return run, sum(received)
+    return Measured(run, sum(received))
 
 
 async def run_all(
@@ -230,62 +291,61 @@ async def run_all(
     rate: float,
     seconds: float,
     redis: EmbeddedRedis,
+    repeat: int = 1,
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[Point]:
-    """Every planned point in order, each distinct scenario measured once."""
-    measured: dict[Scenario, tuple[RunResult, int]] = {}
-    points: list[Point] = []
-    for series, scenario in planned:
-        if scenario not in measured:
+    """Every distinct scenario ``repeat`` times, in rounds (slow drift hits them all alike)."""
+    distinct = list(dict.fromkeys(scenario for _, scenario in planned))
+    measured: dict[Scenario, list[Measured]] = {scenario: [] for scenario in distinct}
+    for round_ in range(repeat):
+        for scenario in distinct:
             progress(
-                f"measuring {scenario.symbols} symbols, depth {scenario.depth}, "
-                f"{scenario.subscribers} subscriber(s) ..."
+                f"round {round_ + 1}/{repeat}: {scenario.symbols} symbols, depth "
+                f"{scenario.depth}, {scenario.subscribers} subscriber(s)"
             )
-            measured[scenario] = await measure_point(scenario, rate, seconds, redis)
-        run, fanout = measured[scenario]
-        points.append(Point(series, scenario, run, fanout))
-    return points
+            measured[scenario].append(await measure_point(scenario, rate, seconds, redis))
+    return [Point(series, scenario, tuple(measured[scenario])) for series, scenario in planned]
 
 
 # ------------------------------------------------------------------- output
 
-_SERIES_TITLES = {
-    "symbols": "symbols (depth {depth}, {subscribers} subscriber)",
-    "depth": "depth, levels per side ({symbols} symbols)",
-    "subscribers": "subscribers ({symbols} symbols, depth {depth})",
-}
+_SERIES = ("symbols", "depth", "subscribers")
 
 
 def table(points: list[Point], rate: float) -> Table:
     grid = Table(
-        title=f"bench growth: service at {rate:,.0f} frames/s in total", title_justify="left"
+        title=f"bench growth: the service at {rate:,.0f} frames/s in total (medians of "
+        f"{len(points[0].runs) if points else 0} runs a point)",
+        title_justify="left",
     )
-    for name in ("series", "value", "frames/s", "books/frame", "CPU μs/frame", "CPU %"):
+    for name in ("series", "symbols", "depth", "subs", "frames/s", "books/frame"):
         grid.add_column(name, justify="left" if name == "series" else "right")
-    for name in ("RSS MB", "upd p50 ms", "p99 ms", "redis %", "fan-out MB/s", "gaps/resets"):
+    for name in ("CPU μs/frame", "(range)", "CPU %", "RSS MB", "upd p50 ms", "p99 ms"):
         grid.add_column(name, justify="right")
-    previous = ""
-    for point in points:
-        run = point.run
-        label = ""
-        if point.series != previous:
-            label = _SERIES_TITLES[point.series].format(**dataclasses.asdict(point.scenario))
-            previous = point.series
-            if points.index(point):
-                grid.add_section()
+    for name in ("redis %", "fan-out MB/s", "gaps/resets"):
+        grid.add_column(name, justify="right")
+    for index, point in enumerate(points):
+        first_of_series = not index or points[index - 1].series != point.series
+        if first_of_series and index:
+            grid.add_section()
+        low, high = point.cpu_range
+        scenario = point.scenario
         grid.add_row(
-            label,
-            f"{point.value:,}",
-            f"{run.offered_rate:,.0f}",
+            point.series if first_of_series else "",
+            f"{scenario.symbols:,}",
+            f"{scenario.depth:,}",
+            f"{scenario.subscribers}",
+            f"{point.frames_per_s:,.0f}",
             f"{point.books_per_frame:.2f}",
             f"{point.cpu_us_per_frame:.1f}",
-            f"{run.cpu_percent:.0f}",
+            f"{low:.0f}-{high:.0f}",
+            f"{point.cpu_percent:.0f}",
             f"{point.rss_mb:.0f}",
-            f"{run.update_percentile_ms(0.5):.2f}",
-            f"{run.update_percentile_ms(0.99):.2f}",
-            f"{run.redis_cpu_percent:.0f}",
-            f"{point.fanout_bytes / point.window_s / 2**20:.1f}",
-            f"{run.gaps}/{run.resets}",
+            f"{point.p50_ms:.2f}",
+            f"{point.p99_ms:.2f}",
+            f"{point.redis_percent:.0f}",
+            f"{point.fanout_mb_s:.1f}",
+            f"{point.gaps}/{point.resets}",
         )
     return grid
 
@@ -293,7 +353,7 @@ def table(points: list[Point], rate: float) -> Table:
 def slope_lines(points: list[Point]) -> list[str]:
     """Per series: CPU per frame and RSS at the last point against the first."""
     lines: list[str] = []
-    for series in _SERIES_TITLES:
+    for series in _SERIES:
         chosen = [p for p in points if p.series == series]
         if len(chosen) < 2:
             continue
@@ -310,15 +370,14 @@ def slope_lines(points: list[Point]) -> list[str]:
                 " (conflation: the work per frame is not flat)"
             )
         else:
-            line += f" -> {'flat' if ratio <= FLAT_WITHIN else 'NOT flat'}"
-            line += f" (within {FLAT_WITHIN:.2f}x)"
+            verdict = "flat" if ratio <= FLAT_WITHIN else "NOT flat"
+            line += f" -> {verdict} (within {FLAT_WITHIN:.2f}x)"
         lines.append(line)
     for point in points:
         if not point.clean:
-            run = point.run
             lines.append(
-                f"note: {point.series} {point.value}: gaps {run.gaps}, resets {run.resets}, "
-                f"behind {run.behind}, not live {run.not_live}"
+                f"note: {point.series} {point.value}: gaps {point.gaps}, resets "
+                f"{point.resets}, or books behind / not live in a run"
             )
     return lines
 
@@ -360,6 +419,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             help=f"{what}, comma separated ({','.join(map(str, defaults))})",
         )
     parser.add_argument(
+        "--repeat", type=int, default=DEFAULT_REPEAT, help="runs a point, medians shown (3)"
+    )
+    parser.add_argument(
         "--series-symbols",
         type=int,
         default=DEFAULT_SERIES_SYMBOLS,
@@ -373,8 +435,9 @@ def run_bench(args: argparse.Namespace, out: TextIO | None = None) -> list[Point
     console = Console(file=stream, width=160)
     planned = scenarios(args.symbols, args.depths, args.subscribers, args.series_symbols)
     console.print(
-        f"market-data bench growth: {len(set(s for _, s in planned))} runs of "
-        f"{args.seconds:g} s at {args.rate:,.0f} frames/s; {os.cpu_count()} cores, "
+        f"market-data bench growth: {len(set(s for _, s in planned))} scenarios x "
+        f"{args.repeat} runs of {args.seconds:g} s at {args.rate:,.0f} frames/s; "
+        f"{os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
     )
 
@@ -384,7 +447,7 @@ def run_bench(args: argparse.Namespace, out: TextIO | None = None) -> list[Point
     with EmbeddedRedis() as redis:
 
         async def main() -> list[Point]:
-            return await run_all(planned, args.rate, args.seconds, redis, progress)
+            return await run_all(planned, args.rate, args.seconds, redis, args.repeat, progress)
 
         try:
             import uvloop
