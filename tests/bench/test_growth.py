@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+from array import array
 
 import redis.asyncio as aioredis
 from rich.console import Console
 
+from market_data.bench.e2e import RunResult
 from market_data.bench.growth import (
+    Measured,
+    Point,
     Scenario,
     extra_subscribers,
     run_all,
@@ -18,6 +22,7 @@ from market_data.bench.growth import (
 )
 from market_data.cli import build_parser
 from market_data.embedded_redis import EmbeddedRedis
+from market_data.sim.loadgen import PacedRun
 
 
 def test_series_vary_one_thing_each() -> None:
@@ -96,3 +101,39 @@ async def test_repeats_are_kept_and_the_point_shows_their_median(
     low, high = point.cpu_range
     assert 0 < low <= point.cpu_us_per_frame <= high
     assert point.cpu_us_per_frame == (low + high) / 2  # the median of two
+
+
+def made_up_point(symbols: int, books_per_frame: float, cpu_us_per_frame: float) -> Point:
+    """A point of 10,000 frames in 1 s (no drain): CPU % and publishes set to give these figures."""
+    run = RunResult(
+        pipeline="service",
+        symbols=symbols,
+        target_rate=10_000,
+        paced=PacedRun(10_000, 0, 0, 1.0),
+        publishes=int(10_000 * books_per_frame),
+        covered=10_000,
+        behind=0,
+        not_live=0,
+        drain_s=0.0,
+        book_latency_ns=array("q", [1]),
+        update_latency_ns=array("q", [1]),
+        cpu_percent=cpu_us_per_frame,  # x 1 s / 10,000 frames = the figure in μs
+        rss_bytes=100 << 20,
+        driver_cpu_percent=0.0,
+        redis_cpu_percent=0.0,
+        report={"gaps": 0, "resets": 0},
+    )
+    return Point("symbols", Scenario(symbols, 1000, 1), (Measured(run, 0),))
+
+
+def test_a_conflated_first_point_is_not_judged_and_the_same_work_is() -> None:
+    points = [made_up_point(1, 0.2, 40.0), made_up_point(100, 1.0, 80.0)]
+    points.append(made_up_point(500, 1.0, 95.0))
+    assert points[0].cpu_us_per_frame == 40.0
+    conflated, same_work = slope_lines(points)
+    assert conflated.startswith("symbols 1 -> 500: CPU per frame 40.0 -> 95.0 μs (2.37x)")
+    assert conflated.endswith("(more publishes per frame: the work per frame is not flat)")
+    assert same_work.startswith("symbols 100 -> 500: CPU per frame 80.0 -> 95.0 μs (1.19x)")
+    assert same_work.endswith("-> NOT flat (within 1.10x)")
+    points[2] = made_up_point(500, 1.0, 84.0)
+    assert slope_lines(points)[1].endswith("-> flat (within 1.10x)")
