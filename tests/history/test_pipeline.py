@@ -1,7 +1,9 @@
 """The history pipeline: hooks, the history process, suspension and resumption."""
 
 import logging
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,3 +113,25 @@ def test_the_history_process_records_every_item_kind_in_order(tmp_path: Path) ->
         (frame("BTCUSDT", u), u % 2) for u in range(6, 606)
     ]
     assert [i.event for i in items if b"ETHUSDT" in i.body] == ["connected"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_history_process_outlives_a_signal_to_the_process_group(
+    tmp_path: Path, signum: int
+) -> None:
+    pipeline = HistoryPipeline(Config(recording_dir=str(tmp_path)))
+    pipeline.start()
+    try:
+        for u in range(2, 102):
+            pipeline.frame(frame("BTCUSDT", u))
+        until(lambda: pipeline.counters.recorded_lines >= 100, "the lines")
+        assert pipeline._process is not None
+        os.kill(pipeline._process.process.pid, signum)
+        time.sleep(0.3)
+        assert pipeline._process.alive
+        for u in range(102, 202):
+            pipeline.frame(frame("BTCUSDT", u))
+    finally:
+        pipeline.close()
+    items = list(read_capture(tmp_path, events=True))
+    assert [i.body for i in items] == [frame("BTCUSDT", u) for u in range(2, 202)]

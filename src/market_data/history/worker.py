@@ -22,6 +22,7 @@ resume writes a ``recording_gap`` event into each symbol's recording.
 import json
 import logging
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -89,7 +90,15 @@ class HistoryProcess:
 
 
 def child_main(fd: int) -> None:
-    """Entry point of the child process: the first message is the configuration."""
+    """Entry point of the child process: the first message is the configuration.
+
+    A Ctrl-C or a SIGTERM sent to the whole process group (systemd's
+    ``KillMode=control-group``) must not end this process before the parent's
+    orderly close, which flushes the recording and writes the Parquet footers:
+    it ignores both, and the parent kills it if it does not end within ``_JOIN_S``.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(fd)
     config = conn.recv()
     assert isinstance(config, Config)
