@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from market_data.capture import read_capture
 from market_data.core.state import BookState
 from market_data.history.metrics import history_metrics
 from market_data.history.pipeline import HistoryPipeline
+from market_data.history.worker import BOOK, MARKET, RESUME
 from market_data.ops.config import Config
 from market_data.outputs.sinks import BookUpdate, MarketDataUpdate
 from tests.history.test_recorder import HOUR_NS, T0, frame
@@ -135,3 +137,38 @@ def test_the_history_process_outlives_a_signal_to_the_process_group(
         pipeline.close()
     items = list(read_capture(tmp_path, events=True))
     assert [i.body for i in items] == [frame("BTCUSDT", u) for u in range(2, 202)]
+
+
+class AnsweringProcess:
+    """Stands in for the history process: takes messages, answers every resume."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...] | None] = []
+        self.answers: list[dict[str, Any]] = []
+
+    def send(self, message: tuple[Any, ...] | None) -> None:
+        self.sent.append(message)
+        if message is not None and message[0] == RESUME:
+            status = {"recorded_lines": 0, "write_errors": 0, "dropped": 0}
+            self.answers.append(dict(status, suspension=0, suspended="", resume=message[3]))
+
+    def status(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
+        return self.answers.pop(0) if self.answers else None
+
+
+def test_book_states_and_24h_seconds_dropped_in_a_suspension_are_queued_again(
+    tmp_path: Path,
+) -> None:
+    pipeline = HistoryPipeline(Config(parquet_dir=str(tmp_path)), queue_max=2, clock_ns=lambda: T0)
+    pipeline._process = AnsweringProcess()  # type: ignore[assignment]
+    pipeline.publish(book(BookState.LIVE, 1))
+    pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":1}'))
+    pipeline.frame(frame("BTCUSDT", 2))  # the queue is full: suspended
+    assert pipeline.counters.suspended
+    pipeline._suspend(pipeline.counters.reason)  # the thread drops what was queued
+    assert pipeline.queue_length == 0
+    assert pipeline._resume()
+    pipeline.publish(book(BookState.LIVE, 3))  # the same state, never stored
+    pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":2}'))  # the same second
+    queued = list(pipeline._queue)
+    assert [item[0] for item in queued] == [BOOK, MARKET] and queued[0][3] == "live"

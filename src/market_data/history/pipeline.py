@@ -299,6 +299,7 @@ class HistoryPipeline:
         )
         self.counters.dropped += len(self._queue)  # what was queued is dropped, and counted
         self._queue.clear()  # here, on the thread, not on the event loop
+        self._forget_rows()
         self._send((SUSPEND, reason))
         self._retry_at = time.monotonic() + self.retry_s
 
@@ -321,10 +322,17 @@ class HistoryPipeline:
         if error:
             log.warning("history still suspended: %s", error)
             return False
+        self._forget_rows()  # before the hooks take items again
         self.counters.suspended = False
         self.counters.reason = ""
         log.warning("history resumed (a recording_gap marks the hole)")
         return True
+
+    def _forget_rows(self) -> None:
+        """Forget which book states and 24h seconds were queued: dropped items never
+        reach a store, so after a resume the same state must make a row again."""
+        self._book_states.clear()
+        self._market_seconds.clear()
 
     def _finish(self) -> None:
         assert self._process is not None
