@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -62,6 +64,15 @@ async def _spin() -> None:
 async def _run_round(fanout: Fanout) -> None:
     fanout.tick()
     await _spin()
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for ``condition``, as long as a loaded machine may need; fail past ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, f"not true within {timeout_s:g} s"
+        await asyncio.sleep(0.005)
 
 
 async def test_each_view_is_built_once_per_tick_and_each_page_served_in_a_step_of_its_own() -> None:
@@ -190,3 +201,45 @@ async def test_nothing_to_show_sends_nothing() -> None:
     fanout.pages.add(Page(transport, lambda slow: None))
     await _run_round(fanout)
     assert transport.written == []
+
+
+async def test_a_view_that_raises_costs_one_tick_and_the_pages_keep_their_frames(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = [1]
+
+    def view(symbol: str | None) -> bytes:
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("the view broke")
+        return b"{}"
+
+    fanout = Fanout(view, clock=Clock(), now_ms=lambda: 0, interval_s=0.01)
+    transport = FakeTransport()
+    fanout.add(Page(transport, lambda slow: None, policy=PushPolicy(keepalive_s=0.0)))
+    with caplog.at_level(logging.ERROR, logger="market_data.web.fanout"):
+        await _until(lambda: len(transport.written) >= 3)
+    assert fanout._ticker is not None and not failures[0]  # it raised, and the tick went on
+    (record,) = caplog.records
+    assert "failed" in record.getMessage() and record.exc_info is not None
+    await fanout.close()
+
+
+class BrokenTransport(FakeTransport):
+    def write(self, data: bytes) -> None:
+        raise OSError("the socket broke")
+
+
+async def test_a_page_whose_send_raises_misses_its_frame_and_the_others_do_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fanout = Fanout(lambda symbol: b"{}", clock=Clock(), now_ms=lambda: 0)
+    broken, before, after = BrokenTransport(), FakeTransport(), FakeTransport()
+    for transport, symbol in ((before, "A"), (broken, "B"), (after, "C")):
+        fanout.pages.add(Page(transport, lambda slow: None, symbol=symbol))
+    with caplog.at_level(logging.ERROR, logger="market_data.web.fanout"):
+        await _run_round(fanout)
+        await _run_round(fanout)  # fails again: not logged again within the minute
+    assert len(before.written) == 1 and len(after.written) == 1
+    (record,) = caplog.records
+    assert "view 'B'" in record.getMessage()

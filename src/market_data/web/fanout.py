@@ -13,6 +13,12 @@ view changed or the keepalive is due (:class:`~market_data.web.push.PushPolicy`)
 and a page that does not keep up is dropped, never buffered: more than
 ``max_buffer_bytes`` unsent, or unsent bytes left over for ``send_timeout_s``.
 
+A failure costs its own share only: a view whose build raises is not shown
+this tick, a page whose serving raises misses this frame, a tick that raises
+is skipped; the timer and the other pages carry on. Failures are logged with
+their traceback at most once per ``_LOG_EVERY_S``, since one that repeats
+would otherwise log every tick.
+
 Frames go out uncompressed (``RSV1`` clear), which RFC 7692 allows even where
 permessage-deflate was negotiated; :func:`~market_data.web.ui.open_page` does
 not offer it anyway.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +36,12 @@ from typing import Protocol
 
 from market_data.web.push import INTERVAL_S, SEND_TIMEOUT_S, PushPolicy, SlowClient
 
+log = logging.getLogger(__name__)
+
 #: A finished (FIN) text frame's first byte.
 _FIN_TEXT = 0x81
+#: Seconds between two logged failures: one that repeats every tick is logged once a minute.
+_LOG_EVERY_S = 60.0
 
 
 def text_frame_header(length: int) -> bytes:
@@ -92,6 +103,8 @@ class Fanout:
         self.pages: set[Page] = set()
         self.frames_sent = 0
         self._ticker: asyncio.Task[None] | None = None
+        self._logged_at: float | None = None
+        self._unlogged = 0
 
     def add(self, page: Page) -> None:
         self.pages.add(page)
@@ -113,10 +126,26 @@ class Fanout:
         try:
             while self.pages:
                 await asyncio.sleep(self.interval_s)
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:
+                    self.failed("a tick")
         finally:
             if self._ticker is asyncio.current_task():
                 self._ticker = None
+
+    def failed(self, what: str) -> None:
+        """Log the exception being handled, unless one was logged less than a minute ago."""
+        now = time.monotonic()
+        if self._logged_at is not None and now - self._logged_at < _LOG_EVERY_S:
+            self._unlogged += 1
+            return
+        log.exception(
+            "web view: %s failed (%d more failures not logged since the last one)",
+            what,
+            self._unlogged,
+        )
+        self._logged_at, self._unlogged = now, 0
 
     def tick(self) -> None:
         """Start serving every open page: the first step now, each next one after it."""
@@ -139,19 +168,27 @@ class _Round:
         self._loop = asyncio.get_running_loop()
 
     def step(self) -> None:
+        """One build or one page, then the next: a step that raises ends neither round nor timer."""
+        page = self.pages[self.next]
+        try:
+            self._step(page)
+        except Exception:
+            self.fanout.failed(f"a step for view {page.symbol!r}")
+        if self.next < len(self.pages):
+            self._loop.call_soon(self.step)
+
+    def _step(self, page: Page) -> None:
         started = time.perf_counter_ns()
         try:
-            page = self.pages[self.next]
             if page.symbol not in self.framed:
+                self.framed[page.symbol] = None  # if the build raises, its pages skip this tick
                 self.framed[page.symbol] = self._frame(page.symbol)  # this step builds only
             else:
-                self.next += 1
+                self.next += 1  # first: if serving raises, only this page misses its frame
                 if page in self.fanout.pages:
                     self._serve(page, self.framed[page.symbol])
         finally:
             self.fanout.spent(time.perf_counter_ns() - started)
-        if self.next < len(self.pages):
-            self._loop.call_soon(self.step)
 
     def _frame(self, symbol: str | None) -> tuple[bytes, bytes] | None:
         body = self.fanout.view(symbol)
