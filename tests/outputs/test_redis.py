@@ -508,11 +508,29 @@ async def test_a_closed_gate_sends_nothing_and_drops_what_the_ended_epoch_queued
         redis_server.start()
         async with subscribed(redis_server.url, *channels) as subscriber:
             await wait_until(lambda: sink.connected)
-            assert await subscriber.nothing_more(0.5) == []
+            assert await sink.ping() is None  # a standby's health pings are answered
+            assert await subscriber.nothing_more(0.5) == []  # held, neither sent nor dropped
+            sink.discard_ended_epoch()  # the engine's call when the role ends
             assert sink.stats.discarded_trades == 1
             holding[0] = True  # a new epoch: its own payloads go out
             sink.publish_trade("BTCUSDT", b"epoch-2-trade")
             assert await subscriber.receive(1) == [(b"trades:BTCUSDT", b"epoch-2-trade")]
+            assert await subscriber.nothing_more(0.3) == []
+
+
+async def test_a_lease_that_comes_back_under_its_epoch_sends_what_waited(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """A late renewal closes the gate for a moment: nothing is dropped meanwhile."""
+    holding = [False]
+    async with fast_reconnect_sink(redis_server.url) as sink:
+        sink.gate = lambda: holding[0]
+        async with subscribed(redis_server.url, "trades:BTCUSDT") as subscriber:
+            sink.publish_trade("BTCUSDT", b"t1")
+            assert await subscriber.nothing_more(0.3) == []
+            holding[0] = True
+            assert await subscriber.receive(1) == [(b"trades:BTCUSDT", b"t1")]
+        assert sink.stats.discarded_trades == 0
 
 
 def test_discarding_counts_the_trades_and_empties_the_queue() -> None:

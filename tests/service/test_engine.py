@@ -221,28 +221,35 @@ async def test_a_takeover_that_fails_midway_still_publishes_every_held_trade(
     await svc.lease.client.aclose()
 
 
-async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on_retaking_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Its sink dropped them with the old epoch; the trade stream says where to resume."""
+def agg_trade(a: int) -> AggTrade:
+    return AggTrade(E=1, s="BTCUSDT", a=a, p=1.0, q=1.0, f=a, l=a, T=10**12 + a, m=False)
+
+
+def _active_with_redis() -> tuple[MarketDataService, MemorySink, RedisSink]:
+    """An active instance of an ha_group with a memory output and an unstarted Redis writer."""
     sink = MemorySink()
     redis = RedisSink("redis://127.0.0.1:1")
     config = Config(symbols=("BTCUSDT",), health_port=0, ha_group="g")
     svc = MarketDataService(config, [sink, RedisOutput(redis)], wall_clock=lambda: 1e9)
     assert svc.lease is not None
     svc.lease._holding, svc.lease._valid_until = True, float("inf")
+    return svc, sink, redis
+
+
+async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on_retaking_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its sink dropped them with the old epoch; the trade stream says where to resume."""
+    svc, sink, redis = _active_with_redis()
+    assert svc.lease is not None
     state = svc.symbols["BTCUSDT"]
-
-    def trade(a: int) -> AggTrade:
-        return AggTrade(E=1, s="BTCUSDT", a=a, p=1.0, q=1.0, f=a, l=a, T=10**12 + a, m=False)
-
     for a in (1, 2, 3):
-        svc._take_trade(state, trade(a))
+        svc._take_trade(state, agg_trade(a))
     assert redis.queue_depth == 3
     svc.lease._holding = False
     svc._on_role(False)
     assert (redis.queue_depth, redis.stats.discarded_trades) == (0, 3)
-    svc._take_trade(state, trade(4))  # a standby: held, not published
+    svc._take_trade(state, agg_trade(4))  # a standby: held, not published
     svc.publisher.flush()
     assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3]
 
@@ -253,6 +260,30 @@ async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on
     svc.lease._holding = True
     await svc._take_over()
     svc.publisher.flush()
-    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3, 2, 3, 4]
-    assert len(redis._trades) == 3  # 2, 3 and 4 again, with the new epoch
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3, 4]  # none twice here
+    assert [json.loads(p)["trade_id"] for _, p in redis._trades] == [2, 3, 4]  # Redis: 2, 3 again
+    await svc.lease.client.aclose()
+
+
+async def test_a_retaken_lease_over_an_empty_stream_sends_none_of_its_own_trades_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Redis restarted empty: no stream to go by; its own trades went out already."""
+    svc, sink, redis = _active_with_redis()
+    assert svc.lease is not None
+    state = svc.symbols["BTCUSDT"]
+    for a in range(1, 501):
+        svc._take_trade(state, agg_trade(a))
+    svc.lease._holding = False
+    svc._on_role(False)
+
+    async def empty_stream(client: object, symbol: str) -> int:
+        return 0
+
+    monkeypatch.setattr(engine, "_last_streamed_trade", empty_stream)
+    svc.lease._holding = True
+    await svc._take_over()
+    svc.publisher.flush()
+    assert len(sink.trades("BTCUSDT")) == 500
+    assert not redis._trades
     await svc.lease.client.aclose()

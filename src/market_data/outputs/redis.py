@@ -49,6 +49,8 @@ _READ_CHUNK = 1 << 16
 
 
 #: Channel and key of the publisher's liveness beat (see ``service/engine.py``).
+#: Active/standby: how often a writer without a valid lease looks at it again.
+GATE_POLL_S = 0.05
 HEARTBEAT_KEY = b"market_data:heartbeat"
 #: The beat's key expires this long after the last beat: a dead publisher shows.
 HEARTBEAT_TTL_MS = b"3000"
@@ -358,6 +360,7 @@ class RedisSink:
         instance that takes over publishes them from its own feed.
         """
         waiting = self.queue_depth + len(self._sent_books) + len(self._sent_market_data)
+        self._heartbeat = None
         if not waiting:
             return
         self.stats.discarded_trades += len(self._trades)
@@ -368,7 +371,6 @@ class RedisSink:
             extra={"event": "redis_epoch_discard", "trades": len(self._trades)},
         )
         self._books, self._market_data, self._trades = {}, {}, deque()
-        self._heartbeat = None
         self._sent_books.clear()
         self._sent_market_data.clear()
 
@@ -472,8 +474,19 @@ class RedisSink:
                     continue
                 self._wake.clear()
                 if self.gate is not None and not self.gate():
-                    self.discard_ended_epoch()  # the lease lapsed: never publish without one
-                batch = self._take_batch()
+                    # No valid lease: publish nothing, answer health pings only. The lease
+                    # may come back under the same epoch (a late renewal): what is queued
+                    # waits for it; if the epoch ended, discard_ended_epoch drops it.
+                    if self._closing.is_set():
+                        self.discard_ended_epoch()
+                    if not self._pings:
+                        if not self._closing.is_set():
+                            await self._sleep_unless_closing(GATE_POLL_S)
+                        continue
+                    batch = _Batch({}, {}, deque(), self._pings, None)
+                    self._pings = []
+                else:
+                    batch = self._take_batch()
                 try:
                     await self._deliver(batch)
                 except RedisUnavailableError as exc:

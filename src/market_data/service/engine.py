@@ -308,11 +308,18 @@ class MarketDataService(ListingMixin):
                 last_id = 0
                 if self._held_trades.get(symbol):
                     last_id = await _last_streamed_trade(client, symbol)
+                # Nothing to go by (an empty or unreadable stream): this instance's own
+                # trades are not sent again, a standby's held ones all go out.
+                own = state.published_trade_id
+                last_id = last_id or own
                 # No await from here on: every held trade after last_id goes out in order,
                 # then this symbol's trades are published as they come.
                 for trade in self._held_trades.pop(symbol, ()):
-                    if trade.a > last_id:  # encoded now: with this instance's epoch
-                        self._publish_trade(state, trade)
+                    if trade.a <= last_id:
+                        continue
+                    # encoded now, with this instance's epoch; an own trade that its lapsed
+                    # lease kept from Redis goes to Redis only: the other outputs have it
+                    self._publish_trade(state, trade, redis_only=trade.a <= own)
                 self._resuming.discard(symbol)
                 self.publisher.mark(state)
         finally:
@@ -575,7 +582,7 @@ class MarketDataService(ListingMixin):
         if not state.market_dirty:
             self.publisher.mark(state, book=False)
 
-    def _publish_trade(self, state: SymbolState, trade: AggTrade) -> None:
+    def _publish_trade(self, state: SymbolState, trade: AggTrade, redis_only: bool = False) -> None:
         payload = trade_payload(
             state.symbol,
             trade_id=trade.a,
@@ -588,6 +595,11 @@ class MarketDataService(ListingMixin):
         update = TradeUpdate(
             state.symbol, trade.a, trade.p, trade.q, trade.T, trade.m, self.clock_ns(), payload
         )
+        if redis_only:  # the other outputs took it before the lease lapsed
+            for output in self.publisher.sinks:
+                if isinstance(output, RedisOutput):
+                    output.publish(update)
+            return
         self.publisher.publish(update)
         state.published_trade_id = max(state.published_trade_id, trade.a)
 
