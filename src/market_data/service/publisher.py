@@ -77,16 +77,33 @@ class Publisher:
         pending = self._pending
         self._pending = {}
         for state in pending.values():
-            if state.dirty:
-                state.dirty = False
-                bids, asks = self._publish_book(state, now_ms, local_ns)
-            elif state.market_dirty:
-                book = state.book
-                bids, asks = book.top(1) if book.state.trusted else ([], [])
-            else:
-                continue
-            state.market_dirty = False
-            self._publish_market_data(state, bids, asks, now_ms, local_ns)
+            try:
+                if state.dirty:
+                    state.dirty = False
+                    bids, asks = self._publish_book(state, now_ms, local_ns)
+                elif state.market_dirty:
+                    book = state.book
+                    bids, asks = book.top(1) if book.state.trusted else ([], [])
+                else:
+                    continue
+                state.market_dirty = False
+                self._publish_market_data(state, bids, asks, now_ms, local_ns)
+            except Exception as exc:  # one symbol's failure must not stop the others' books
+                self._flush_failed(state, exc)
+
+    def _flush_failed(self, state: SymbolState, exc: Exception) -> None:
+        """Count and log (rarely); the symbol's next change marks it again."""
+        state.dirty = state.market_dirty = False  # else the engine never marks it again
+        errors = self.sink_errors
+        errors["publisher"] += 1
+        if errors["publisher"] in (1, 10, 100, 1000) or errors["publisher"] % 10_000 == 0:
+            log.error(
+                "%s: publishing failed (%d so far): %r",
+                state.symbol,
+                errors["publisher"],
+                exc,
+                extra={"symbol": state.symbol, "errors": errors["publisher"]},
+            )
 
     def _publish_book(
         self, state: SymbolState, now_ms: int, local_ns: int
