@@ -15,6 +15,7 @@ from market_data.capture import read_capture
 from market_data.core.state import BookState
 from market_data.history.metrics import history_metrics
 from market_data.history.pipeline import HistoryPipeline
+from market_data.history.recorder import BLOCK_S
 from market_data.history.worker import BOOK, MARKET, RESUME
 from market_data.ops.config import Config
 from market_data.outputs.sinks import BookUpdate, MarketDataUpdate
@@ -142,6 +143,8 @@ def test_the_history_process_outlives_a_signal_to_the_process_group(
 class AnsweringProcess:
     """Stands in for the history process: takes messages, answers every resume."""
 
+    alive = True
+
     def __init__(self) -> None:
         self.sent: list[tuple[Any, ...] | None] = []
         self.answers: list[dict[str, Any]] = []
@@ -172,3 +175,40 @@ def test_book_states_and_24h_seconds_dropped_in_a_suspension_are_queued_again(
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":2}'))  # the same second
     queued = list(pipeline._queue)
     assert [item[0] for item in queued] == [BOOK, MARKET] and queued[0][3] == "live"
+
+
+def test_a_dead_history_process_is_started_again_with_a_recording_gap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [T0]
+    pipeline = HistoryPipeline(
+        Config(recording_dir=str(tmp_path)), clock_ns=lambda: now[0], retry_s=0.3
+    )
+    pipeline.start()
+    try:
+        pipeline.connection("connected", "depth-1", 1, ["BTCUSDT"], depth=True, trades=False)
+        pipeline.frame(frame("BTCUSDT", 2))
+        until(lambda: pipeline.counters.recorded_lines >= 2, "the first lines")
+        time.sleep(BLOCK_S + 0.3)  # a deflate block ended: readable after the kill
+        assert pipeline._process is not None
+        first = pipeline._process
+        first.process.kill()  # as the kernel's OOM killer would
+        first.process.wait()
+        with caplog.at_level(logging.WARNING):
+            u = 3
+            while not pipeline.counters.suspended:  # the next send finds it gone
+                now[0] += 1
+                pipeline.frame(frame("BTCUSDT", u))
+                u += 1
+                time.sleep(0.01)
+            until(lambda: "history resumed" in caplog.text, "the resumption")
+        assert "the history process ended" in caplog.text
+        assert pipeline._process is not first and pipeline._process.alive
+        now[0] += 1
+        pipeline.frame(frame("BTCUSDT", 9999))
+    finally:
+        pipeline.close()
+    items = list(read_capture(tmp_path, events=True))
+    assert [i.event for i in items[:2]] == ["connected", None]
+    assert [i.event for i in items[-2:]] == ["recording_gap", None]
+    assert b'"symbols":["BTCUSDT"]' in items[-2].body and items[-1].body == frame("BTCUSDT", 9999)

@@ -18,7 +18,8 @@ When the queue is full (the disk is too slow) or a write fails in the history
 process (disk full), history is **suspended**: the hooks drop what they get
 (counted), the thread logs why at error level and tries again every
 ``RETRY_S``; recording resumes with a ``recording_gap`` event, so a replay
-knows the books were not followed across the hole.
+knows the books were not followed across the hole. A history process that died
+(killed, out of memory) is started again at the next retry.
 """
 
 import asyncio
@@ -102,6 +103,9 @@ class HistoryPipeline:
         self._retry_at = 0.0
         self._book_states: dict[str, object] = {}
         self._market_seconds: dict[str, int] = {}
+        #: Every symbol a connection or a snapshot named: a new history process marks
+        #: the gap in each of them.
+        self._symbols: set[str] = set()
         self._suspension_seen = 0
         self._child_dropped = 0
         self._attempt = 0
@@ -120,6 +124,7 @@ class HistoryPipeline:
 
     def snapshot(self, symbol: str, body: bytes) -> None:
         """A REST snapshot, at the moment the engine feeds it to the book."""
+        self._symbols.add(symbol)
         self._put((SNAPSHOT, self.clock_ns(), symbol, body))
 
     def connection(
@@ -134,6 +139,7 @@ class HistoryPipeline:
         reason: str = "",
     ) -> None:
         """A feed connection came up (``connected``) or went down (``disconnected``)."""
+        self._symbols.update(symbols)
         fields = {
             "connection": event,
             "name": name,
@@ -309,7 +315,10 @@ class HistoryPipeline:
         self._attempt += 1
         self._retry_at = time.monotonic() + self.retry_s
         reason = self.counters.reason
-        if not self._send((RESUME, self.clock_ns(), reason, self._attempt)):
+        if not self._restart_if_gone():
+            return False
+        symbols = sorted(self._symbols)
+        if not self._send((RESUME, self.clock_ns(), reason, self._attempt, symbols)):
             log.warning("history still suspended: the history process is gone")
             return False
         deadline = time.monotonic() + RESUME_WAIT_S
@@ -326,6 +335,28 @@ class HistoryPipeline:
         self.counters.suspended = False
         self.counters.reason = ""
         log.warning("history resumed (a recording_gap marks the hole)")
+        return True
+
+    def _restart_if_gone(self) -> bool:
+        """Start a new history process if the last one died; False if that failed."""
+        process = self._process
+        assert process is not None
+        if process.alive:
+            return True
+        log.error(
+            "the history process ended (exit code %s): starting a new one",
+            process.process.returncode,
+        )
+        process.close()
+        try:
+            self._process = HistoryProcess(self.config)
+        except OSError as exc:
+            self._process = process  # still the dead one: the next retry tries again
+            log.warning("history still suspended: no new history process (%s)", exc)
+            return False
+        self._child_dropped = self._suspension_seen = 0  # the new process counts from 0
+        self._answer = (0, "")
+        self._closed = False
         return True
 
     def _forget_rows(self) -> None:

@@ -10,7 +10,8 @@ in one call (plain tuples, bytes and str), through a socket pair
 feeds the stores and reports back.
 
 Protocol (pickled tuples, parent -> child): ``(ITEMS, [item, ...])``,
-``(SUSPEND, reason)``, ``(RESUME, now_ns, reason, attempt)``, ``None`` (close).
+``(SUSPEND, reason)``, ``(RESUME, now_ns, reason, attempt, symbols)``, ``None``
+(close).
 The child answers with status dicts (every ``STATUS_S``, at once on a
 suspension and for every resume attempt): lines recorded, rows written, write
 errors, items dropped, the QuestDB output's counts, and ``suspension``, a
@@ -242,13 +243,17 @@ class _Child:
         if self.writer is not None:
             self.writer.abandon()
 
-    def _resume(self, now_ns: int, reason: str, attempt: int) -> None:
-        """Try the disk again, marking the hole with a ``recording_gap`` per symbol."""
+    def _resume(self, now_ns: int, reason: str, attempt: int, symbols: list[str]) -> None:
+        """Try the disk again, marking the hole with a ``recording_gap`` per symbol.
+
+        ``symbols`` are those the parent saw: a process started after the previous
+        one died has recorded none yet, but its files must begin with the gap too.
+        """
         writer = self.writer
         try:
             if writer is not None:
                 gap = {"connection": "recording_gap", "reason": reason}
-                for symbol in sorted(writer.symbols - {OTHER}):
+                for symbol in sorted((writer.symbols | set(symbols)) - {OTHER}):
                     event = dict(gap, symbols=[symbol], depth=True, line=0)
                     writer.write_event(symbol, now_ns, _json(event))
                 writer.flush(force=True)
