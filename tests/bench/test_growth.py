@@ -81,16 +81,21 @@ async def test_extra_subscribers_are_subscribed_and_count_what_they_read(
     redis_server: EmbeddedRedis,
 ) -> None:
     received: list[int] = []
+    expected = 3 * 20 * 100
     client = aioredis.from_url(redis_server.url)
+    loop = asyncio.get_running_loop()
     try:
-        async with extra_subscribers(redis_server.port, 3, received)():
+        async with extra_subscribers(redis_server.port, 3, received)() as read_so_far:
             for _ in range(20):
                 assert await client.publish("orderbook:BTCUSDT", b"x" * 100) == 3
-            await asyncio.sleep(0.2)
+            deadline = loop.time() + 10.0  # a spawned child on a loaded machine may lag
+            while (read := await read_so_far()) < expected:
+                assert loop.time() < deadline, f"{read} of {expected} bytes read within 10 s"
+                await asyncio.sleep(0.01)
     finally:
         await client.aclose()
     (total,) = received
-    assert total >= 3 * 20 * 100
+    assert total >= expected
 
 
 async def test_repeats_are_kept_and_the_point_shows_their_median(

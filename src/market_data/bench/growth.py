@@ -38,7 +38,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import TextIO, cast
 
@@ -188,6 +188,10 @@ def scenarios(
 # ------------------------------------------------------------ extra subscribers
 
 
+#: The bytes the extra subscribers read since they subscribed, asked of their process.
+ReadSoFar = Callable[[], Awaitable[int]]
+
+
 def subscribers_main(port: int, count: int, control: Connection) -> None:
     """Process entry point: ``count`` PSUBSCRIBE connections that read and discard."""
     asyncio.run(_discard(port, count, control))
@@ -220,22 +224,34 @@ async def _discard(port: int, count: int, control: Connection) -> None:
     opened = [await loop.create_connection(_Discarding, "127.0.0.1", port) for _ in range(count)]
     await asyncio.wait_for(asyncio.gather(*(p.subscribed for _, p in opened)), 10.0)
     before = sum(p.received for _, p in opened)
+
+    def read() -> int:
+        return sum(p.received for _, p in opened) - before
+
     control.send("subscribed")
-    await asyncio.to_thread(control.recv)  # "stop"
-    control.send(sum(p.received for _, p in opened) - before)
+    while await asyncio.to_thread(control.recv) == "count":  # until "stop"
+        control.send(read())
+    control.send(read())
     for transport, _ in opened:
         transport.close()
 
 
+async def _nothing_read() -> int:
+    return 0
+
+
 def extra_subscribers(
     port: int, count: int, received: list[int]
-) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
-    """``count`` more subscribers for the measured window; their bytes end up in ``received``."""
+) -> Callable[[], contextlib.AbstractAsyncContextManager[ReadSoFar]]:
+    """``count`` more subscribers for the measured window; their bytes end up in ``received``.
+
+    Entered, it gives what they read so far, so a caller can wait for bytes still in flight.
+    """
 
     @contextlib.asynccontextmanager
-    async def subscribed() -> AsyncIterator[object]:
+    async def subscribed() -> AsyncIterator[ReadSoFar]:
         if count <= 0:
-            yield None
+            yield _nothing_read
             return
         context = multiprocessing.get_context("spawn")
         control, child_end = context.Pipe()
@@ -243,11 +259,19 @@ def extra_subscribers(
         process.daemon = True
         process.start()
         child_end.close()
+
+        async def read_so_far() -> int:
+            control.send("count")
+            if not await asyncio.to_thread(control.poll, _READY_TIMEOUT_S):
+                raise TimeoutError(f"{count} subscribers did not tell what they read in time")
+            read: int = control.recv()
+            return read
+
         try:
             if not await asyncio.to_thread(control.poll, _READY_TIMEOUT_S):
                 raise TimeoutError(f"{count} subscribers did not subscribe in time")
             control.recv()
-            yield None
+            yield read_so_far
         finally:
             with contextlib.suppress(OSError, EOFError):
                 control.send("stop")
