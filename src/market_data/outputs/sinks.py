@@ -16,7 +16,7 @@ from market_data.outputs.redis import RedisSink
 from market_data.outputs.shm import ShmRingWriter
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BookUpdate:
     """The top of one symbol's book, as published (``payload`` is the JSON)."""
 
@@ -30,7 +30,7 @@ class BookUpdate:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TradeUpdate:
     symbol: str
     trade_id: int
@@ -42,7 +42,7 @@ class TradeUpdate:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MarketDataUpdate:
     """Last price, best bid/ask and 24h figures (``payload`` is the JSON)."""
 
@@ -50,13 +50,16 @@ class MarketDataUpdate:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeartbeatUpdate:
     """The publisher is alive (``market_data:heartbeat``; the payload is the JSON)."""
 
     payload: bytes
 
 
+#: Every publication builds one of these: plain slotted classes, not frozen ones (a
+#: frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``:
+#: ~0.9 μs against ~0.18 μs). Outputs read them and must not change them.
 Update = BookUpdate | TradeUpdate | MarketDataUpdate | HeartbeatUpdate
 
 
