@@ -5,7 +5,6 @@ import json
 import signal
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +31,9 @@ sys.exit(asyncio.run(serve(load_config(sys.argv[1]), grace_s=float(sys.argv[2]))
 """
 
 
-def write_config(directory: Path, sim: SimExchange, redis_url: str, port: int) -> Path:
+def write_config(
+    directory: Path, sim: SimExchange, redis_url: str, port: int, shm_name: str
+) -> Path:
     path = directory / "config.yaml"
     settings = {
         "symbols": list(SYMBOLS),
@@ -41,7 +42,7 @@ def write_config(directory: Path, sim: SimExchange, redis_url: str, port: int) -
         "redis_url": redis_url,
         "http_host": "127.0.0.1",
         "health_port": port,
-        "shm_name": f"market_data_ops_{uuid.uuid4().hex[:8]}",
+        "shm_name": shm_name,  # the fixture's: removed after, even when the process was killed
         "reconnect_delay_ms": 50,
         "max_reconnect_delay_ms": 500,
     }
@@ -77,12 +78,12 @@ def json_logs(lines: list[str]) -> list[dict[str, Any]]:
 
 
 async def test_sigterm_exits_0_after_publishing_the_last_state(
-    redis_server: EmbeddedRedis, tmp_path: Path
+    redis_server: EmbeddedRedis, tmp_path: Path, shm_name: str
 ) -> None:
     sim_config = SimConfig(list(SYMBOLS), diff_rate_hz=100, trade_rate_hz=20)
     async with SimExchange(sim_config) as sim:
         port = free_port()
-        config = write_config(tmp_path, sim, redis_server.url, port)
+        config = write_config(tmp_path, sim, redis_server.url, port, shm_name)
         client = aioredis.from_url(redis_server.url)
         pubsub = client.pubsub()
         await pubsub.subscribe(*(f"orderbook:{s}" for s in SYMBOLS))
@@ -127,7 +128,9 @@ async def test_sigterm_exits_0_after_publishing_the_last_state(
             await client.aclose()
 
 
-async def test_second_signal_exits_at_once_and_grace_is_bounded(tmp_path: Path) -> None:
+async def test_second_signal_exits_at_once_and_grace_is_bounded(
+    tmp_path: Path, shm_name: str
+) -> None:
     sim_config = SimConfig(list(SYMBOLS), diff_rate_hz=40, trade_rate_hz=5)
     async with SimExchange(sim_config) as sim:
         # Nobody listens on this Redis port: the final flush waits its full timeout (2 s).
@@ -137,7 +140,7 @@ async def test_second_signal_exits_at_once_and_grace_is_bounded(tmp_path: Path) 
             (0.5, (signal.SIGTERM,), 1, 1.8),
         ):
             port = free_port()
-            config = write_config(tmp_path, sim, unreachable_redis, port)
+            config = write_config(tmp_path, sim, unreachable_redis, port, shm_name)
             command = (sys.executable, "-c", SERVE, str(config), str(grace_s))
             async with service_process(*command, cwd=tmp_path) as (process, lines):
                 base = f"http://127.0.0.1:{port}"
