@@ -236,6 +236,28 @@ def _active_with_redis() -> tuple[MarketDataService, MemorySink, RedisSink]:
     return svc, sink, redis
 
 
+def _lapse(svc: MarketDataService) -> None:
+    """The lease is found lost: the role ends (what the lease task reports)."""
+    assert svc.lease is not None
+    svc.lease._holding = False
+    svc._on_role(False)
+
+
+async def _retake(
+    svc: MarketDataService, monkeypatch: pytest.MonkeyPatch, streamed_up_to: int
+) -> None:
+    """Win the lease again, with ``trades:BTCUSDT`` ending at ``streamed_up_to`` (0: empty)."""
+
+    async def last_streamed(client: object, symbol: str) -> int:
+        return streamed_up_to
+
+    monkeypatch.setattr(engine, "_last_streamed_trade", last_streamed)
+    assert svc.lease is not None
+    svc.lease._holding = True
+    await svc._take_over()
+    svc.publisher.flush()
+
+
 async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on_retaking_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -246,20 +268,12 @@ async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on
     for a in (1, 2, 3):
         svc._take_trade(state, agg_trade(a))
     assert redis.queue_depth == 3
-    svc.lease._holding = False
-    svc._on_role(False)
+    _lapse(svc)
     assert (redis.queue_depth, redis.stats.discarded_trades) == (0, 3)
     svc._take_trade(state, agg_trade(4))  # a standby: held, not published
     svc.publisher.flush()
     assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3]
-
-    async def stream_ends_at_one(client: object, symbol: str) -> int:
-        return 1  # only trade 1 reached Redis before the lease lapsed
-
-    monkeypatch.setattr(engine, "_last_streamed_trade", stream_ends_at_one)
-    svc.lease._holding = True
-    await svc._take_over()
-    svc.publisher.flush()
+    await _retake(svc, monkeypatch, 1)  # only trade 1 reached Redis before the lapse
     assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3, 4]  # none twice here
     assert [json.loads(p)["trade_id"] for _, p in redis._trades] == [2, 3, 4]  # Redis: 2, 3 again
     await svc.lease.client.aclose()
@@ -274,16 +288,8 @@ async def test_a_retaken_lease_over_an_empty_stream_sends_none_of_its_own_trades
     state = svc.symbols["BTCUSDT"]
     for a in range(1, 501):
         svc._take_trade(state, agg_trade(a))
-    svc.lease._holding = False
-    svc._on_role(False)
-
-    async def empty_stream(client: object, symbol: str) -> int:
-        return 0
-
-    monkeypatch.setattr(engine, "_last_streamed_trade", empty_stream)
-    svc.lease._holding = True
-    await svc._take_over()
-    svc.publisher.flush()
+    _lapse(svc)
+    await _retake(svc, monkeypatch, 0)
     assert len(sink.trades("BTCUSDT")) == 500
     assert not redis._trades
     await svc.lease.client.aclose()
