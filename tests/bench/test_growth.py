@@ -124,6 +124,7 @@ def made_up_point(symbols: int, books_per_frame: float, cpu_us_per_frame: float)
         update_latency_ns=array("q", [1]),
         cpu_percent=cpu_us_per_frame,  # x 1 s / 10,000 frames = the figure in μs
         rss_bytes=100 << 20,
+        children_cpu_percent=0.0,
         driver_cpu_percent=0.0,
         redis_cpu_percent=0.0,
         report={"gaps": 0, "resets": 0},

@@ -27,6 +27,7 @@ class Ev:
     pu: int
     b: list[Level] = field(default_factory=list)
     a: list[Level] = field(default_factory=list)
+    E: int = 0  # noqa: N815 - event time, ms
 
 
 @dataclass

@@ -55,23 +55,19 @@ def parquet_tops(store: Path, depth: int) -> dict[str, list[tuple[int, Top]]]:
         bids: dict[float, float] = {}
         asks: dict[float, float] = {}
         checkpoints: list[tuple[int, Top]] = []
-        in_snapshot = False
+        block = None  # the update id of the snapshot block being read
         for i, row in enumerate(rows):
-            if row["is_snapshot"] and not in_snapshot:
+            if row["is_snapshot"] and row["update_id"] != block:
                 bids.clear()
                 asks.clear()
-            in_snapshot = row["is_snapshot"]
+            block = row["update_id"] if row["is_snapshot"] else None
             side = bids if row["side"] == "bid" else asks
             if row["amount"] == 0:
                 side.pop(row["price"], None)
             else:
                 side[row["price"]] = row["amount"]
             last = i + 1 == len(rows)
-            if (
-                last
-                or rows[i + 1]["update_id"] != row["update_id"]
-                or (rows[i + 1]["is_snapshot"] and not in_snapshot)
-            ):
+            if last or rows[i + 1]["update_id"] != row["update_id"]:
                 top_b = tuple(sorted(bids.items(), reverse=True)[:depth])
                 top_a = tuple(sorted(asks.items())[:depth])
                 checkpoints.append((row["update_id"], (top_b, top_a)))

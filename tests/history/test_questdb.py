@@ -9,10 +9,10 @@ import pytest
 from aiohttp import web
 
 from market_data.history.questdb import QuestDbOutput
-from market_data.history.schema.rows import Chunk, RowBuilder
+from market_data.history.schema.rows import Chunk, RowBuilder, book_rows
 from market_data.history.stores import RowFeed
 from tests.history.ilp_receiver import Receiver, app
-from tests.history.store import T0_MS, depth_frame, trade_frame
+from tests.history.store import T0_MS
 
 
 def free_port() -> int:
@@ -43,7 +43,10 @@ class Counter:
         self.rows = 0
 
     def add(self, chunk: Chunk) -> None:
-        self.rows += len(chunk[2][0])
+        kind, symbol, columns = chunk
+        if kind == "incremental_book_L2":  # compact: a value per event, rows per level
+            columns = book_rows(symbol, columns)
+        self.rows += len(columns[0])
 
     def flush(self, now_ns: int, force: bool = False) -> None:
         pass
@@ -57,17 +60,14 @@ def feed(output: QuestDbOutput, seconds: int) -> int:
     counter = Counter()
     rows = RowFeed(RowBuilder(), [output, counter])
     builder = rows.builder
-    first = depth_frame("BTCUSDT", 100, 94, T0_MS, 99.0, 101.0)
-    builder.on_frame(T0_MS * 1_000_000, first, 0)
-    snapshot = b'{"lastUpdateId":100,"E":%d,"T":%d,"bids":[["99.0","5"]],"asks":[["101.0","5"]]}'
-    builder.on_snapshot(T0_MS * 1_000_000, "BTCUSDT", snapshot % (T0_MS, T0_MS))
+    builder.on_block(T0_MS * 1_000_000, "BTCUSDT", T0_MS, 100, [(99.0, 1.0)], [(101.0, 2.0)])
     for second in range(seconds):
         t_ms = T0_MS + 1000 * second + 10
-        frame = depth_frame("BTCUSDT", 101 + second, 100 + second, t_ms, 99.1, 100.9)
-        builder.on_frame(t_ms * 1_000_000, frame, 0)
-        trade = trade_frame("BTCUSDT", 1 + second, t_ms, 100.0, 0.5)
-        builder.on_frame(t_ms * 1_000_000, trade, 0)
-        rows.flush(t_ms * 1_000_000)
+        now = t_ms * 1_000_000
+        builder.on_applied(now, "BTCUSDT", t_ms, 101 + second, [(99.1, 1.0)], [(100.9, 2.0)])
+        builder.on_top(now, "BTCUSDT", t_ms, [(99.1, 1.0), (99.0, 1.0)], [(100.9, 2.0)])
+        builder.on_trade(now, "BTCUSDT", 1 + second, 100.0, 0.5, t_ms, second % 2 == 0)
+        rows.flush(now)
     return counter.rows
 
 

@@ -257,6 +257,8 @@ class RunResult:
     update_latency_ns: array[int]
     cpu_percent: float
     rss_bytes: int
+    #: The part of ``cpu_percent`` spent in the service's child processes (history).
+    children_cpu_percent: float
     driver_cpu_percent: float  # this process: load generator + subscriber
     redis_cpu_percent: float
     report: dict[str, int] | None  # the service's own counters (None for the baseline)
@@ -406,10 +408,11 @@ async def measure(
                     await beside.enter_async_context(during())
                 watched = [psutil.Process(process.pid) for process, _ in started]
                 # A service's own child processes count as the service (history stores).
-                watched += [c for w in list(watched) for c in w.children(recursive=True)]
+                children = [c for w in watched for c in w.children(recursive=True)]
+                watched += children
                 driver = [psutil.Process()]
                 redis_process = [psutil.Process(redis.pid)] if redis.pid is not None else []
-                cpu_before = _cpu_seconds(watched)
+                cpu_before, children_before = _cpu_seconds(watched), _cpu_seconds(children)
                 driver_before, redis_before = _cpu_seconds(driver), _cpu_seconds(redis_process)
                 began = time.monotonic()
                 tracker.measuring = True
@@ -420,6 +423,7 @@ async def measure(
                 ended = time.monotonic()
                 window = ended - began
                 cpu_percent = 100.0 * (_cpu_seconds(watched) - cpu_before) / window
+                children_percent = 100.0 * (_cpu_seconds(children) - children_before) / window
                 driver_percent = 100.0 * (_cpu_seconds(driver) - driver_before) / window
                 redis_percent = 100.0 * (_cpu_seconds(redis_process) - redis_before) / window
                 rss = sum(p.memory_info().rss for p in watched)
@@ -441,6 +445,7 @@ async def measure(
         book_latency_ns=tracker.book_latency_ns,
         update_latency_ns=tracker.update_latency_ns,
         cpu_percent=cpu_percent,
+        children_cpu_percent=children_percent,
         rss_bytes=rss,
         driver_cpu_percent=driver_percent,
         redis_cpu_percent=redis_percent,

@@ -60,7 +60,7 @@ async def _subscribe(url: str, seen: Seen, ready: asyncio.Event) -> None:
             kind = seen.books if message["channel"].startswith(b"orderbook") else seen.trades
             kind.append((time.monotonic(), json.loads(message["data"])))
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         await client.aclose()
 
 

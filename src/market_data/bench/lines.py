@@ -68,7 +68,7 @@ async def measure(lines: int, jitter_ms: float, seconds: float, kills: int) -> L
         service = MarketDataService(config, [sink])
         latencies: list[float] = []
         for state in service.symbols.values():
-            state.sync.on_applied = lambda ev: latencies.append(time.time() * 1000 - ev.E)  # type: ignore[attr-defined]
+            state.sync.on_applied = lambda ev: latencies.append(time.time() * 1000 - ev.E)
         shutdown = asyncio.Event()
         task = asyncio.create_task(service.run(shutdown))
         states = list(service.symbols.values())

@@ -409,7 +409,7 @@ def _redis_subscriber(url: str, channel: str, expected: int, conn: Connection) -
 
     _pin(_READER_CORE)
     client = redis.Redis.from_url(url)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
     pubsub.subscribe(channel)
     while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
         pass

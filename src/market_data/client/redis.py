@@ -340,7 +340,7 @@ class RedisSubscriber:
                     await self._put(ConnectionChange(False, reason))
             finally:
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
                     await client.aclose()
             if not self._stop.is_set():

@@ -114,6 +114,7 @@ class Run:
 class DepthDiff(Protocol):
     """What the state machine needs of a diff-depth event."""
 
+    E: int  # event time, ms (for what the book's hooks hand on)
     U: int  # first update id in event
     u: int  # final update id in event
     pu: int  # final update id of the previous event

@@ -2,12 +2,18 @@
 
 Layout: ``<dir>/<kind>/<YYYY-MM-DD>/<SYMBOL>/<first local µs>-<n>.parquet``
 (the date is the local receive date, UTC). Rows arrive as columns
-(``RowBuilder.take``'s chunks) and are buffered per kind and
-symbol and written as one file of one row group when ``row_group_rows`` are
-buffered or ``flush_s`` has passed since the first, whichever comes first:
-small files at quiet times, row groups of thousands of rows when busy. Each
-file is written under a temporary name (``.tmp-...``) and renamed when
-complete, so a reader never sees a half-written file.
+(``RowBuilder.take``'s chunks) and are buffered per kind and symbol as plain
+lists (one ``extend`` per column and chunk), then written as one file of one
+row group when at least ``row_group_rows`` are buffered or ``flush_s`` has
+passed since the first, whichever comes first: small files at quiet times, row
+groups of thousands of rows when busy. Each file is written under a temporary
+name (``.tmp-...``) and renamed when complete, so a reader never sees a
+half-written file.
+
+Values become Arrow arrays once per file. ``incremental_book_L2`` arrives
+compact (a value per event, two per level: ``rows.BOOK_COLUMNS``); its rows are
+spread out in Arrow's C++ (``list_parent_indices`` and ``take``), so only the
+prices and amounts are converted from Python per row.
 
 Columns and units are ``schema/rows.py``'s; timestamps are stored as Parquet
 timestamps (µs, UTC). pyarrow is imported only when this store is built (the
@@ -17,6 +23,7 @@ timestamps (µs, UTC). pyarrow is imported only when this store is built (the
 import os
 import time
 from collections import defaultdict
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +73,7 @@ class ParquetStore:
     ) -> None:
         self.pa = require("pyarrow", "parquet_dir")
         self.pq = require("pyarrow.parquet", "parquet_dir")
+        self.pc = require("pyarrow.compute", "parquet_dir")
         self.directory = Path(directory)
         self.row_group_rows = row_group_rows
         self.flush_ns = int(flush_s * 1e9)
@@ -88,43 +96,39 @@ class ParquetStore:
         key = (kind, symbol)
         held = self._columns.get(key)
         if held is None:
-            self._columns[key] = [list(column) for column in columns]
-            self._since[key] = columns[3][0] * 1000  # local_timestamp, µs
+            held = self._columns[key] = [list(column) for column in columns]
+            self._since[key] = columns[_local_column(kind)][0] * 1000  # local µs -> ns
         else:
             for mine, more in zip(held, columns, strict=True):
                 mine.extend(more)
-        while key in self._columns and len(self._columns[key][0]) >= self.row_group_rows:
-            self._write(key, self.row_group_rows)
+        if _rows(kind, held) >= self.row_group_rows:
+            self._write(key)
 
     def flush(self, now_ns: int, force: bool = False) -> None:
         """Write every buffer older than ``flush_s``, or all with ``force``."""
         limit = now_ns - self.flush_ns
         for key in [k for k, since in self._since.items() if force or since <= limit]:
-            self._write(key, None)
+            self._write(key)
 
     def close(self) -> None:
         self.flush(0, force=True)
 
     # -------------------------------------------------------------------- files
 
-    def _write(self, key: tuple[str, str], count: int | None) -> None:
-        """Write the first ``count`` buffered rows of ``key`` (all with None) as one file."""
+    def _write(self, key: tuple[str, str]) -> None:
+        """Write every buffered row of ``key`` as one file of one row group."""
         columns = self._columns.pop(key)
         self._since.pop(key)
-        if count is not None and count < len(columns[0]):
-            rest = [column[count:] for column in columns]
-            columns = [column[:count] for column in columns]
-            self._columns[key], self._since[key] = rest, rest[3][0] * 1000
         kind, symbol = key
-        first_local = columns[3][0]
+        first_local = columns[_local_column(kind)][0]
         day = time.strftime("%Y-%m-%d", time.gmtime(first_local // 1_000_000))
         folder = self.directory / kind / day / symbol
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         name = f"{first_local}-{os.getpid()}-{self._seq}.parquet"
         temporary = folder / f".tmp-{name}"
-        table = self._table(kind, columns)
-        rows = len(columns[0])
+        table = self._table(kind, symbol, columns)
+        rows = table.num_rows
         try:
             self.pq.write_table(
                 table,
@@ -146,11 +150,17 @@ class ParquetStore:
         string = self.pa.string()
         return [field.name for field in table.schema if field.type == string]
 
-    def _table(self, kind: str, columns: list[list[Any]]) -> Any:
-        pa = self.pa
+    def _schema(self, kind: str) -> Any:
         types = self._schemas.get(kind)
         if types is None:
-            types = self._schemas[kind] = _types(pa, kind, self.snapshot_levels)
+            types = self._schemas[kind] = _types(self.pa, kind, self.snapshot_levels)
+        return types
+
+    def _table(self, kind: str, symbol: str, columns: list[list[Any]]) -> Any:
+        if kind == "incremental_book_L2":
+            return self._book_table(symbol, columns)
+        pa = self.pa
+        types = self._schema(kind)
         rows = len(columns[0])
         arrays = [
             pa.repeat(pa.scalar(columns[0][0]), rows),  # exchange and symbol are one value
@@ -163,3 +173,40 @@ class ParquetStore:
             else:
                 arrays.append(pa.array(column, type=kind_of))
         return pa.Table.from_arrays(arrays, schema=types)
+
+    def _book_table(self, symbol: str, columns: list[list[Any]]) -> Any:
+        """``incremental_book_L2`` from its compact columns: each level row finds its event
+        and side through its side group (bids of event k: group 2k, asks: 2k + 1)."""
+        pa, pc = self.pa, self.pc
+        types = self._schema("incremental_book_L2")
+        ts, local, snapshot, update, sides, prices, amounts = columns
+        price = pa.array(prices, type=pa.float64())
+        offsets = pa.array(accumulate(sides, initial=0), type=pa.int32())
+        group = pc.list_parent_indices(pa.ListArray.from_arrays(offsets, price))
+        event = pc.shift_right(group, 1)
+        timestamp = types.field("timestamp").type
+        rows = len(price)
+        return pa.Table.from_arrays(
+            [
+                pa.repeat(pa.scalar(schema.EXCHANGE), rows),
+                pa.repeat(pa.scalar(symbol), rows),
+                pc.take(pa.array(ts, type=pa.int64()), event).view(timestamp),
+                pc.take(pa.array(local, type=pa.int64()), event).view(timestamp),
+                pc.take(pa.array(snapshot, type=pa.bool_()), event),
+                pc.take(pa.array(["bid", "ask"]), pc.bit_wise_and(group, 1)),
+                price,
+                pa.array(amounts, type=pa.float64()),
+                pc.take(pa.array(update, type=pa.int64()), event),
+            ],
+            schema=types,
+        )
+
+
+def _local_column(kind: str) -> int:
+    """Where a chunk of ``kind`` keeps its local timestamps (µs)."""
+    return 1 if kind == "incremental_book_L2" else 3
+
+
+def _rows(kind: str, columns: list[list[Any]]) -> int:
+    """Rows in buffered ``columns`` (a compact book chunk: its level rows)."""
+    return len(columns[5] if kind == "incremental_book_L2" else columns[0])

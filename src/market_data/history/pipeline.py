@@ -1,25 +1,33 @@
 """The history pipeline: hot-path hooks on the event loop, all the work in another process.
 
-The engine calls :meth:`HistoryPipeline.frame` for every frame, ``snapshot``
-for every REST snapshot it feeds to a book and ``connection`` for every
-connect and disconnect; as an output (a :class:`~market_data.outputs.sinks.Sink`)
-it also sees every published book and 24h update. Each hook is one bounded
-``deque.append`` of a tuple of what the caller already has, with the local
-receive time (``time.time_ns()``); published books and 24h figures only when a
-row store is on, and only those that can make a row (a book whose state changed,
-a symbol's first 24h update of a second), as plain tuples. A thread takes the
-items off the deque and sends them, a few hundred at a time and pickled in one
-call, to the history process (``worker.py``), which writes the recording (gzip,
-``recorder.py``) and the row stores (Parquet, QuestDB). The thread runs almost
-no Python per item and waits in the socket write without the GIL: neither
-compression, nor decoding, nor a slow or full disk can hold up the loop.
+Recording (``recording_dir``): the engine calls :meth:`HistoryPipeline.frame`
+for every frame, ``snapshot`` for every REST snapshot it feeds to a book and
+``connection`` for every connect and disconnect. Row stores (``parquet_dir``,
+``questdb_url``): each symbol's sync core calls the hook :meth:`book_rows` made
+for it after every event it applied to a live book, the engine calls
+``trade`` for every trade it takes, and as an output (a
+:class:`~market_data.outputs.sinks.Sink`) the pipeline sees every published book
+and 24h update. Each hook is one bounded ``deque.append`` of a tuple of what the
+caller already has (decoded values, never a frame to decode again), with the
+local time (``time.time_ns()``); published books only on a change of state and
+24h figures once a second per symbol. A thread takes the items off the deque and
+sends them, a few hundred at a time and encoded in one msgpack call, to the
+history process (``worker.py``), which writes the recording (gzip,
+``recorder.py``) and the rows (Parquet, QuestDB). The thread runs almost no
+Python per item and waits in the socket write without the GIL: neither
+compression, nor row building, nor a slow or full disk can hold up the loop.
+
+A book's rows start with a whole book (a snapshot block) whenever they cannot
+follow on from the last ones: the first event of a book that went live, after a
+reset, after a re-base swapped the book, and after history dropped items.
 
 When the queue is full (the disk is too slow) or a write fails in the history
 process (disk full), history is **suspended**: the hooks drop what they get
 (counted), the thread logs why at error level and tries again every
 ``RETRY_S``; recording resumes with a ``recording_gap`` event, so a replay
-knows the books were not followed across the hole. A history process that died
-(killed, out of memory) is started again at the next retry.
+knows the books were not followed across the hole, and each book's rows resume
+with a snapshot block. A history process that died (killed, out of memory) is
+started again at the next retry.
 """
 
 import asyncio
@@ -31,7 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from market_data.binance.schemas import AggTrade
+from market_data.core.sync import DepthDiff, DepthSync
 from market_data.history.worker import (
+    APPLIED,
+    BLOCK,
     BOOK,
     CONNECTION,
     FRAME,
@@ -40,6 +52,8 @@ from market_data.history.worker import (
     RESUME,
     SNAPSHOT,
     SUSPEND,
+    TOP,
+    TRADE,
     HistoryProcess,
 )
 from market_data.ops.config import Config
@@ -93,8 +107,15 @@ class HistoryPipeline:
         self.queue_max = config.history_queue_max if queue_max is None else queue_max
         self.clock_ns = clock_ns
         self.retry_s = retry_s
-        #: Published books and 24h figures matter only to the row stores.
+        #: Frames, snapshots and connection events matter only to the recording.
+        self.recording = bool(config.recording_dir)
+        #: Applied events, trades, published books and 24h figures only to the row stores.
         self.rows = bool(config.parquet_dir or config.questdb_url)
+        self.top_levels = config.parquet_book_snapshot_levels
+        self.top_interval_ms = config.parquet_book_snapshot_interval_ms
+        self.block_levels = config.max_levels_per_side
+        #: Grows when queued items were dropped: every book's rows start again with a block.
+        self._rows_lost = 0
         self.counters = HistoryCounters()
         self._queue: deque[tuple[Any, ...]] = deque()
         self._stop = threading.Event()
@@ -115,7 +136,7 @@ class HistoryPipeline:
     # ------------------------------------------------------------ event loop side
 
     def frame(self, raw: str | bytes, line: int = 0) -> None:
-        """A frame as received (the hot path: one append)."""
+        """A frame as received, for the recording (the hot path: one append)."""
         queue = self._queue
         if len(queue) >= self.queue_max or self.counters.suspended:
             self._drop("the queue is full: the disk is too slow")
@@ -123,7 +144,9 @@ class HistoryPipeline:
         queue.append((FRAME, self.clock_ns(), raw, line))
 
     def snapshot(self, symbol: str, body: bytes) -> None:
-        """A REST snapshot, at the moment the engine feeds it to the book."""
+        """A REST snapshot, at the moment the engine feeds it to the book (recording)."""
+        if not self.recording:
+            return
         self._symbols.add(symbol)
         self._put((SNAPSHOT, self.clock_ns(), symbol, body))
 
@@ -139,6 +162,8 @@ class HistoryPipeline:
         reason: str = "",
     ) -> None:
         """A feed connection came up (``connected``) or went down (``disconnected``)."""
+        if not self.recording:
+            return
         self._symbols.update(symbols)
         fields = {
             "connection": event,
@@ -150,6 +175,51 @@ class HistoryPipeline:
             "reason": reason,
         }
         self._put((CONNECTION, self.clock_ns(), fields))
+
+    def book_rows(self, symbol: str, sync: DepthSync) -> Callable[[DepthDiff], None] | None:
+        """The hook ``sync`` calls after each event it applies to a live book (row stores).
+
+        Each event becomes an ``APPLIED`` item holding its levels, or a ``BLOCK``
+        (the whole book after it) when the rows cannot follow on from the last
+        ones: the first event after the book went live or was re-based, or after
+        history dropped items. Those cases are told apart by counters that only
+        grow (the sync's resets and re-bases, the pipeline's losses), so the hot
+        path compares one sum. Every ``top_interval_ms`` of exchange time a ``TOP``
+        item carries the top levels for ``book_snapshot_N``.
+        """
+        if not self.rows:
+            return None
+        queue, counters, clock_ns = self._queue, self.counters, self.clock_ns
+        queue_max, interval = self.queue_max, self.top_interval_ms
+        top_levels, block_levels = self.top_levels, self.block_levels
+        key = -1  # what the last item followed on from
+        next_top_ms = 0
+
+        def applied(ev: DepthDiff) -> None:
+            nonlocal key, next_top_ms
+            if len(queue) >= queue_max or counters.suspended:
+                self._drop("the queue is full: the disk is too slow")
+                return
+            now = clock_ns()
+            follows = sync.resets + sync.refreshes + self._rows_lost
+            if follows == key:
+                queue.append((APPLIED, now, symbol, ev.E, ev.u, ev.b, ev.a))
+            else:
+                key = follows
+                bids, asks = sync.book.top(block_levels)
+                queue.append((BLOCK, now, symbol, ev.E, ev.u, bids, asks))
+            if ev.E >= next_top_ms:
+                if interval:
+                    next_top_ms = (ev.E // interval + 1) * interval
+                bids, asks = sync.book.top(top_levels)
+                queue.append((TOP, now, symbol, ev.E, bids, asks))
+
+        return applied
+
+    def trade(self, symbol: str, trade: AggTrade) -> None:
+        """A trade the engine took (once, whichever feed line brought it): a row."""
+        item = (TRADE, self.clock_ns(), symbol, trade.a, trade.p, trade.q, trade.T, trade.m)
+        self._put(item)
 
     def publish(self, update: Update) -> None:
         """As an output: book states and 24h figures over time, for the row stores."""
@@ -360,8 +430,10 @@ class HistoryPipeline:
         return True
 
     def _forget_rows(self) -> None:
-        """Forget which book states and 24h seconds were queued: dropped items never
-        reach a store, so after a resume the same state must make a row again."""
+        """Forget what the rows followed on from: dropped items never reach a store, so
+        after a resume each book starts again with a block and the same state or 24h
+        second makes a row again."""
+        self._rows_lost += 1
         self._book_states.clear()
         self._market_seconds.clear()
 

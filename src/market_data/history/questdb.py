@@ -72,7 +72,9 @@ class QuestDbOutput:
 
     def add(self, chunk: schema.Chunk) -> None:
         """Queue a chunk's rows; past ``max_rows`` waiting, the rest are dropped and counted."""
-        kind, _, columns = chunk
+        kind, symbol, columns = chunk
+        if kind == "incremental_book_L2":
+            columns = schema.book_rows(symbol, columns)
         room = self.max_rows - len(self._rows)
         rows = list(zip(*columns, strict=True))
         if len(rows) > room:

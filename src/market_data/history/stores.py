@@ -1,7 +1,7 @@
 """The row stores (Parquet, QuestDB) behind one row builder: every row is built once.
 
-:class:`RowFeed` takes the recorded items (frames, snapshots, connection events,
-published book states and 24h figures), feeds them to one
+:class:`RowFeed` takes the engine's items (applied events, whole books, top levels,
+trades, published book states and 24h figures), feeds them to one
 :class:`~market_data.history.schema.rows.RowBuilder` and hands the builder's
 column chunks to every configured store at each :meth:`RowFeed.flush`. A store
 that fails loses those rows (logged and counted in ``errors``); the others go on.
@@ -50,13 +50,7 @@ def build_stores(config: Config) -> list[Store]:
 
 
 def build_builder(config: Config) -> RowBuilder:
-    return RowBuilder(
-        snapshot_levels=config.parquet_book_snapshot_levels,
-        snapshot_interval_ms=config.parquet_book_snapshot_interval_ms,
-        max_levels=config.max_levels_per_side,
-        max_buffer=config.sync_buffer_max,
-        lines=config.feed_lines,
-    )
+    return RowBuilder(snapshot_levels=config.parquet_book_snapshot_levels)
 
 
 class RowFeed:

@@ -38,6 +38,8 @@ def build_history(config: Config) -> HistoryPipeline | None:
 
 
 def attach(service: "MarketDataService", pipeline: HistoryPipeline) -> None:
-    """Hook ``pipeline`` into the engine's frames, snapshots and connection events."""
-    service.history = pipeline
-    service.snapshots.on_used = pipeline.snapshot
+    """Hook ``pipeline`` into the engine: frames, snapshots and connection events for the
+    recording; every book's applied events and every trade for the row stores."""
+    service.attach_history(pipeline)
+    if pipeline.recording:
+        service.snapshots.on_used = pipeline.snapshot

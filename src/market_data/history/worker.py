@@ -1,15 +1,14 @@
 """The history process: the recording and the row stores, away from the service's GIL.
 
-Writing the recording (a few μs of Python a frame, plus gzip), decoding every
-frame again, rebuilding the books and building rows (Parquet, QuestDB) would
-cost the service's event loop its latency if they ran in its process, even on
-a thread: they hold its GIL. The service's history thread (``pipeline.py``)
-only takes items off its queue and sends them here in small batches, pickled
-in one call (plain tuples, bytes and str), through a socket pair
-(:class:`HistoryProcess`); this child (:func:`child_main`) writes the recording,
-feeds the stores and reports back.
+Writing the recording (a few μs of Python a frame, plus gzip) and building rows
+(Parquet, QuestDB) would cost the service's event loop its latency if they ran
+in its process, even on a thread: they hold its GIL. The service's history
+thread (``pipeline.py``) only takes items off its queue and sends them here in
+small batches, encoded in one msgpack call (plain tuples of numbers, bytes, str
+and level lists), through a socket pair (:class:`HistoryProcess`); this child
+(:func:`child_main`) writes the recording, feeds the stores and reports back.
 
-Protocol (pickled tuples, parent -> child): ``(ITEMS, [item, ...])``,
+Protocol (msgpack arrays, parent -> child): ``(ITEMS, [item, ...])``,
 ``(SUSPEND, reason)``, ``(RESUME, now_ns, reason, attempt, symbols)``, ``None``
 (close).
 The child answers with status dicts (every ``STATUS_S``, at once on a
@@ -22,7 +21,6 @@ resume writes a ``recording_gap`` event into each symbol's recording.
 
 import json
 import logging
-import pickle
 import signal
 import socket
 import subprocess
@@ -31,15 +29,23 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import msgspec
+
 from market_data.history.recorder import OTHER, RecordingWriter, Retention
 from market_data.ops.config import Config
 
 log = logging.getLogger(__name__)
 
-#: Item kinds: (FRAME, recv_ns, raw, line), (SNAPSHOT, recv_ns, symbol, body),
-#: (CONNECTION, recv_ns, fields), (BOOK, recv_ns, symbol, state label, local_ts_ns,
-#: last_update_id, best bid, best ask), (MARKET, recv_ns, symbol, payload).
-FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET = range(5)
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+#: Item kinds. For the recording: (FRAME, recv_ns, raw, line), (SNAPSHOT, recv_ns,
+#: symbol, body), (CONNECTION, recv_ns, fields). For the rows: (APPLIED, local_ns,
+#: symbol, E, u, bids, asks), (BLOCK, local_ns, symbol, E, u, bids, asks), (TOP,
+#: local_ns, symbol, E, bids, asks), (TRADE, local_ns, symbol, id, price, quantity,
+#: T, buyer_maker), (BOOK, recv_ns, symbol, state label, local_ts_ns, last_update_id,
+#: best bid, best ask), (MARKET, recv_ns, symbol, payload).
+FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET, APPLIED, BLOCK, TOP, TRADE = range(9)
 ITEMS, SUSPEND, RESUME = range(3)
 #: Seconds between the child's status reports.
 STATUS_S = 0.25
@@ -67,8 +73,8 @@ class HistoryProcess:
         self.conn.send(config)
 
     def send(self, message: tuple[Any, ...] | None) -> None:
-        """One pickle, one write (the write releases the GIL)."""
-        self.conn.send_bytes(pickle.dumps(message, protocol=5))
+        """One encoding (msgpack, in C), one write (the write releases the GIL)."""
+        self.conn.send_bytes(_encode(message))
 
     def status(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
         """The child's next status report, if one comes within ``timeout_s``."""
@@ -154,7 +160,7 @@ class _Child:
         while True:
             if conn.poll(_IDLE_S):
                 try:
-                    message = pickle.loads(conn.recv_bytes())
+                    message = _decode(conn.recv_bytes())
                 except (EOFError, OSError):
                     break
                 if message is None:
@@ -184,15 +190,18 @@ class _Child:
         feed = self.feed
         if feed is not None:
             builder = feed.builder
+            on_applied, on_block, on_top = builder.on_applied, builder.on_block, builder.on_top
             for item in items:
                 kind = item[0]
                 try:
-                    if kind == FRAME:
-                        builder.on_frame(item[1], item[2], item[3])
-                    elif kind == SNAPSHOT:
-                        builder.on_snapshot(item[1], item[2], item[3])
-                    elif kind == CONNECTION:
-                        builder.on_connection(item[1], item[2])
+                    if kind == APPLIED:
+                        on_applied(*item[1:])
+                    elif kind == BLOCK:
+                        on_block(*item[1:])
+                    elif kind == TOP:
+                        on_top(*item[1:])
+                    elif kind == TRADE:
+                        builder.on_trade(*item[1:])
                     elif kind == BOOK:
                         builder.on_book(*item[1:])
                     elif kind == MARKET:
@@ -263,8 +272,6 @@ class _Child:
                 writer.abandon()
             self._report(resume=attempt, error=str(exc))
             return
-        if self.feed is not None:
-            self.feed.builder.on_gap(now_ns)
         self.suspended = ""
         self._report(resume=attempt)
 

@@ -41,7 +41,14 @@ from market_data.binance.schemas import AggTrade
 from market_data.binance.streams import StreamPlan, plan_connections, with_lines
 from market_data.core.latency import LatencyHistogram
 from market_data.core.state import BookState
-from market_data.core.sync import BookAudit, BookLive, BookReset, SnapshotNeeded
+from market_data.core.sync import (
+    BookAudit,
+    BookLive,
+    BookReset,
+    DepthDiff,
+    DepthSync,
+    SnapshotNeeded,
+)
 from market_data.core.trade_lines import TradeLines
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
@@ -75,9 +82,18 @@ STATS_WAIT_S = 10.0
 
 
 class HistoryHooks(Protocol):
-    """What the engine tells the history recorder (``market_data.history.pipeline``)."""
+    """What the engine tells the history pipeline (``market_data.history.pipeline``)."""
+
+    #: Whether frames, snapshots and connection events are recorded.
+    recording: bool
+    #: Whether applied events and trades make rows (Parquet, QuestDB).
+    rows: bool
 
     def frame(self, raw: str | bytes, line: int = 0) -> None: ...
+
+    def book_rows(self, symbol: str, sync: DepthSync) -> Callable[[DepthDiff], None] | None: ...
+
+    def trade(self, symbol: str, trade: AggTrade) -> None: ...
 
     def connection(
         self,
@@ -129,6 +145,11 @@ class MarketDataService(ListingMixin):
         clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.config = config
+        #: The history pipeline (``market_data.history``), when recording or a store is on
+        #: (:meth:`attach_history`).
+        self.history: HistoryHooks | None = None
+        #: Its frame hook, while frames are recorded (None: not a call per frame).
+        self._record_frame: Callable[[str | bytes, int], None] | None = None
         self.wall_clock = wall_clock
         self.clock_ns = clock_ns
         #: The served symbols (with ``symbols: all``, filled from exchangeInfo at start).
@@ -180,8 +201,6 @@ class MarketDataService(ListingMixin):
         self._session: aiohttp.ClientSession | None = None
         self._malformed_logged_at = -1e9
         self._malformed_since_log = 0
-        #: The history pipeline (``market_data.history``), when recording or a store is on.
-        self.history: HistoryHooks | None = None
 
     def _new_state(self, symbol: str) -> SymbolState:
         cfg = self.config
@@ -193,7 +212,16 @@ class MarketDataService(ListingMixin):
             lines=cfg.feed_lines,
         )
         trade_lines = TradeLines[AggTrade](cfg.feed_lines) if cfg.feed_lines > 1 else None
+        if self.history is not None:
+            book.sync.on_applied = self.history.book_rows(symbol, book.sync)
         return SymbolState(symbol, book, trade_lines=trade_lines)
+
+    def attach_history(self, history: HistoryHooks) -> None:
+        """Hand the history pipeline the frames (recording) and every book's events (rows)."""
+        self.history = history
+        self._record_frame = history.frame if history.recording else None
+        for state in self.symbols.values():
+            state.book.sync.on_applied = history.book_rows(state.symbol, state.book.sync)
 
     def clock(self) -> float:
         """Monotonic seconds (from ``clock_ns``)."""
@@ -452,8 +480,8 @@ class MarketDataService(ListingMixin):
         started = time.perf_counter_ns()
         counters = self.counters
         counters.frames += 1
-        if self.history is not None:
-            self.history.frame(raw, line)
+        if self._record_frame is not None:
+            self._record_frame(raw, line)
         try:
             frame = decode_frame(raw)
         except UnsupportedStreamError:
@@ -569,6 +597,9 @@ class MarketDataService(ListingMixin):
     def _take_trade(self, state: SymbolState, trade: AggTrade, late: bool = False) -> None:
         state.stats.on_trade(trade.p, trade.q, trade.T, trade.l - trade.f + 1, late)
         state.trades += 1
+        history = self.history
+        if history is not None and history.rows:  # in every role: history is not publishing
+            history.trade(state.symbol, trade)
         lease = self.lease
         if lease is None:
             self._publish_trade(state, trade)

@@ -1,0 +1,251 @@
+"""Rows from what the engine's books did: they rebuild every book the sync core held.
+
+The hook the pipeline gives each symbol's sync (``HistoryPipeline.book_rows``)
+turns applied events into ``APPLIED`` items, and into a whole-book ``BLOCK``
+whenever the rows cannot follow on; the row builder makes ``incremental_book_L2``
+and ``book_snapshot_N`` from them. A model exchange with drops, reconnects,
+re-bases and history losses drives the sync; the rows must rebuild, at every
+update id the sync applied, exactly its book.
+"""
+
+import json
+from typing import Any
+
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market_data.binance.decode import decode_snapshot
+from market_data.core.sync import DepthSync
+from market_data.history.parquet import ParquetStore
+from market_data.history.pipeline import HistoryPipeline
+from market_data.history.schema.rows import INCREMENTAL, RowBuilder, book_rows
+from market_data.history.worker import APPLIED, BLOCK, FRAME, TOP, TRADE
+from market_data.ops.config import Config
+from market_data.service.engine import MarketDataService
+from tests.core.test_sync import ModelExchange, changes
+
+Side = tuple[tuple[float, float], ...]
+
+actions = st.sampled_from(
+    ["deliver"] * 6 + ["drop", "duplicate", "reconnect", "snapshot", "refresh", "lose"]
+)
+
+
+def pipeline(**overrides: Any) -> HistoryPipeline:
+    """A pipeline that is never started: its queue is read directly."""
+    config = Config(symbols=("BTCUSDT",)).with_overrides(parquet_dir="unused", **overrides)
+    return HistoryPipeline(config, queue_max=10**6)
+
+
+def build(items: list[tuple[Any, ...]]) -> RowBuilder:
+    rows = RowBuilder()
+    calls = {APPLIED: rows.on_applied, BLOCK: rows.on_block, TOP: rows.on_top}
+    for item in items:
+        calls[item[0]](*item[1:])
+    return rows
+
+
+def rebuilt(columns: list[list[Any]]) -> dict[int, tuple[Side, Side]]:
+    """Book after each update id, replaying ``incremental_book_L2`` rows as a reader would."""
+    rows = [dict(zip(INCREMENTAL, r, strict=True)) for r in zip(*columns, strict=True)]
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    out: dict[int, tuple[Side, Side]] = {}
+    block = None  # the update id of the block being read
+    for i, row in enumerate(rows):
+        if row["is_snapshot"] and row["update_id"] != block:
+            bids.clear()
+            asks.clear()
+        block = row["update_id"] if row["is_snapshot"] else None
+        side = bids if row["side"] == "bid" else asks
+        if row["amount"] == 0:
+            side.pop(row["price"], None)
+        else:
+            side[row["price"]] = row["amount"]
+        following = rows[i + 1] if i + 1 < len(rows) else None
+        if following is None or following["update_id"] != row["update_id"]:
+            out[row["update_id"]] = (
+                tuple(sorted(bids.items(), reverse=True)),
+                tuple(sorted(asks.items())),
+            )
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(changes, min_size=5, max_size=60),
+    st.lists(st.integers(1, 7), min_size=60, max_size=60),
+    st.lists(actions, min_size=60, max_size=60),
+)
+def test_rows_rebuild_every_book_the_sync_held(
+    draw_levels: list[list[tuple[int, int, int]]], id_steps: list[int], plan: list[str]
+) -> None:
+    exchange = ModelExchange(draw_levels, id_steps)
+    for ev in exchange.events:
+        ev.E = ev.u  # event time: the id, to find TOP rows
+    for bids, asks in exchange.history.values():  # a level no event touches: a book with
+        bids[50.0], asks[150.0] = 1.0, 1.0  # no level at all makes no block rows
+    history = pipeline(parquet_book_snapshot_interval_ms=0)  # a TOP row after every event
+    sync = DepthSync("X", max_buffer=8)
+    hook = history.book_rows("X", sync)
+    assert hook is not None
+    held: dict[int, tuple[Side, Side]] = {}
+
+    def applied(ev: Any) -> None:
+        hook(ev)
+        bids, asks = sync.book.top(1000)
+        held[ev.u] = (tuple(bids), tuple(asks))
+
+    sync.on_applied = applied
+    for ev, action in zip(exchange.events, plan, strict=False):
+        if action == "drop":
+            continue
+        if action == "reconnect":
+            sync.on_disconnect()
+        elif action == "refresh":
+            sync.request_refresh()
+        elif action == "lose":  # a suspension dropped what was queued, then history resumed
+            history._queue.clear()
+            held.clear()
+            history._forget_rows()
+        sync.on_depth(ev)
+        if action == "duplicate":
+            sync.on_depth(ev)
+        sync.drain()
+        if sync.snapshot_pending and action in ("snapshot", "deliver", "refresh"):
+            sync.on_snapshot(exchange.snapshot_at(ev.u))
+        sync.drain()
+
+    items = list(history._queue)
+    rows = build(items)
+    chunks = {kind: columns for kind, _, columns in rows.take()}
+    if not held:
+        assert "incremental_book_L2" not in chunks
+        return
+    books = rebuilt(book_rows("X", chunks["incremental_book_L2"]))
+    for u, book in held.items():
+        assert books[u] == book, u
+    tops = [item for item in items if item[0] == TOP]
+    assert len(tops) == len([i for i in items if i[0] in (APPLIED, BLOCK)])
+    for _, _, _, event_ms, bids, asks in tops:
+        if event_ms in held:
+            assert (tuple(bids), tuple(asks)) == tuple(side[:10] for side in held[event_ms])
+
+
+def test_a_book_starts_with_a_block_again_after_a_reset_a_rebase_and_a_loss() -> None:
+    exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)]] * 10, [2] * 20)
+    history = pipeline()
+    sync = DepthSync("X")
+    sync.on_applied = history.book_rows("X", sync)
+    events = iter(exchange.events)
+
+    def kinds() -> list[int]:
+        out = [item[0] for item in history._queue if item[0] != TOP]
+        history._queue.clear()
+        return out
+
+    first = next(events)
+    sync.on_depth(first)
+    sync.on_snapshot(exchange.snapshot_at(first.u))
+    sync.on_depth(next(events))
+    assert kinds() == [BLOCK, APPLIED]
+    sync.on_disconnect()  # a reset: the next live book starts with a block
+    ev = next(events)
+    sync.on_depth(ev)
+    sync.on_snapshot(exchange.snapshot_at(ev.u))
+    sync.on_depth(next(events))
+    assert kinds() == [BLOCK, APPLIED]
+    assert sync.request_refresh()  # a re-base swaps the book: a block after it
+    sync.on_snapshot(exchange.snapshot_at(sync.book.last_update_id))
+    sync.on_depth(next(events))
+    sync.on_depth(next(events))
+    assert sync.refreshes == 1
+    assert kinds() == [BLOCK, APPLIED]
+    history._forget_rows()  # history dropped items: the rows start again
+    sync.on_depth(next(events))
+    sync.on_depth(next(events))
+    assert kinds() == [BLOCK, APPLIED]
+
+
+def test_top_rows_come_once_per_interval_of_exchange_time() -> None:
+    exchange = ModelExchange([[(0, 1, 1)]] * 12, [1] * 12)
+    for index, ev in enumerate(exchange.events):
+        ev.E = 1_000_000 + 40 * index  # an event every 40 ms
+    history = pipeline(parquet_book_snapshot_interval_ms=100)
+    sync = DepthSync("X")
+    sync.on_applied = history.book_rows("X", sync)
+    sync.on_depth(exchange.events[0])
+    sync.on_snapshot(exchange.snapshot_at(exchange.events[0].u))
+    for ev in exchange.events[1:]:
+        sync.on_depth(ev)
+    times = [item[3] for item in history._queue if item[0] == TOP]
+    assert times == [1_000_000, 1_000_120, 1_000_200, 1_000_320, 1_000_400]
+
+
+def depth(u: int, pu: int, price: str) -> bytes:
+    data = {
+        "e": "depthUpdate", "E": 1_700_000_000_000 + u, "T": 1, "s": "BTCUSDT",
+        "U": pu + 1, "u": u, "pu": pu, "b": [[price, "1.0"]], "a": [["200.0", "1.0"]],
+    }  # fmt: skip
+    return json.dumps({"stream": "btcusdt@depth@100ms", "data": data}).encode()
+
+
+def trade(trade_id: int) -> bytes:
+    data = {
+        "e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": trade_id, "p": "100.5", "q": "0.5",
+        "f": trade_id, "l": trade_id, "T": 1_700_000_000_000 + trade_id, "m": True,
+    }  # fmt: skip
+    return json.dumps({"stream": "btcusdt@aggTrade", "data": data}).encode()
+
+
+def test_two_lines_make_one_row_per_event_and_per_trade_and_no_frame_is_queued() -> None:
+    config = Config(symbols=("BTCUSDT",), health_port=0, feed_lines=2, parquet_dir="unused")
+    svc = MarketDataService(config, [], wall_clock=lambda: 1_700_000_000.0)
+    history = HistoryPipeline(config, queue_max=10**6)
+    svc.attach_history(history)
+    for line in (0, 1):
+        svc.on_connected(next(p for p in svc._plans() if p.line == line and p.carries_depth))
+    state = svc.symbols["BTCUSDT"]
+    svc.on_frame(depth(10, 9, "100.0"), line=0)
+    body = b'{"lastUpdateId":10,"E":1,"T":1,"bids":[["100.0","1.0"]],"asks":[["200.0","1.0"]]}'
+    state.sync.on_snapshot(decode_snapshot(body))
+    svc._handle_outputs(state)
+    for u in range(11, 16):
+        for line in (1, 0):  # line b first, then its copy on line a
+            svc.on_frame(depth(u, u - 1, f"{100 - u}.0"), line=line)
+    for trade_id in (1, 2, 3):
+        for line in (0, 1):
+            svc.on_frame(trade(trade_id), line=line)
+    kinds = [item[0] for item in history._queue]
+    assert FRAME not in kinds  # nothing is recorded: frames are not queued at all
+    book_items = [(item[0], item[4]) for item in history._queue if item[0] in (APPLIED, BLOCK)]
+    assert book_items == [(BLOCK, 10)] + [(APPLIED, u) for u in range(11, 16)]
+    trades = [item[3] for item in history._queue if item[0] == TRADE]
+    assert trades == [1, 2, 3]
+    rows = build([i for i in history._queue if i[0] != TRADE])
+    (book,) = [c for k, _, c in rows.take() if k == "incremental_book_L2"]
+    final = rebuilt(book_rows("BTCUSDT", book))[15]
+    bids, asks = state.sync.book.top(1000)
+    assert final == (tuple(bids), tuple(asks))
+
+
+def test_the_parquet_table_spreads_a_compact_book_chunk_like_book_rows(tmp_path: Any) -> None:
+    rows = RowBuilder()
+    rows.on_block(5_000_000, "X", 5, 100, [(10.0, 1.0), (9.0, 2.0)], [(11.0, 3.0)])
+    rows.on_applied(6_000_000, "X", 6, 101, [], [(11.0, 0.0), (12.0, 4.0)])
+    rows.on_applied(7_000_000, "X", 7, 103, [(10.5, 1.5)], [])
+    ((kind, symbol, columns),) = rows.take()
+    table = ParquetStore(tmp_path)._table(kind, symbol, columns)
+    expected = book_rows(symbol, columns)
+    assert table.num_rows == 6
+    got = table.to_pydict()
+    for name, values in zip(INCREMENTAL, expected, strict=True):
+        if name in ("timestamp", "local_timestamp"):
+            got_us = pa.array(got[name]).cast(pa.int64()).to_pylist()
+            assert got_us == values, name
+        else:
+            assert got[name] == values, name
+    assert got["side"] == ["bid", "bid", "ask", "ask", "ask", "bid"]
+    assert got["is_snapshot"] == [True, True, True, False, False, False]
+    assert got["update_id"] == [100, 100, 100, 101, 101, 103]
