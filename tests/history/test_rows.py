@@ -11,6 +11,7 @@ update id the sync applied, exactly its book.
 import json
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,11 @@ Side = tuple[tuple[float, float], ...]
 actions = st.sampled_from(
     ["deliver"] * 6 + ["drop", "duplicate", "reconnect", "snapshot", "refresh", "lose"]
 )
+
+
+def queued(history: HistoryPipeline) -> list[Any]:
+    """The pipeline's queue as the history process gets it (book items come encoded)."""
+    return [msgspec.msgpack.decode(i) if type(i) is bytes else i for i in history._queue]
 
 
 def pipeline(**overrides: Any) -> HistoryPipeline:
@@ -117,7 +123,7 @@ def test_rows_rebuild_every_book_the_sync_held(
             sync.on_snapshot(exchange.snapshot_at(ev.u))
         sync.drain()
 
-    items = list(history._queue)
+    items = queued(history)
     rows = build(items)
     chunks = {kind: columns for kind, _, columns in rows.take()}
     if not held:
@@ -130,7 +136,8 @@ def test_rows_rebuild_every_book_the_sync_held(
     assert len(tops) == len([i for i in items if i[0] in (APPLIED, BLOCK)])
     for _, _, _, event_ms, bids, asks in tops:
         if event_ms in held:
-            assert (tuple(bids), tuple(asks)) == tuple(side[:10] for side in held[event_ms])
+            top = (tuple(map(tuple, bids)), tuple(map(tuple, asks)))
+            assert top == tuple(side[:10] for side in held[event_ms])
 
 
 def test_a_book_starts_with_a_block_again_after_a_reset_a_rebase_and_a_loss() -> None:
@@ -141,7 +148,7 @@ def test_a_book_starts_with_a_block_again_after_a_reset_a_rebase_and_a_loss() ->
     events = iter(exchange.events)
 
     def kinds() -> list[int]:
-        out = [item[0] for item in history._queue if item[0] != TOP]
+        out = [item[0] for item in queued(history) if item[0] != TOP]
         history._queue.clear()
         return out
 
@@ -179,7 +186,7 @@ def test_top_rows_come_once_per_interval_of_exchange_time() -> None:
     sync.on_snapshot(exchange.snapshot_at(exchange.events[0].u))
     for ev in exchange.events[1:]:
         sync.on_depth(ev)
-    times = [item[3] for item in history._queue if item[0] == TOP]
+    times = [item[3] for item in queued(history) if item[0] == TOP]
     assert times == [1_000_000, 1_000_120, 1_000_200, 1_000_320, 1_000_400]
 
 
@@ -217,13 +224,14 @@ def test_two_lines_make_one_row_per_event_and_per_trade_and_no_frame_is_queued()
     for trade_id in (1, 2, 3):
         for line in (0, 1):
             svc.on_frame(trade(trade_id), line=line)
-    kinds = [item[0] for item in history._queue]
+    items = queued(history)
+    kinds = [item[0] for item in items]
     assert FRAME not in kinds  # nothing is recorded: frames are not queued at all
-    book_items = [(item[0], item[4]) for item in history._queue if item[0] in (APPLIED, BLOCK)]
+    book_items = [(item[0], item[4]) for item in items if item[0] in (APPLIED, BLOCK)]
     assert book_items == [(BLOCK, 10)] + [(APPLIED, u) for u in range(11, 16)]
-    trades = [item[3] for item in history._queue if item[0] == TRADE]
+    trades = [item[3] for item in items if item[0] == TRADE]
     assert trades == [1, 2, 3]
-    rows = build([i for i in history._queue if i[0] != TRADE])
+    rows = build([i for i in items if i[0] != TRADE])
     (book,) = [c for k, _, c in rows.take() if k == "incremental_book_L2"]
     final = rebuilt(book_rows("BTCUSDT", book))[15]
     bids, asks = state.sync.book.top(1000)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from market_data.bench.e2e import RunResult, bench_symbols, measure
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.loadgen import build_frames
@@ -119,7 +121,7 @@ def parquet_rows_per_s(symbols: int, frames_per_symbol: int) -> tuple[int, float
     for index in range(1, frames_per_symbol):
         for symbol, frames in built.items():
             syncs[symbol].on_depth(decode_frame(_payload(frames.frames[index]))[1])  # type: ignore[arg-type]
-    items = list(pipeline._queue)
+    items = [msgspec.msgpack.decode(i) if type(i) is bytes else i for i in pipeline._queue]
     with tempfile.TemporaryDirectory(prefix="bench-parquet-") as tmp:
         store = ParquetStore(tmp)
         feed = RowFeed(RowBuilder(), [store])

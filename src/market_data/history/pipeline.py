@@ -11,7 +11,9 @@ and 24h update. Each hook is one bounded ``deque.append`` of a tuple of what the
 caller already has (decoded values, never a frame to decode again), with the
 local time (``time.time_ns()``); published books only on a change of state and
 24h figures once a second per symbol. A thread takes the items off the deque and
-sends them, a few hundred at a time and encoded in one msgpack call, to the
+sends them, a few hundred at a time and encoded as one msgpack message (the book
+hooks encode their items themselves: levels waiting in the queue as lists would
+be scanned by the garbage collector, which cost more than the encoding), to the
 history process (``worker.py``), which writes the recording (gzip,
 ``recorder.py``) and the rows (Parquet, QuestDB). The thread runs almost no
 Python per item and waits in the socket write without the GIL: neither
@@ -47,7 +49,6 @@ from market_data.history.worker import (
     BOOK,
     CONNECTION,
     FRAME,
-    ITEMS,
     MARKET,
     RESUME,
     SNAPSHOT,
@@ -55,6 +56,7 @@ from market_data.history.worker import (
     TOP,
     TRADE,
     HistoryProcess,
+    encode_item,
 )
 from market_data.ops.config import Config
 from market_data.outputs.sinks import BookUpdate, MarketDataUpdate, Update
@@ -117,7 +119,9 @@ class HistoryPipeline:
         #: Grows when queued items were dropped: every book's rows start again with a block.
         self._rows_lost = 0
         self.counters = HistoryCounters()
-        self._queue: deque[tuple[Any, ...]] = deque()
+        #: Items as tuples, or already encoded (bytes: the book hooks' levels, so that no
+        #: list waits here for the garbage collector to scan).
+        self._queue: deque[tuple[Any, ...] | bytes] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: HistoryProcess | None = None
@@ -203,16 +207,16 @@ class HistoryPipeline:
             now = clock_ns()
             follows = sync.resets + sync.refreshes + self._rows_lost
             if follows == key:
-                queue.append((APPLIED, now, symbol, ev.E, ev.u, ev.b, ev.a))
+                queue.append(encode_item((APPLIED, now, symbol, ev.E, ev.u, ev.b, ev.a)))
             else:
                 key = follows
                 bids, asks = sync.book.top(block_levels)
-                queue.append((BLOCK, now, symbol, ev.E, ev.u, bids, asks))
+                queue.append(encode_item((BLOCK, now, symbol, ev.E, ev.u, bids, asks)))
             if ev.E >= next_top_ms:
                 if interval:
                     next_top_ms = (ev.E // interval + 1) * interval
                 bids, asks = sync.book.top(top_levels)
-                queue.append((TOP, now, symbol, ev.E, bids, asks))
+                queue.append(encode_item((TOP, now, symbol, ev.E, bids, asks)))
 
         return applied
 
@@ -318,7 +322,11 @@ class HistoryPipeline:
         popleft = queue.popleft
         items = [popleft() for _ in range(count)]
         self.counters.queued += count
-        self._send((ITEMS, items))
+        assert self._process is not None
+        try:
+            self._process.send_items(items)
+        except OSError as exc:
+            self._drop(f"the history process is gone ({exc})")
         return True
 
     def _send(self, message: tuple[Any, ...] | None) -> bool:

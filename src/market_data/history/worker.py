@@ -19,6 +19,7 @@ failed). While suspended the child drops (and counts) every batch until a
 resume writes a ``recording_gap`` event into each symbol's recording.
 """
 
+import gc
 import json
 import logging
 import signal
@@ -47,10 +48,23 @@ _decode = msgspec.msgpack.Decoder().decode
 #: best bid, best ask), (MARKET, recv_ns, symbol, payload).
 FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET, APPLIED, BLOCK, TOP, TRADE = range(9)
 ITEMS, SUSPEND, RESUME = range(3)
+#: An item encoded where it is made (``pipeline.py``'s book hooks): its level lists need
+#: not wait in the queue as objects the garbage collector would scan.
+encode_item = _encode
+_ITEMS_HEAD = b"\x92" + _encode(ITEMS) + b"\xdd"  # [ITEMS, <array32 of items>]
+
+#: The history process's garbage collector thresholds (see :func:`child_main`).
+GC_THRESHOLDS = (100_000, 50, 100)
 #: Seconds between the child's status reports.
 STATUS_S = 0.25
 _JOIN_S = 30.0
 _IDLE_S = 0.1
+
+
+def encode_items(items: list[tuple[Any, ...] | bytes]) -> bytes:
+    """The msgpack of ``(ITEMS, items)``, with encoded items (bytes) taken as they are."""
+    parts = [item if type(item) is bytes else _encode(item) for item in items]
+    return _ITEMS_HEAD + len(parts).to_bytes(4, "big") + b"".join(parts)
 
 
 class HistoryProcess:
@@ -75,6 +89,10 @@ class HistoryProcess:
     def send(self, message: tuple[Any, ...] | None) -> None:
         """One encoding (msgpack, in C), one write (the write releases the GIL)."""
         self.conn.send_bytes(_encode(message))
+
+    def send_items(self, items: list[tuple[Any, ...] | bytes]) -> None:
+        """``(ITEMS, items)``: items already encoded (bytes) are copied in as they are."""
+        self.conn.send_bytes(encode_items(items))
 
     def status(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
         """The child's next status report, if one comes within ``timeout_s``."""
@@ -112,7 +130,15 @@ def child_main(fd: int) -> None:
     from market_data.ops.logs import setup_logging
 
     setup_logging(json_lines=config.log_json or None)
-    _Child(config, conn).run()
+    child = _Child(config, conn)
+    # Every batch decodes thousands of small lists that live until its rows are taken:
+    # with the default thresholds they outlive young collections, reach the oldest
+    # generation and make full collections of the whole heap (pyarrow's included)
+    # frequent; that was a third of this process's time. Nothing here makes reference
+    # cycles worth collecting often, and nobody waits on this process's latency.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    child.run()
 
 
 def _symbol_of(frame: bytes) -> str:
