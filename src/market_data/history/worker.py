@@ -55,6 +55,8 @@ _ITEMS_HEAD = b"\x92" + _encode(ITEMS) + b"\xdd"  # [ITEMS, <array32 of items>]
 
 #: The history process's garbage collector thresholds (see :func:`child_main`).
 GC_THRESHOLDS = (100_000, 50, 100)
+#: Seconds between two hand-overs of the built rows to the stores.
+ROWS_S = 0.25
 #: Seconds between the child's status reports.
 STATUS_S = 0.25
 _JOIN_S = 30.0
@@ -180,6 +182,7 @@ class _Child:
         self.write_errors = 0
         self.dropped = 0
         self._status_at = 0.0
+        self._rows_at = 0.0
 
     def run(self) -> None:
         conn = self.conn
@@ -258,9 +261,11 @@ class _Child:
                 self.writer.flush()
             except OSError as exc:
                 self._fail(f"a write failed: {exc}")
-        if self.feed is not None and not self.suspended:
-            self.feed.flush(time.time_ns())
-        if time.monotonic() - self._status_at >= STATUS_S:
+        now = time.monotonic()
+        if self.feed is not None and not self.suspended and now - self._rows_at >= ROWS_S:
+            self._rows_at = now  # rows of many batches at once: one chunk per symbol, not
+            self.feed.flush(time.time_ns())  # one per symbol per batch
+        if now - self._status_at >= STATUS_S:
             self._report()
 
     # ---------------------------------------------------------- suspend, resume
