@@ -257,3 +257,20 @@ def test_the_parquet_table_spreads_a_compact_book_chunk_like_book_rows(tmp_path:
     assert got["side"] == ["bid", "bid", "ask", "ask", "ask", "bid"]
     assert got["is_snapshot"] == [True, True, True, False, False, False]
     assert got["update_id"] == [100, 100, 100, 101, 101, 103]
+
+
+def test_a_book_item_that_cannot_be_queued_costs_history_not_the_book() -> None:
+    exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)], [(0, 3, 1)]], [2, 2, 2])
+    history = pipeline()
+    sync = DepthSync("X")
+    sync.on_applied = history.book_rows("X", sync)
+    first, second, third = exchange.events
+    sync.on_depth(first)
+    sync.on_snapshot(exchange.snapshot_at(first.u))
+    second.E = object()  # type: ignore[assignment]  # nothing msgpack can encode
+    assert sync.on_depth(second)  # the book took it
+    assert sync.is_live and sync.book.last_update_id == second.u
+    assert history.counters.suspended and history.counters.dropped == 1
+    assert "could not be queued" in history.counters.reason
+    sync.on_depth(third)  # suspended: dropped and counted, the book goes on
+    assert sync.book.last_update_id == third.u and history.counters.dropped == 2

@@ -204,19 +204,22 @@ class HistoryPipeline:
             if len(queue) >= queue_max or counters.suspended:
                 self._drop("the queue is full: the disk is too slow")
                 return
-            now = clock_ns()
-            follows = sync.resets + sync.refreshes + self._rows_lost
-            if follows == key:
-                queue.append(encode_item((APPLIED, now, symbol, ev.E, ev.u, ev.b, ev.a)))
-            else:
-                key = follows
-                bids, asks = sync.book.top(block_levels)
-                queue.append(encode_item((BLOCK, now, symbol, ev.E, ev.u, bids, asks)))
-            if ev.E >= next_top_ms:
-                if interval:
-                    next_top_ms = (ev.E // interval + 1) * interval
-                bids, asks = sync.book.top(top_levels)
-                queue.append(encode_item((TOP, now, symbol, ev.E, bids, asks)))
+            try:  # called from inside the sync core: a failure here must cost history only
+                now = clock_ns()
+                follows = sync.resets + sync.refreshes + self._rows_lost
+                if follows == key:
+                    queue.append(encode_item((APPLIED, now, symbol, ev.E, ev.u, ev.b, ev.a)))
+                else:
+                    bids, asks = sync.book.top(block_levels)
+                    queue.append(encode_item((BLOCK, now, symbol, ev.E, ev.u, bids, asks)))
+                    key = follows
+                if ev.E >= next_top_ms:
+                    if interval:
+                        next_top_ms = (ev.E // interval + 1) * interval
+                    bids, asks = sync.book.top(top_levels)
+                    queue.append(encode_item((TOP, now, symbol, ev.E, bids, asks)))
+            except Exception as exc:  # the rows lost: a suspension, and a block after it
+                self._drop(f"{symbol}: a book event could not be queued ({exc!r})")
 
         return applied
 

@@ -4,7 +4,7 @@ Writing the recording (a few μs of Python a frame, plus gzip) and building rows
 (Parquet, QuestDB) would cost the service's event loop its latency if they ran
 in its process, even on a thread: they hold its GIL. The service's history
 thread (``pipeline.py``) only takes items off its queue and sends them here in
-small batches, encoded in one msgpack call (plain tuples of numbers, bytes, str
+small batches, each one msgpack message (plain tuples of numbers, bytes, str
 and level lists), through a socket pair (:class:`HistoryProcess`); this child
 (:func:`child_main`) writes the recording, feeds the stores and reports back.
 
