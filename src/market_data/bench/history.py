@@ -6,10 +6,11 @@ recording + Parquet (interleaved, ``--repeat`` times, medians): 10 symbols at
 ``bench e2e``'s (``measure``: pre-built frames, the service in its own process,
 a real Redis, update latency send -> subscriber receive); the history modes set
 ``recording_dir`` (and ``parquet_dir``) to fresh folders. Printed: the
-service's CPU% and RSS, update latency p99, recording and Parquet bytes per
-hour per symbol at that rate (the load generator's frames repeat a few bodies,
-so they compress better than real ones). Then the Parquet store alone in this
-process: rows/s from the same frames.
+service's CPU% (its history process included, and that process's share) and
+RSS, update latency p99, recording and Parquet bytes per hour per symbol at
+that rate (the load generator's frames repeat a few bodies, so they compress
+better than real ones). Then the row builder and the Parquet store alone in
+this process: rows/s from the items the engine makes of the same frames.
 """
 
 import argparse
@@ -202,5 +203,8 @@ def run(args: argparse.Namespace) -> int:
     for line in target_lines(rows):
         print(line)
     rows_written, rate = parquet_rows_per_s(10, 5_000)
-    print(f"parquet store alone (this process): {rows_written:,} rows at {rate:,.0f} rows/s")
+    print(
+        f"row builder + parquet store alone (this process): {rows_written:,} rows at "
+        f"{rate:,.0f} rows/s"
+    )
     return 0
