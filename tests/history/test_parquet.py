@@ -6,7 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data.cli import main
-from tests.history.store import make_store
+from market_data.history.parquet import ParquetStore
+from market_data.history.schema.rows import RowBuilder
+from tests.history.store import T0_MS, make_store
 
 
 def test_one_folder_per_kind_date_and_symbol_no_temporary_left(tmp_path: Path) -> None:
@@ -39,3 +41,20 @@ def test_history_command_prints_rows_and_bytes_per_kind_and_symbol(
     line = next(x for x in out.splitlines() if x.startswith("trades"))
     assert "BTCUSDT" in line and "2026-01-01" in line and " 60 " in line
     assert "parquet total" in out
+
+
+def test_one_buffer_that_cannot_be_written_does_not_lose_the_others(tmp_path: Path) -> None:
+    store = ParquetStore(tmp_path)
+    rows = RowBuilder()
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        rows.on_applied(T0_MS * 10**6, symbol, T0_MS, 101, [(99.0, 1.0)], [(101.0, 2.0)])
+    rows.on_block(T0_MS * 10**6, "XRPUSDT", T0_MS, 7, [], [])  # a book with no level
+    for chunk in rows.take():
+        store.add(chunk)
+    (tmp_path / "incremental_book_L2" / "2026-01-01").mkdir(parents=True)
+    (tmp_path / "incremental_book_L2" / "2026-01-01" / "BTCUSDT").write_text("not a folder")
+    with pytest.raises(OSError):
+        store.flush(0, force=True)
+    written = list((tmp_path / "incremental_book_L2").rglob("*.parquet"))
+    assert [p.parent.name for p in written] == ["ETHUSDT"]  # XRPUSDT: no rows, no file
+    assert store.rows_written["incremental_book_L2"] == 2 and not store._columns

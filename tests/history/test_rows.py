@@ -274,3 +274,52 @@ def test_a_book_item_that_cannot_be_queued_costs_history_not_the_book() -> None:
     assert "could not be queued" in history.counters.reason
     sync.on_depth(third)  # suspended: dropped and counted, the book goes on
     assert sync.book.last_update_id == third.u and history.counters.dropped == 2
+
+
+def test_a_book_reset_by_its_re_base_audit_starts_again_with_a_block() -> None:
+    exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)], [(0, 3, 1)], [(1, 4, 3)]] * 3, [2] * 12)
+    history = pipeline()
+    sync = DepthSync("X")
+    sync.on_applied = history.book_rows("X", sync)
+    events = iter(exchange.events)
+    first = next(events)
+    sync.on_depth(first)
+    sync.on_snapshot(exchange.snapshot_at(first.u))
+    assert sync.request_refresh()
+    second = next(events)
+    wrong = exchange.snapshot_at(second.u)  # ahead of the book: the next event bridges it
+    wrong.bids = [(99.5, 7.0)] + wrong.bids  # with a best bid the exchange never had
+    sync.on_snapshot(wrong)
+    history._queue.clear()
+    sync.on_depth(second)  # applied, then completes the re-base: the audit resets the book
+    assert not sync.is_live and sync.audit_top_of_book == 1
+    assert queued(history) == []  # nothing for a book that is gone
+    ev = next(events)
+    sync.on_depth(ev)
+    sync.on_snapshot(exchange.snapshot_at(ev.u))
+    sync.on_depth(next(events))
+    assert [item[0] for item in queued(history) if item[0] != TOP] == [BLOCK, APPLIED]
+
+
+def test_rows_a_store_lost_make_every_book_start_again_with_a_block() -> None:
+    exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)]] * 4, [2] * 8)
+    history = pipeline()
+    sync = DepthSync("X")
+    sync.on_applied = history.book_rows("X", sync)
+    events = iter(exchange.events)
+    first = next(events)
+    sync.on_depth(first)
+    sync.on_snapshot(exchange.snapshot_at(first.u))
+    status = {"recorded_lines": 0, "write_errors": 0, "dropped": 0, "suspension": 0}
+    history._take(dict(status, rows_lost=0))
+    sync.on_depth(next(events))
+    history._take(dict(status, rows_lost=3))  # the history process: a Parquet write failed
+    sync.on_depth(next(events))
+    history._take(dict(status, rows_lost=3))  # nothing new lost
+    sync.on_depth(next(events))
+    assert [item[0] for item in queued(history) if item[0] != TOP] == [
+        BLOCK,
+        APPLIED,
+        BLOCK,
+        APPLIED,
+    ]

@@ -210,7 +210,9 @@ class DepthSync:
         self.book = OrderBook(symbol, max_levels=max_levels)
         self.state = BookState.WAITING
         self.max_buffer = max_buffer
-        #: Called after every event applied to a correct book (replay traces, tests).
+        #: Called after every event applied to a live book, with the book as it is after
+        #: it (history rows, replay traces, tests); not for one whose re-base audit found
+        #: the top of the book wrong, which resets the book instead.
         self.on_applied = on_applied
         self._buffer: list[DepthDiff] = []
         self._outputs: list[SyncOutput] = []
@@ -458,8 +460,8 @@ class DepthSync:
             self._keep_for_rebase(ev)
         elif self._shadow is not None:
             self._feed_shadow(ev)
-        if self.on_applied is not None:
-            self.on_applied(ev)
+        if self.on_applied is not None and self.state is BookState.LIVE:
+            self.on_applied(ev)  # not after an audit reset: the book is gone
         return True
 
     # ------------------------------------------------------------ A/B lines

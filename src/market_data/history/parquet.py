@@ -105,10 +105,20 @@ class ParquetStore:
             self._write(key)
 
     def flush(self, now_ns: int, force: bool = False) -> None:
-        """Write every buffer older than ``flush_s``, or all with ``force``."""
+        """Write every buffer older than ``flush_s``, or all with ``force``.
+
+        One buffer's failed write (its rows are lost) does not keep the others from
+        being written; the first failure is raised once all were tried.
+        """
         limit = now_ns - self.flush_ns
+        failed: Exception | None = None
         for key in [k for k, since in self._since.items() if force or since <= limit]:
-            self._write(key)
+            try:
+                self._write(key)
+            except Exception as exc:  # noqa: BLE001 - raised below, after the others
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         self.flush(0, force=True)
@@ -120,6 +130,8 @@ class ParquetStore:
         columns = self._columns.pop(key)
         self._since.pop(key)
         kind, symbol = key
+        if not _rows(kind, columns):  # book events with no level at all: nothing to write
+            return
         first_local = columns[_local_column(kind)][0]
         day = time.strftime("%Y-%m-%d", time.gmtime(first_local // 1_000_000))
         folder = self.directory / kind / day / symbol

@@ -7,10 +7,11 @@ for every frame, ``snapshot`` for every REST snapshot it feeds to a book and
 for it after every event it applied to a live book, the engine calls
 ``trade`` for every trade it takes, and as an output (a
 :class:`~market_data.outputs.sinks.Sink`) the pipeline sees every published book
-and 24h update. Each hook is one bounded ``deque.append`` of a tuple of what the
-caller already has (decoded values, never a frame to decode again), with the
-local time (``time.time_ns()``); published books only on a change of state and
-24h figures once a second per symbol. A thread takes the items off the deque and
+and 24h update. Each hook is a bounded ``deque.append`` of what the caller
+already has (decoded values, never a frame to decode again), with the local
+time (``time.time_ns()``), as a tuple or, for the book hook, already encoded;
+published books only on a change of state and 24h figures once a second per
+symbol. A thread takes the items off the deque and
 sends them, a few hundred at a time and encoded as one msgpack message (the book
 hooks encode their items themselves: levels waiting in the queue as lists would
 be scanned by the garbage collector, which cost more than the encoding), to the
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 RETRY_S = 30.0
 #: How long the thread sleeps when the queue is empty.
 IDLE_S = 0.01
-#: Items the thread sends per batch: small, so one pickle holds the GIL briefly.
+#: Items the thread sends per batch: small, so one encoding holds the GIL briefly.
 BATCH = 256
 #: Seconds to wait for the history process's answer to a resume.
 RESUME_WAIT_S = 30.0
@@ -133,6 +134,7 @@ class HistoryPipeline:
         self._symbols: set[str] = set()
         self._suspension_seen = 0
         self._child_dropped = 0
+        self._child_rows_lost = 0  # rows the history process's stores lost, as last reported
         self._attempt = 0
         self._answer: tuple[int, str] = (0, "")  # the last resume attempt answered, its error
         self._closed = False
@@ -366,6 +368,10 @@ class HistoryPipeline:
         counters.questdb = status.get("questdb", {})
         counters.dropped += status["dropped"] - self._child_dropped
         self._child_dropped = status["dropped"]
+        lost = status.get("rows_lost", 0)
+        if lost > self._child_rows_lost:  # a store lost rows: every book's next ones
+            self._rows_lost += 1  # start again with a block
+        self._child_rows_lost = lost
         if "resume" in status:
             self._answer = (status["resume"], status.get("error", ""))
         self._closed = self._closed or bool(status.get("closed"))
@@ -435,7 +441,7 @@ class HistoryPipeline:
             self._process = process  # still the dead one: the next retry tries again
             log.warning("history still suspended: no new history process (%s)", exc)
             return False
-        self._child_dropped = self._suspension_seen = 0  # the new process counts from 0
+        self._child_dropped = self._suspension_seen = self._child_rows_lost = 0  # from 0
         self._answer = (0, "")
         self._closed = False
         return True

@@ -36,7 +36,9 @@ must start again (a book that went live, a re-based book, the first event
 after history missed items), the top N levels every ``interval_ms``, and every
 trade it took (de-duplicated across feed lines). The rows are made from that
 alone: nothing is decoded or synchronised twice, and ``incremental_book_L2``
-rebuilds exactly the books the service held.
+rebuilds exactly the books the service held, for a reader that bounds each side
+to ``max_levels_per_side`` as the service does (no row deletes a level the
+bound drops).
 """
 
 import json
