@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data.cli import main
-from market_data.history.parquet import ParquetStore
+from market_data.history.parquet import SMALL_FILE_ROWS, ParquetStore
 from market_data.history.schema.rows import RowBuilder
 from tests.history.store import T0_MS, make_store
 
@@ -60,12 +60,13 @@ def test_one_buffer_that_cannot_be_written_does_not_lose_the_others(tmp_path: Pa
     assert store.rows_written["incremental_book_L2"] == 2 and not store._columns
 
 
-def test_full_row_groups_are_zstd_and_files_written_on_time_snappy(tmp_path: Path) -> None:
-    store = ParquetStore(tmp_path, row_group_rows=100)
+def test_files_are_zstd_but_small_ones_snappy(tmp_path: Path) -> None:
+    assert SMALL_FILE_ROWS == 200
+    store = ParquetStore(tmp_path, row_group_rows=10_000)
     rows = RowBuilder()
-    for i in range(60):  # 120 rows: a full row group, written at once
+    for i in range(150):  # 300 rows, written on time: zstd
         rows.on_applied(T0_MS * 10**6, "BTCUSDT", T0_MS + i, 101 + i, [(99.0, 1.0)], [(101.0, 2.0)])
-    rows.on_applied(T0_MS * 10**6, "ETHUSDT", T0_MS, 7, [(9.0, 1.0)], [])  # 1 row, on time
+    rows.on_applied(T0_MS * 10**6, "ETHUSDT", T0_MS, 7, [(9.0, 1.0)], [])  # 1 row: snappy
     for chunk in rows.take():
         store.add(chunk)
     store.flush(T0_MS * 10**6 + 10**10)  # 10 s later: past flush_s
@@ -73,4 +74,4 @@ def test_full_row_groups_are_zstd_and_files_written_on_time_snappy(tmp_path: Pat
     for file in (tmp_path / "incremental_book_L2").rglob("*.parquet"):
         meta = pq.ParquetFile(file).metadata
         codecs[file.parent.name] = (meta.num_rows, meta.row_group(0).column(6).compression)
-    assert codecs == {"BTCUSDT": (120, "ZSTD"), "ETHUSDT": (1, "SNAPPY")}
+    assert codecs == {"BTCUSDT": (300, "ZSTD"), "ETHUSDT": (1, "SNAPPY")}
