@@ -8,9 +8,8 @@ from the exchange's decimal strings: the same string always gives the same
 float, distinct exchange prices (at most 15 significant digits) always give
 distinct floats, and no arithmetic is ever done on a price but negation (the
 ask side's sort keys), which only flips the sign bit, so a price prints back
-(``format_decimal``) as exactly the exchange's decimal value. Changing a
-quantity costs one dict store; only a new or removed price touches the sorted
-list.
+(``format_decimal``) as exactly the exchange's decimal value. Changing a quantity costs one dict store; only a new or removed price
+touches the sorted list.
 
 Depth bound, and why it is the exchange's window: each side keeps at most
 ``max_levels`` prices (1000 by default). The exchange maintains, and sends
