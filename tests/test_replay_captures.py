@@ -66,8 +66,8 @@ def _replay_against_reference(
         assert book.last_update_id == ref.u
         assert book.bids.qty == ref.bids.mirror, f"bids differ after u={ev.u}"
         assert book.asks.qty == ref.asks.mirror, f"asks differ after u={ev.u}"
-        assert book.bids.prices() == sorted(ref.bids.mirror), f"bid order broken after u={ev.u}"
-        assert book.asks.prices() == sorted(ref.asks.mirror), f"ask order broken after u={ev.u}"
+        assert book.bids.prices == sorted(ref.bids.mirror), f"bid order broken after u={ev.u}"
+        assert book.asks.prices == sorted(ref.asks.mirror), f"ask order broken after u={ev.u}"
 
     state: SymbolReplay = replayer._symbol(symbol)
     tracer = state.sync.on_applied

@@ -13,7 +13,7 @@ def test_zero_in_any_spelling_deletes_and_absent_delete_is_fine() -> None:
     assert book.bids.top(10) == [(99.5, 2.0)]
     assert book.asks.top(10) == []
     assert book.last_update_id == 8
-    assert len(book.bids.qty) == len(book.bids.prices()) == 1
+    assert len(book.bids.qty) == len(book.bids.prices) == 1
 
 
 def test_top_is_best_first_and_quantity_updates_do_not_move_levels() -> None:
@@ -48,7 +48,7 @@ def test_depth_bound_drops_the_level_farthest_from_the_top() -> None:
     assert bids.top(5) == [(11.0, 1.0), (10.0, 1.0), (9.0, 1.0)]
     bids.apply([(7.0, 1.0)])  # worse than all: not kept
     assert bids.top(5) == [(11.0, 1.0), (10.0, 1.0), (9.0, 1.0)]
-    assert set(bids.qty) == set(bids.prices())
+    assert set(bids.qty) == set(bids.prices)
     asks = BookSide(is_bid=False, max_levels=2)
     asks.apply([(5.0, 1.0), (6.0, 1.0), (4.0, 1.0)])
     assert asks.top(5) == [(4.0, 1.0), (5.0, 1.0)]
@@ -91,10 +91,10 @@ def test_side_matches_a_dict_and_sort(batches: list[list[tuple[float, float]]], 
             else:
                 reference.pop(price, None)
         assert side.qty == reference
-        assert side.prices() == sorted(reference)
+        assert side.prices == sorted(reference)
         assert side.top(5) == sorted(reference.items(), reverse=True)[:5]
-        assert len(capped) <= cap and set(capped.qty) == set(capped.prices())
-        assert capped.prices() == sorted(capped.qty)
+        assert len(capped) <= cap and set(capped.qty) == set(capped.prices)
+        assert capped.prices == sorted(capped.qty)
 
 
 def test_the_depth_bound_applies_to_the_whole_event_not_each_insert() -> None:
@@ -102,9 +102,9 @@ def test_the_depth_bound_applies_to_the_whole_event_not_each_insert() -> None:
     side = BookSide(is_bid=True, max_levels=3)
     side.apply([(10.0, 1.0), (9.0, 1.0), (8.0, 1.0)])
     side.apply([(11.0, 1.0), (10.0, 0.0)])  # best first, as the exchange orders bids
-    assert side.prices() == [8.0, 9.0, 11.0] and set(side.qty) == {8.0, 9.0, 11.0}
+    assert side.prices == [8.0, 9.0, 11.0] and set(side.qty) == {8.0, 9.0, 11.0}
     side.apply([(12.0, 1.0), (13.0, 2.0)])  # two more than the bound: the two worst go
-    assert side.prices() == [11.0, 12.0, 13.0] and set(side.qty) == {11.0, 12.0, 13.0}
+    assert side.prices == [11.0, 12.0, 13.0] and set(side.qty) == {11.0, 12.0, 13.0}
     asks = BookSide(is_bid=False, max_levels=2)
     asks.apply([(5.0, 1.0), (6.0, 1.0), (7.0, 1.0), (4.0, 1.0)])
-    assert asks.prices() == [4.0, 5.0] and set(asks.qty) == {4.0, 5.0}
+    assert asks.prices == [4.0, 5.0] and set(asks.qty) == {4.0, 5.0}

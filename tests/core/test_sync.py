@@ -311,8 +311,8 @@ def test_never_publishes_a_wrong_book_and_detects_every_gap(
             bids, asks = exchange.history[sync.book.last_update_id]
             assert sync.book.bids.qty == bids
             assert sync.book.asks.qty == asks
-            assert sync.book.bids.prices() == sorted(bids)
-            assert sync.book.asks.prices() == sorted(asks)
+            assert sync.book.bids.prices == sorted(bids)
+            assert sync.book.asks.prices == sorted(asks)
     # Gaps met while draining the buffer after a snapshot are detected too, hence >=.
     assert sync.gaps >= gaps_expected
 

@@ -1,14 +1,13 @@
 """A price-level order book: exact keys, cheap updates, cheap top-N reads.
 
-Each side is a dict ``price -> quantity`` plus a sorted list of its prices (the
-best last: :class:`BookSide`), the cheapest layout measured for ~1000-level
-books (DESIGN.md: 4.2 μs to apply 20 changes against 7.9 μs for
-``sortedcontainers.SortedDict``). Prices are the floats that msgspec parsed
-from the exchange's decimal strings: the same string always gives the same
-float, distinct exchange prices (at most 15 significant digits) always give
-distinct floats, and no arithmetic is ever done on a price but negation (the
-ask side's sort keys), which only flips the sign bit, so a price prints back
-(``format_decimal``) as exactly the exchange's decimal value. Changing a quantity costs one dict store; only a new or removed price
+Each side is a dict ``price -> quantity`` plus a sorted list of its prices, the
+cheapest layout measured for ~1000-level books (DESIGN.md: 4.2 μs to apply 20
+changes against 7.9 μs for ``sortedcontainers.SortedDict``). Prices are the
+floats that msgspec parsed from the exchange's decimal strings: the same string
+always gives the same float, distinct exchange prices (at most 15 significant
+digits) always give distinct floats, and no arithmetic is ever done on a key,
+so a key prints back (``format_decimal``) as exactly the exchange's decimal
+value. Changing a quantity costs one dict store; only a new or removed price
 touches the sorted list.
 
 Depth bound, and why it is the exchange's window: each side keeps at most
@@ -46,35 +45,22 @@ def format_decimal(value: float) -> str:
 
 
 class BookSide:
-    """One side of a book.
+    """One side of a book. ``prices`` is ascending on both sides."""
 
-    ``keys`` is ascending with the best level last on both sides: the bids'
-    prices, and the asks' prices negated. Most changes land near the top of the
-    book, and the end of a list is where an insert or a delete moves the fewest
-    entries: near the front of a 1,000-level list one costs ~0.8 μs, near its end
-    ~0.3 μs (1.8 against 0.4 μs at 5,000 levels), so the cost of a diff no longer
-    grows with the book's depth on the ask side. ``qty`` is keyed by the real price.
-    """
-
-    __slots__ = ("qty", "keys", "is_bid", "max_levels")
+    __slots__ = ("qty", "prices", "is_bid", "max_levels")
 
     def __init__(self, is_bid: bool, max_levels: int = DEFAULT_MAX_LEVELS) -> None:
         self.qty: dict[float, float] = {}
-        self.keys: list[float] = []
+        self.prices: list[float] = []
         self.is_bid = is_bid
         self.max_levels = max_levels
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.prices)
 
     def clear(self) -> None:
         self.qty.clear()
-        self.keys.clear()
-
-    def prices(self) -> list[float]:
-        """Every price, ascending (for checks and views; not on the hot path)."""
-        keys = self.keys
-        return keys[:] if self.is_bid else [-k for k in reversed(keys)]
+        self.prices.clear()
 
     def apply(self, levels: Iterable[Level]) -> None:
         """Apply absolute quantities; zero removes, removing an absent level is fine.
@@ -85,51 +71,42 @@ class BookSide:
         the insert alone would drop a level the exchange still maintains.
         """
         qty = self.qty
-        keys = self.keys
-        if self.is_bid:
-            for price, size in levels:
-                if size:
-                    if price not in qty:
-                        insort(keys, price)
-                    qty[price] = size
-                elif qty.pop(price, None) is not None:
-                    del keys[bisect_left(keys, price)]
-        else:
-            for price, size in levels:
-                if size:
-                    if price not in qty:
-                        insort(keys, -price)
-                    qty[price] = size
-                elif qty.pop(price, None) is not None:
-                    del keys[bisect_left(keys, -price)]
-        excess = len(keys) - self.max_levels
-        if excess > 0:  # the levels farthest from the top: the front, on both sides
-            dropped = keys[:excess]
-            del keys[:excess]
-            sign = 1.0 if self.is_bid else -1.0
-            for key in dropped:
-                del qty[sign * key]
+        prices = self.prices
+        for price, size in levels:
+            if size:
+                if price not in qty:
+                    insort(prices, price)
+                qty[price] = size
+            elif qty.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
+        excess = len(prices) - self.max_levels
+        if excess > 0:
+            dropped = prices[:excess] if self.is_bid else prices[-excess:]
+            if self.is_bid:
+                del prices[:excess]
+            else:
+                del prices[-excess:]
+            for price in dropped:
+                del qty[price]
 
     def best(self) -> Level | None:
-        keys = self.keys
-        if not keys:
+        prices = self.prices
+        if not prices:
             return None
-        price = keys[-1] if self.is_bid else -keys[-1]
+        price = prices[-1] if self.is_bid else prices[0]
         return price, self.qty[price]
 
     def best_price(self) -> float | None:
-        keys = self.keys
-        if not keys:
+        prices = self.prices
+        if not prices:
             return None
-        return keys[-1] if self.is_bid else -keys[-1]
+        return prices[-1] if self.is_bid else prices[0]
 
     def top(self, n: int) -> list[Level]:
         """The best ``n`` levels, best first."""
         qty = self.qty
-        keys = self.keys[: -n - 1 : -1]
-        if self.is_bid:
-            return [(p, qty[p]) for p in keys]
-        return [(-k, qty[-k]) for k in keys]
+        keys = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
+        return [(p, qty[p]) for p in keys]
 
 
 class OrderBook:
@@ -163,9 +140,9 @@ class OrderBook:
 
     def is_crossed(self) -> bool:
         """Best bid at or above best ask: impossible on a correct book."""
-        bids = self.bids.keys
-        asks = self.asks.keys
-        return bool(bids) and bool(asks) and bids[-1] >= -asks[-1]
+        bids = self.bids.prices
+        asks = self.asks.prices
+        return bool(bids) and bool(asks) and bids[-1] >= asks[0]
 
     def mid(self) -> float | None:
         bid = self.bids.best_price()
