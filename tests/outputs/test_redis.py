@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.outputs.redis import RedisSink
+from tests.support import wait_for
 
 SINK_LOGGER = "market_data.outputs.redis"
 
@@ -179,6 +180,8 @@ async def test_trades_keep_their_order_and_overflow_drops_the_oldest(
 async def test_trades_keep_their_order_across_batches(redis_server: EmbeddedRedis) -> None:
     async with subscribed(redis_server.url, "trades:BTCUSDT") as subscriber:
         async with RedisSink(redis_server.url) as sink:
+            # Connected first: trades published while it connects all go in its first batch.
+            await wait_for(lambda: sink.stats.connected, what="the sink's connection")
             for trade_id in range(2000):  # a live stream: the writer sends many small batches
                 sink.publish_trade("BTCUSDT", b"%d" % trade_id)
                 if trade_id % 7 == 0:
