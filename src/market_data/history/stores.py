@@ -105,7 +105,10 @@ class RowFeed:
                     name: getattr(store, name)
                     for name in ("sent", "dropped", "failures", "rejected")
                 }
-        # Rows a store lost (a failed write, a bug, QuestDB's full buffer): the books'
-        # rows must start again with a block, which the service sees this count for.
-        lost = self.errors + sum(getattr(store, "dropped", 0) for store in self.stores)
+        # Rows a store lost (a failed write, a bug, QuestDB's full buffer or a batch it
+        # refused): the books' rows must start again with a block, which the service
+        # sees this count for.
+        lost = self.errors + sum(
+            getattr(store, "dropped", 0) + getattr(store, "rejected", 0) for store in self.stores
+        )
         return {"rows": rows, "store_errors": self.errors, "questdb": questdb, "rows_lost": lost}
