@@ -260,6 +260,9 @@ class ModelExchange:
 changes = st.lists(
     st.tuples(st.integers(0, 1), st.integers(1, 20), st.integers(0, 3)), min_size=1, max_size=6
 )
+#: Up to 60 events of a model exchange, and the id steps between them.
+event_changes = st.lists(changes, min_size=5, max_size=60)
+id_steps_60 = st.lists(st.integers(1, 7), min_size=60, max_size=60)
 actions = st.sampled_from(
     ["deliver"] * 6
     + ["drop", "duplicate", "stale", "reconnect", "snapshot", "old_snapshot", "refresh"]
@@ -267,11 +270,7 @@ actions = st.sampled_from(
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(changes, min_size=5, max_size=60),
-    st.lists(st.integers(1, 7), min_size=60, max_size=60),
-    st.lists(actions, min_size=60, max_size=60),
-)
+@given(event_changes, id_steps_60, st.lists(actions, min_size=60, max_size=60))
 def test_never_publishes_a_wrong_book_and_detects_every_gap(
     draw_levels: list[list[tuple[int, int, int]]], id_steps: list[int], plan: list[str]
 ) -> None:

@@ -50,29 +50,32 @@ def parquet_tops(store: Path, depth: int) -> dict[str, list[tuple[int, Top]]]:
     for file in files:
         for row in pq.read_table(file).to_pylist():
             by_symbol[row["symbol"]].append(row)
-    out: dict[str, list[tuple[int, Top]]] = {}
-    for symbol, rows in by_symbol.items():
-        bids: dict[float, float] = {}
-        asks: dict[float, float] = {}
-        checkpoints: list[tuple[int, Top]] = []
-        block = None  # the update id of the snapshot block being read
-        for i, row in enumerate(rows):
-            if row["is_snapshot"] and row["update_id"] != block:
-                bids.clear()
-                asks.clear()
-            block = row["update_id"] if row["is_snapshot"] else None
-            side = bids if row["side"] == "bid" else asks
-            if row["amount"] == 0:
-                side.pop(row["price"], None)
-            else:
-                side[row["price"]] = row["amount"]
-            last = i + 1 == len(rows)
-            if last or rows[i + 1]["update_id"] != row["update_id"]:
-                top_b = tuple(sorted(bids.items(), reverse=True)[:depth])
-                top_a = tuple(sorted(asks.items())[:depth])
-                checkpoints.append((row["update_id"], (top_b, top_a)))
-        out[symbol] = checkpoints
-    return out
+    return {symbol: replay_rows(rows, depth) for symbol, rows in by_symbol.items()}
+
+
+def replay_rows(rows: list[dict[str, Any]], depth: int | None) -> list[tuple[int, Top]]:
+    """One symbol's ``incremental_book_L2`` rows replayed as the README tells a reader to:
+    (update id, top ``depth`` levels, all with None) after each event."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    checkpoints: list[tuple[int, Top]] = []
+    block = None  # the update id of the snapshot block being read
+    for i, row in enumerate(rows):
+        if row["is_snapshot"] and row["update_id"] != block:
+            bids.clear()
+            asks.clear()
+        block = row["update_id"] if row["is_snapshot"] else None
+        side = bids if row["side"] == "bid" else asks
+        if row["amount"] == 0:
+            side.pop(row["price"], None)
+        else:
+            side[row["price"]] = row["amount"]
+        last = i + 1 == len(rows)
+        if last or rows[i + 1]["update_id"] != row["update_id"]:
+            top_b = tuple(sorted(bids.items(), reverse=True)[:depth])
+            top_a = tuple(sorted(asks.items())[:depth])
+            checkpoints.append((row["update_id"], (top_b, top_a)))
+    return checkpoints
 
 
 def at_or_before(checkpoints: list[tuple[int, Top]], u: int) -> Top | None:

@@ -24,7 +24,8 @@ from market_data.history.schema.rows import INCREMENTAL, RowBuilder, book_rows
 from market_data.history.worker import APPLIED, BLOCK, FRAME, TOP, TRADE
 from market_data.ops.config import Config
 from market_data.service.engine import MarketDataService
-from tests.core.test_sync import ModelExchange, changes
+from tests.core.test_sync import ModelExchange, event_changes, id_steps_60
+from tests.history.books import replay_rows
 
 Side = tuple[tuple[float, float], ...]
 
@@ -44,6 +45,31 @@ def pipeline(**overrides: Any) -> HistoryPipeline:
     return HistoryPipeline(config, queue_max=10**6)
 
 
+def live(exchange: ModelExchange, **overrides: Any) -> tuple[HistoryPipeline, DepthSync, Any]:
+    """A sync with the pipeline's book hook, live on the exchange's first event; the
+    exchange's other events, to deliver."""
+    history = pipeline(**overrides)
+    sync = DepthSync("X")
+    sync.on_applied = history.book_rows("X", sync)
+    events = iter(exchange.events)
+    go_live(sync, exchange, events)
+    return history, sync, events
+
+
+def go_live(sync: DepthSync, exchange: ModelExchange, events: Any) -> None:
+    """The next event, then the snapshot at it: the book goes live on that event."""
+    ev = next(events)
+    sync.on_depth(ev)
+    sync.on_snapshot(exchange.snapshot_at(ev.u))
+
+
+def kinds(history: HistoryPipeline) -> list[int]:
+    """The book item kinds queued so far (top levels aside); the queue is emptied."""
+    out = [item[0] for item in queued(history) if item[0] != TOP]
+    history._queue.clear()
+    return out
+
+
 def build(items: list[tuple[Any, ...]]) -> RowBuilder:
     rows = RowBuilder()
     calls = {APPLIED: rows.on_applied, BLOCK: rows.on_block, TOP: rows.on_top}
@@ -55,35 +81,11 @@ def build(items: list[tuple[Any, ...]]) -> RowBuilder:
 def rebuilt(columns: list[list[Any]]) -> dict[int, tuple[Side, Side]]:
     """Book after each update id, replaying ``incremental_book_L2`` rows as a reader would."""
     rows = [dict(zip(INCREMENTAL, r, strict=True)) for r in zip(*columns, strict=True)]
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
-    out: dict[int, tuple[Side, Side]] = {}
-    block = None  # the update id of the block being read
-    for i, row in enumerate(rows):
-        if row["is_snapshot"] and row["update_id"] != block:
-            bids.clear()
-            asks.clear()
-        block = row["update_id"] if row["is_snapshot"] else None
-        side = bids if row["side"] == "bid" else asks
-        if row["amount"] == 0:
-            side.pop(row["price"], None)
-        else:
-            side[row["price"]] = row["amount"]
-        following = rows[i + 1] if i + 1 < len(rows) else None
-        if following is None or following["update_id"] != row["update_id"]:
-            out[row["update_id"]] = (
-                tuple(sorted(bids.items(), reverse=True)),
-                tuple(sorted(asks.items())),
-            )
-    return out
+    return dict(replay_rows(rows, None))
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(changes, min_size=5, max_size=60),
-    st.lists(st.integers(1, 7), min_size=60, max_size=60),
-    st.lists(actions, min_size=60, max_size=60),
-)
+@given(event_changes, id_steps_60, st.lists(actions, min_size=60, max_size=60))
 def test_rows_rebuild_every_book_the_sync_held(
     draw_levels: list[list[tuple[int, int, int]]], id_steps: list[int], plan: list[str]
 ) -> None:
@@ -142,49 +144,31 @@ def test_rows_rebuild_every_book_the_sync_held(
 
 def test_a_book_starts_with_a_block_again_after_a_reset_a_rebase_and_a_loss() -> None:
     exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)]] * 10, [2] * 20)
-    history = pipeline()
-    sync = DepthSync("X")
-    sync.on_applied = history.book_rows("X", sync)
-    events = iter(exchange.events)
-
-    def kinds() -> list[int]:
-        out = [item[0] for item in queued(history) if item[0] != TOP]
-        history._queue.clear()
-        return out
-
-    first = next(events)
-    sync.on_depth(first)
-    sync.on_snapshot(exchange.snapshot_at(first.u))
+    history, sync, events = live(exchange)
     sync.on_depth(next(events))
-    assert kinds() == [BLOCK, APPLIED]
+    assert kinds(history) == [BLOCK, APPLIED]
     sync.on_disconnect()  # a reset: the next live book starts with a block
-    ev = next(events)
-    sync.on_depth(ev)
-    sync.on_snapshot(exchange.snapshot_at(ev.u))
+    go_live(sync, exchange, events)
     sync.on_depth(next(events))
-    assert kinds() == [BLOCK, APPLIED]
+    assert kinds(history) == [BLOCK, APPLIED]
     assert sync.request_refresh()  # a re-base swaps the book: a block after it
     sync.on_snapshot(exchange.snapshot_at(sync.book.last_update_id))
     sync.on_depth(next(events))
     sync.on_depth(next(events))
     assert sync.refreshes == 1
-    assert kinds() == [BLOCK, APPLIED]
+    assert kinds(history) == [BLOCK, APPLIED]
     history._forget_rows()  # history dropped items: the rows start again
     sync.on_depth(next(events))
     sync.on_depth(next(events))
-    assert kinds() == [BLOCK, APPLIED]
+    assert kinds(history) == [BLOCK, APPLIED]
 
 
 def test_top_rows_come_once_per_interval_of_exchange_time() -> None:
     exchange = ModelExchange([[(0, 1, 1)]] * 12, [1] * 12)
     for index, ev in enumerate(exchange.events):
         ev.E = 1_000_000 + 40 * index  # an event every 40 ms
-    history = pipeline(parquet_book_snapshot_interval_ms=100)
-    sync = DepthSync("X")
-    sync.on_applied = history.book_rows("X", sync)
-    sync.on_depth(exchange.events[0])
-    sync.on_snapshot(exchange.snapshot_at(exchange.events[0].u))
-    for ev in exchange.events[1:]:
+    history, sync, events = live(exchange, parquet_book_snapshot_interval_ms=100)
+    for ev in events:
         sync.on_depth(ev)
     times = [item[3] for item in queued(history) if item[0] == TOP]
     assert times == [1_000_000, 1_000_120, 1_000_200, 1_000_320, 1_000_400]
@@ -261,12 +245,8 @@ def test_the_parquet_table_spreads_a_compact_book_chunk_like_book_rows(tmp_path:
 
 def test_a_book_item_that_cannot_be_queued_costs_history_not_the_book() -> None:
     exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)], [(0, 3, 1)]], [2, 2, 2])
-    history = pipeline()
-    sync = DepthSync("X")
-    sync.on_applied = history.book_rows("X", sync)
-    first, second, third = exchange.events
-    sync.on_depth(first)
-    sync.on_snapshot(exchange.snapshot_at(first.u))
+    history, sync, events = live(exchange)
+    second, third = events
     second.E = object()  # type: ignore[assignment]  # nothing msgpack can encode
     assert sync.on_depth(second)  # the book took it
     assert sync.is_live and sync.book.last_update_id == second.u
@@ -278,13 +258,7 @@ def test_a_book_item_that_cannot_be_queued_costs_history_not_the_book() -> None:
 
 def test_a_book_reset_by_its_re_base_audit_starts_again_with_a_block() -> None:
     exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)], [(0, 3, 1)], [(1, 4, 3)]] * 3, [2] * 12)
-    history = pipeline()
-    sync = DepthSync("X")
-    sync.on_applied = history.book_rows("X", sync)
-    events = iter(exchange.events)
-    first = next(events)
-    sync.on_depth(first)
-    sync.on_snapshot(exchange.snapshot_at(first.u))
+    history, sync, events = live(exchange)
     assert sync.request_refresh()
     second = next(events)
     wrong = exchange.snapshot_at(second.u)  # ahead of the book: the next event bridges it
@@ -294,22 +268,14 @@ def test_a_book_reset_by_its_re_base_audit_starts_again_with_a_block() -> None:
     sync.on_depth(second)  # applied, then completes the re-base: the audit resets the book
     assert not sync.is_live and sync.audit_top_of_book == 1
     assert queued(history) == []  # nothing for a book that is gone
-    ev = next(events)
-    sync.on_depth(ev)
-    sync.on_snapshot(exchange.snapshot_at(ev.u))
+    go_live(sync, exchange, events)
     sync.on_depth(next(events))
-    assert [item[0] for item in queued(history) if item[0] != TOP] == [BLOCK, APPLIED]
+    assert kinds(history) == [BLOCK, APPLIED]
 
 
 def test_rows_a_store_lost_make_every_book_start_again_with_a_block() -> None:
     exchange = ModelExchange([[(0, 1, 1)], [(1, 2, 2)]] * 4, [2] * 8)
-    history = pipeline()
-    sync = DepthSync("X")
-    sync.on_applied = history.book_rows("X", sync)
-    events = iter(exchange.events)
-    first = next(events)
-    sync.on_depth(first)
-    sync.on_snapshot(exchange.snapshot_at(first.u))
+    history, sync, events = live(exchange)
     status = {"recorded_lines": 0, "write_errors": 0, "dropped": 0, "suspension": 0}
     history._take(dict(status, rows_lost=0))
     sync.on_depth(next(events))
@@ -317,9 +283,4 @@ def test_rows_a_store_lost_make_every_book_start_again_with_a_block() -> None:
     sync.on_depth(next(events))
     history._take(dict(status, rows_lost=3))  # nothing new lost
     sync.on_depth(next(events))
-    assert [item[0] for item in queued(history) if item[0] != TOP] == [
-        BLOCK,
-        APPLIED,
-        BLOCK,
-        APPLIED,
-    ]
+    assert kinds(history) == [BLOCK, APPLIED, BLOCK, APPLIED]
