@@ -50,6 +50,7 @@ from market_data.history.worker import (
     BOOK,
     CONNECTION,
     FRAME,
+    ITEMS,
     MARKET,
     RESUME,
     SNAPSHOT,
@@ -208,18 +209,19 @@ class HistoryPipeline:
                 return
             try:  # called from inside the sync core: a failure here must cost history only
                 now = clock_ns()
+                event_ms = ev.E
                 follows = sync.resets + sync.refreshes + self._rows_lost
                 if follows == key:
-                    queue.append(encode_item((APPLIED, now, symbol, ev.E, ev.u, ev.b, ev.a)))
+                    queue.append(encode_item((APPLIED, now, symbol, event_ms, ev.u, ev.b, ev.a)))
                 else:
                     bids, asks = sync.book.top(block_levels)
-                    queue.append(encode_item((BLOCK, now, symbol, ev.E, ev.u, bids, asks)))
+                    queue.append(encode_item((BLOCK, now, symbol, event_ms, ev.u, bids, asks)))
                     key = follows
-                if ev.E >= next_top_ms:
+                if event_ms >= next_top_ms:
                     if interval:
-                        next_top_ms = (ev.E // interval + 1) * interval
+                        next_top_ms = (event_ms // interval + 1) * interval
                     bids, asks = sync.book.top(top_levels)
-                    queue.append(encode_item((TOP, now, symbol, ev.E, bids, asks)))
+                    queue.append(encode_item((TOP, now, symbol, event_ms, bids, asks)))
             except Exception as exc:  # the rows lost: a suspension, and a block after it
                 self._drop(f"{symbol}: a book event could not be queued ({exc!r})")
 
@@ -327,11 +329,7 @@ class HistoryPipeline:
         popleft = queue.popleft
         items = [popleft() for _ in range(count)]
         self.counters.queued += count
-        assert self._process is not None
-        try:
-            self._process.send_items(items)
-        except OSError as exc:
-            self._drop(f"the history process is gone ({exc})")
+        self._send((ITEMS, items))
         return True
 
     def _send(self, message: tuple[Any, ...] | None) -> bool:

@@ -89,12 +89,14 @@ class HistoryProcess:
         self.conn.send(config)
 
     def send(self, message: tuple[Any, ...] | None) -> None:
-        """One encoding (msgpack, in C), one write (the write releases the GIL)."""
-        self.conn.send_bytes(_encode(message))
+        """One encoding (msgpack, in C), one write (the write releases the GIL).
 
-    def send_items(self, items: list[tuple[Any, ...] | bytes]) -> None:
-        """``(ITEMS, items)``: items already encoded (bytes) are copied in as they are."""
-        self.conn.send_bytes(encode_items(items))
+        ``(ITEMS, items)``: items already encoded (bytes) are copied in as they are.
+        """
+        if message is not None and message[0] == ITEMS:
+            self.conn.send_bytes(encode_items(message[1]))
+        else:
+            self.conn.send_bytes(_encode(message))
 
     def status(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
         """The child's next status report, if one comes within ``timeout_s``."""
