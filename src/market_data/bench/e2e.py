@@ -297,6 +297,10 @@ def _percentile_ms(samples: array[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
 
 
+#: A request-weight budget no run reaches (see :func:`_service_config`).
+_UNLIMITED_WEIGHT = 1_000_000
+
+
 def _service_config(
     symbols: list[str], generator: LoadGenerator, redis_url: str, health_port: int = 0
 ) -> Config:
@@ -310,6 +314,9 @@ def _service_config(
         shm_name=f"market_data_bench_{uuid.uuid4().hex[:8]}",
         silence_timeout_s=3600.0,  # trade streams get no frames here
         reconnect_delay_ms=100,
+        # The load generator counts no request weight: the client-side budget would spread
+        # 100 snapshots of weight 20 beside 100 klines requests of weight 10 over minutes.
+        rest_weight_budget_per_minute=_UNLIMITED_WEIGHT,
     )
 
 

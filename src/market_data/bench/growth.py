@@ -56,9 +56,6 @@ DEFAULT_SUBSCRIBERS = (1, 20)
 DEFAULT_SERIES_SYMBOLS = 100  # symbols of the depth and subscriber series
 DEFAULT_REPEAT = 3
 BASE_DEPTH = 1000
-#: The simulated exchange counts no request weight: the client-side budget would
-#: otherwise spread 500 snapshots of weight 20 over four minutes.
-_UNLIMITED_WEIGHT = 1_000_000
 #: Flat: the last point's CPU per frame within 10% of the first's (the repeats of one
 #: point spread by about that much on a shared 2-core machine: see the range column).
 FLAT_WITHIN = 1.10
@@ -300,10 +297,7 @@ async def measure_point(
         seconds,
         redis,
         during=extra_subscribers(redis.port, scenario.subscribers - 1, received),
-        overrides={
-            "max_levels_per_side": scenario.depth,
-            "rest_weight_budget_per_minute": _UNLIMITED_WEIGHT,
-        },
+        overrides={"max_levels_per_side": scenario.depth},
         snapshot_levels=scenario.depth,
         log_level="ERROR",
     )
