@@ -68,7 +68,7 @@ class ParquetStore:
         self,
         directory: str | Path,
         *,
-        row_group_rows: int = 10_000,
+        row_group_rows: int = 100_000,
         flush_s: float = 5.0,
         snapshot_levels: int = 10,
         compression: str = "zstd",

@@ -27,8 +27,9 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
-#: Compression level: 6 is zlib's default; 1 to 3 cost a third of the CPU for ~15% more bytes.
-GZIP_LEVEL = 3
+#: Compression level: on a real ETHUSDT capture (23 MB of frames) 1 costs 1.75 μs a line
+#: against 2.48 at 3 and 6.21 at zlib's default 6, for 7% (and 29%) more bytes.
+GZIP_LEVEL = 1
 #: Seconds between the ends of deflate blocks: what a crash can lose of the open files.
 BLOCK_S = 1.0
 OTHER = "_other"

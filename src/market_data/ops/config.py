@@ -102,7 +102,7 @@ class Config:
     parquet_dir: str = ""
     parquet_book_snapshot_levels: int = 10
     parquet_book_snapshot_interval_ms: int = 100
-    parquet_row_group_rows: int = 10_000
+    parquet_row_group_rows: int = 100_000
     parquet_flush_s: float = 5.0
     questdb_url: str = ""
     # Where the values came from, for logs; not a configuration key.
