@@ -20,8 +20,18 @@ from market_data.binance.decode import decode_snapshot
 from market_data.core.sync import DepthSync
 from market_data.history.parquet import ParquetStore
 from market_data.history.pipeline import HistoryPipeline
-from market_data.history.schema.rows import INCREMENTAL, RowBuilder, book_rows
-from market_data.history.worker import APPLIED, BLOCK, FRAME, TOP, TRADE
+from market_data.history.schema.rows import INCREMENTAL, RowBuilder, _level_columns, book_rows
+from market_data.history.stores import RowFeed
+from market_data.history.worker import (
+    APPLIED,
+    BLOCK,
+    FRAME,
+    TOP,
+    TRADE,
+    decode_items,
+    encode_items,
+    feed_rows,
+)
 from market_data.ops.config import Config
 from market_data.service.engine import MarketDataService
 from tests.core.test_sync import ModelExchange, event_changes, id_steps_60
@@ -70,12 +80,14 @@ def kinds(history: HistoryPipeline) -> list[int]:
     return out
 
 
-def build(items: list[tuple[Any, ...]]) -> RowBuilder:
-    rows = RowBuilder()
-    calls = {APPLIED: rows.on_applied, BLOCK: rows.on_block, TOP: rows.on_top}
-    for item in items:
-        calls[item[0]](*item[1:])
-    return rows
+def build(history: HistoryPipeline) -> RowBuilder:
+    """Rows from the pipeline's queue, read as the history process reads a batch."""
+    feed = RowFeed(RowBuilder(), [])
+    items, unreadable = decode_items(encode_items(list(history._queue)))
+    assert unreadable == 0
+    feed_rows(feed, items)
+    assert feed.errors == 0
+    return feed.builder
 
 
 def rebuilt(columns: list[list[Any]]) -> dict[int, tuple[Side, Side]]:
@@ -126,7 +138,7 @@ def test_rows_rebuild_every_book_the_sync_held(
         sync.drain()
 
     items = queued(history)
-    rows = build(items)
+    rows = build(history)
     chunks = {kind: columns for kind, _, columns in rows.take()}
     if not held:
         assert "incremental_book_L2" not in chunks
@@ -215,7 +227,7 @@ def test_two_lines_make_one_row_per_event_and_per_trade_and_no_frame_is_queued()
     assert book_items == [(BLOCK, 10)] + [(APPLIED, u) for u in range(11, 16)]
     trades = [item[3] for item in items if item[0] == TRADE]
     assert trades == [1, 2, 3]
-    rows = build([i for i in items if i[0] != TRADE])
+    rows = build(history)
     (book,) = [c for k, _, c in rows.take() if k == "incremental_book_L2"]
     final = rebuilt(book_rows("BTCUSDT", book))[15]
     bids, asks = state.sync.book.top(1000)
@@ -284,3 +296,44 @@ def test_rows_a_store_lost_make_every_book_start_again_with_a_block() -> None:
     history._take(dict(status, rows_lost=3))  # nothing new lost
     sync.on_depth(next(events))
     assert kinds(history) == [BLOCK, APPLIED, BLOCK, APPLIED]
+
+
+def raw_levels(levels: list[Any]) -> msgspec.Raw:
+    """Levels as the history process holds them: their msgpack array, undecoded."""
+    return msgspec.msgpack.Decoder(msgspec.Raw).decode(msgspec.msgpack.encode(levels))
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+sides = st.lists(st.lists(st.tuples(finite, finite), max_size=40), min_size=2, max_size=8)
+
+
+@given(sides)
+def test_levels_read_from_their_bytes_equal_the_levels_decoded(blobs: list[Any]) -> None:
+    counts, prices, amounts = _level_columns([raw_levels(side) for side in blobs])
+    assert counts.tolist() == [len(side) for side in blobs]  # 16 and more: a wider header
+    assert prices.tolist() == [price for side in blobs for price, _ in side]
+    assert amounts.tolist() == [amount for side in blobs for _, amount in side]
+
+
+def test_levels_not_all_floats_are_read_the_long_way_with_the_same_rows() -> None:
+    fast, slow = RowBuilder(), RowBuilder()
+    events = [
+        (5, 100, [(10.0, 1.0), (9.0, 2.0)], [(11.0, 3.0)]),
+        (6, 101, [(10, 2)], [(11.0, 0.0)]),  # integers: not the float layout
+    ]
+    assert _level_columns([raw_levels(side) for e in events[1:] for side in e[2:]]) is None
+    for event_ms, u, bids, asks in events:
+        fast.on_applied(event_ms * 10**6, "X", event_ms, u, raw_levels(bids), raw_levels(asks))
+        slow.on_applied(event_ms * 10**6, "X", event_ms, u, bids, asks)
+    ((_, _, got),) = fast.take()
+    ((_, _, expected),) = slow.take()
+    assert book_rows("X", got) == book_rows("X", expected)
+    assert book_rows("X", got)[6] == [10.0, 9.0, 11.0, 10.0, 11.0]
+
+
+def test_a_batch_with_an_unreadable_item_keeps_every_other_item() -> None:
+    good = (TRADE, 1, "BTCUSDT", 7, 100.5, 0.5, 1_700_000_000_000, True)
+    bad = (TRADE, 1, "BTCUSDT", 8, "not a price", 0.5, 1_700_000_000_000, True)
+    items, unreadable = decode_items(encode_items([good, bad, (99, 1), good]))
+    assert unreadable == 2
+    assert [item.id for item in items] == [7, 7]  # type: ignore[union-attr]

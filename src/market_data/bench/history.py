@@ -18,11 +18,8 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import msgspec
 
 from market_data.bench.e2e import RunResult, bench_symbols, measure
 from market_data.embedded_redis import EmbeddedRedis
@@ -97,8 +94,9 @@ def parquet_rows_per_s(symbols: int, frames_per_symbol: int) -> tuple[int, float
     """The row builder and the store alone, in this process: (rows written, rows/s).
 
     The items are the engine's (the pipeline's ``book_rows`` hook on a sync fed the
-    pre-built frames), made before the clock starts; rows are taken every 256
-    items, as the history process takes them per batch.
+    pre-built frames), made and encoded before the clock starts; the clock runs
+    while they are decoded and their rows taken 256 items at a time, as the
+    history process reads them.
     """
     from market_data.binance.decode import decode_frame, decode_snapshot
     from market_data.core.sync import DepthSync
@@ -106,7 +104,7 @@ def parquet_rows_per_s(symbols: int, frames_per_symbol: int) -> tuple[int, float
     from market_data.history.pipeline import HistoryPipeline
     from market_data.history.schema.rows import RowBuilder
     from market_data.history.stores import RowFeed
-    from market_data.history.worker import APPLIED, BLOCK, TOP
+    from market_data.history.worker import decode_items, encode_items, feed_rows
     from market_data.ops.config import Config
 
     built = build_frames(bench_symbols(symbols), frames_per_symbol, depth_stream="depth@100ms")
@@ -122,21 +120,15 @@ def parquet_rows_per_s(symbols: int, frames_per_symbol: int) -> tuple[int, float
     for index in range(1, frames_per_symbol):
         for symbol, frames in built.items():
             syncs[symbol].on_depth(decode_frame(_payload(frames.frames[index]))[1])  # type: ignore[arg-type]
-    items = [msgspec.msgpack.decode(i) if type(i) is bytes else i for i in pipeline._queue]
+    queued = list(pipeline._queue)
+    batches = [encode_items(queued[i : i + 256]) for i in range(0, len(queued), 256)]
     with tempfile.TemporaryDirectory(prefix="bench-parquet-") as tmp:
         store = ParquetStore(tmp)
         feed = RowFeed(RowBuilder(), [store])
-        builder = feed.builder
-        calls: dict[int, Callable[..., None]] = {
-            APPLIED: builder.on_applied,
-            BLOCK: builder.on_block,
-            TOP: builder.on_top,
-        }
         started = time.perf_counter()
-        for index, item in enumerate(items):
-            calls[item[0]](*item[1:])
-            if index % 256 == 255:
-                feed.flush(time.time_ns())
+        for batch in batches:  # as the history process reads them
+            feed_rows(feed, decode_items(batch)[0])
+            feed.flush(time.time_ns())
         feed.close()
         elapsed = time.perf_counter() - started
     rows = sum(store.rows_written.values())

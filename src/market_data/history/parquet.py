@@ -2,8 +2,8 @@
 
 Layout: ``<dir>/<kind>/<YYYY-MM-DD>/<SYMBOL>/<first local µs>-<n>.parquet``
 (the date is the local receive date, UTC). Rows arrive as columns
-(``RowBuilder.take``'s chunks) and are buffered per kind and symbol as plain
-lists (one ``extend`` per column and chunk), then written as one file of one
+(``RowBuilder.take``'s chunks) and are buffered per kind and symbol as they
+come (a part per column and chunk, joined once), then written as one file of one
 row group when at least ``row_group_rows`` are buffered or ``flush_s`` has
 passed since the first, whichever comes first: small files at quiet times, row
 groups of thousands of rows when busy. Each file is written under a temporary
@@ -12,8 +12,9 @@ half-written file.
 
 Values become Arrow arrays once per file. ``incremental_book_L2`` arrives
 compact (a value per event, two per level: ``rows.BOOK_COLUMNS``); its rows are
-spread out in Arrow's C++ (``list_parent_indices`` and ``take``), so only the
-prices and amounts are converted from Python per row.
+spread out in Arrow's C++ (``list_parent_indices`` and ``take``), and its
+prices and amounts come as numpy arrays (from the history process), so no
+value is converted from Python per row.
 
 Columns and units are ``schema/rows.py``'s; timestamps are stored as Parquet
 timestamps (µs, UTC). pyarrow is imported only when this store is built (the
@@ -23,7 +24,7 @@ timestamps (µs, UTC). pyarrow is imported only when this store is built (the
 import os
 import time
 from collections import defaultdict
-from itertools import accumulate
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,10 @@ class ParquetStore:
         #: with snappy but 58% larger.
         self.compression = compression
         self.small_compression = small_compression
-        #: Columns waiting per (kind, symbol), and the local time (ns) of their first row.
+        #: Columns waiting per (kind, symbol), as the chunks' parts (joined when written),
+        #: their rows, and the local time (ns) of their first row.
         self._columns: dict[tuple[str, str], list[list[Any]]] = {}
+        self._held_rows: dict[tuple[str, str], int] = {}
         self._since: dict[tuple[str, str], int] = {}
         self._schemas: dict[str, Any] = {}
         self._seq = 0
@@ -101,17 +104,20 @@ class ParquetStore:
     def add(self, chunk: schema.Chunk) -> None:
         """Buffer a chunk's rows; a row group is written as soon as one is full."""
         kind, symbol, columns = chunk
-        if not columns or not columns[0]:
+        if not columns or not len(columns[0]):
             return
+        rows = _rows(kind, columns)
         key = (kind, symbol)
         held = self._columns.get(key)
         if held is None:
-            held = self._columns[key] = [list(column) for column in columns]
+            held = self._columns[key] = [[column] for column in columns]
             self._since[key] = columns[_local_column(kind)][0] * 1000  # local µs -> ns
+            self._held_rows[key] = rows
         else:
-            for mine, more in zip(held, columns, strict=True):
-                mine.extend(more)
-        if _rows(kind, held) >= self.row_group_rows:
+            for parts, more in zip(held, columns, strict=True):
+                parts.append(more)
+            self._held_rows[key] += rows
+        if self._held_rows[key] >= self.row_group_rows:
             self._write(key)
 
     def flush(self, now_ns: int, force: bool = False) -> None:
@@ -137,8 +143,9 @@ class ParquetStore:
 
     def _write(self, key: tuple[str, str]) -> None:
         """Write every buffered row of ``key`` as one file of one row group."""
-        columns = self._columns.pop(key)
+        columns = [_joined(parts) for parts in self._columns.pop(key)]
         self._since.pop(key)
+        self._held_rows.pop(key)
         kind, symbol = key
         if not _rows(kind, columns):  # book events with no level at all: nothing to write
             return
@@ -205,7 +212,8 @@ class ParquetStore:
         types = self._schema("incremental_book_L2")
         ts, local, snapshot, update, sides, prices, amounts = columns
         price = pa.array(prices, type=pa.float64())
-        offsets = pa.array(accumulate(sides, initial=0), type=pa.int32())
+        ends = pc.cumulative_sum(pa.array(sides, type=pa.int32()))
+        offsets = pa.concat_arrays([pa.array([0], type=pa.int32()), ends])
         group = pc.list_parent_indices(pa.ListArray.from_arrays(offsets, price))
         event = pc.shift_right(group, 1)
         timestamp = types.field("timestamp").type
@@ -231,6 +239,17 @@ def _local_column(kind: str) -> int:
     return 1 if kind == "incremental_book_L2" else 3
 
 
-def _rows(kind: str, columns: list[list[Any]]) -> int:
+def _joined(parts: list[Any]) -> Any:
+    """One column from the parts buffered: lists joined as a list, numpy arrays as one."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(type(part) is list for part in parts):
+        return list(chain.from_iterable(parts))
+    import numpy as np  # a part is a numpy array: numpy is there
+
+    return np.concatenate(parts)
+
+
+def _rows(kind: str, columns: list[Any]) -> int:
     """Rows in buffered ``columns`` (a compact book chunk: its level rows)."""
     return len(columns[5] if kind == "incremental_book_L2" else columns[0])

@@ -42,9 +42,12 @@ bound drops).
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, cycle, repeat
 from typing import Any
+
+import msgspec
 
 from market_data.core.book import Level
 
@@ -97,8 +100,10 @@ def snapshot_columns(levels: int) -> tuple[str, ...]:
 
 
 #: A side's levels as the engine sends them: (price, amount) pairs, best first for a
-#: whole book, in the event's order for a diff (lists after the trip between processes).
-Levels = list[Level] | list[list[float]]
+#: whole book, in the event's order for a diff; after the trip between processes, the
+#: msgpack array they were sent as (``msgspec.Raw``: see :func:`_level_columns`).
+LevelList = list[Level] | list[list[float]]
+Levels = LevelList | msgspec.Raw
 #: One book event's rows before they are columns: (timestamp µs, local µs, is_snapshot,
 #: update id, bid levels, ask levels).
 BookEvent = tuple[int, int, bool, int, Levels, Levels]
@@ -170,7 +175,9 @@ class RowBuilder:
         """The whole book at update id ``u``: a snapshot block (a reader starts again)."""
         self._symbol(symbol).book.append((event_ms * 1000, recv_ns // 1000, True, u, bids, asks))
 
-    def on_top(self, recv_ns: int, symbol: str, event_ms: int, bids: Levels, asks: Levels) -> None:
+    def on_top(
+        self, recv_ns: int, symbol: str, event_ms: int, bids: LevelList, asks: LevelList
+    ) -> None:
         """The top levels of a live book: one ``book_snapshot_N`` row."""
         n = self.snapshot_levels
         row: list[Any] = [EXCHANGE, symbol, event_ms * 1000, recv_ns // 1000]
@@ -257,24 +264,83 @@ class RowBuilder:
         return chunks
 
 
-def _book_columns(events: list[BookEvent]) -> list[list[Any]]:
+def _book_columns(events: list[BookEvent]) -> list[Any]:
     """``incremental_book_L2`` in its compact chunk form (:data:`BOOK_COLUMNS`).
 
-    Only the events are visited in Python; their levels are flattened in C
-    (``chain``, ``zip``). Spreading the per-event values over the level rows is
-    left to the store: Parquet does it in Arrow, :func:`book_rows` in plain lists.
+    Only the events are visited in Python. Levels still in their msgpack form
+    (the history process's) become numpy columns in one pass over their bytes
+    (:func:`_level_columns`); levels as lists are flattened in C (``chain``,
+    ``zip``). Spreading the per-event values over the level rows is left to the
+    store: Parquet does it in Arrow, :func:`book_rows` in plain lists.
     """
     ts, local, snapshot, update, bids, asks = zip(*events, strict=True)
-    sides = list(chain.from_iterable(zip(map(len, bids), map(len, asks), strict=True)))
-    levels = list(chain.from_iterable(chain.from_iterable(zip(bids, asks, strict=True))))
+    blobs: list[Any] = list(chain.from_iterable(zip(bids, asks, strict=True)))
+    head = [list(ts), list(local), list(snapshot), list(update)]
+    if all(type(blob) is msgspec.Raw for blob in blobs):
+        columns = _level_columns(blobs)
+        if columns is not None:
+            return head + list(columns)
+        blobs = [_decode_levels(blob) for blob in blobs]  # not all floats: the long way
+    elif any(type(blob) is msgspec.Raw for blob in blobs):
+        blobs = [_decode_levels(b) if type(b) is msgspec.Raw else b for b in blobs]
+    sides = list(map(len, blobs))
+    levels = list(chain.from_iterable(blobs))
     prices, amounts = (list(c) for c in zip(*levels, strict=True)) if levels else ([], [])
-    return [list(ts), list(local), list(snapshot), list(update), sides, prices, amounts]
+    return head + [sides, prices, amounts]
+
+
+_decode_levels = msgspec.msgpack.Decoder(list[tuple[float, float]]).decode
+#: One level as msgspec encodes a (float, float) pair: fixarray(2), float64, float64.
+_LEVEL_SIZE = 19
+
+
+def _level_columns(blobs: Sequence[msgspec.Raw]) -> tuple[Any, Any, Any] | None:
+    """Level counts, prices and amounts (numpy arrays) of msgpack level arrays, or None.
+
+    Decoding the levels into Python objects (a list and two floats a level) and
+    flattening them again was most of the history process's cost for a book
+    event. A pair of floats is always the same 19 bytes (``0x92``, ``0xcb`` and a
+    big-endian float64, twice), so every price and amount is read straight
+    from the joined bytes. Anything else (an integer, more than 65,535 levels)
+    is not that layout: None, and the caller decodes the long way.
+    """
+    try:
+        import numpy as np
+    except ImportError:  # numpy comes with the history extra; without it, the long way
+        return None
+    i64 = np.int64
+    lengths = np.fromiter(map(len, blobs), dtype=i64, count=len(blobs))
+    data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    starts = np.cumsum(lengths) - lengths
+    tag = data[starts].astype(i64)
+    short = (tag >= 0x90) & (tag <= 0x9F)  # fixarray: the count in the tag
+    wide = tag == 0xDC  # array16: the count in the next two bytes
+    if not bool((short | wide).all()):
+        return None
+    counts = np.where(short, tag - 0x90, 0)
+    counts[wide] = data[starts[wide] + 1].astype(i64) * 256 + data[starts[wide] + 2]
+    header = np.where(short, 1, 3)
+    if not bool((lengths == header + _LEVEL_SIZE * counts).all()):
+        return None
+    ends = np.cumsum(counts)
+    at = np.repeat(starts + header - _LEVEL_SIZE * (ends - counts), counts)
+    at += _LEVEL_SIZE * np.arange(int(ends[-1]) if len(ends) else 0, dtype=i64)
+    if not bool(
+        (data[at] == 0x92).all() and (data[at + 1] == 0xCB).all() and (data[at + 10] == 0xCB).all()
+    ):
+        return None
+    offsets = np.arange(8, dtype=i64)
+
+    def floats(first: Any) -> Any:
+        return data[first[:, None] + offsets].view(">f8").ravel().astype(np.float64)
+
+    return counts, floats(at + 2), floats(at + 11)
 
 
 def book_rows(symbol: str, columns: list[list[Any]]) -> list[list[Any]]:
     """A compact ``incremental_book_L2`` chunk as the kind's row columns (:data:`INCREMENTAL`):
     a row per level, bids before asks per event."""
-    ts, local, snapshot, update, sides, prices, amounts = columns
+    ts, local, snapshot, update, sides, prices, amounts = (_list(c) for c in columns)
     per_event = list(map(int.__add__, sides[0::2], sides[1::2]))
 
     def spread(values: list[Any]) -> list[Any]:
@@ -292,6 +358,11 @@ def book_rows(symbol: str, columns: list[list[Any]]) -> list[list[Any]]:
         amounts,
         spread(update),
     ]
+
+
+def _list(column: Any) -> list[Any]:
+    """A chunk column as a list (the level columns may be numpy arrays)."""
+    return column if type(column) is list else column.tolist()
 
 
 def _float(value: object) -> float | None:
