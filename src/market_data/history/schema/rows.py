@@ -44,6 +44,7 @@ bound drops).
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain, cycle, repeat
 from typing import Any
 
@@ -276,12 +277,12 @@ def _book_columns(events: list[BookEvent]) -> list[Any]:
     ts, local, snapshot, update, bids, asks = zip(*events, strict=True)
     blobs: list[Any] = list(chain.from_iterable(zip(bids, asks, strict=True)))
     head = [list(ts), list(local), list(snapshot), list(update)]
-    if all(type(blob) is msgspec.Raw for blob in blobs):
+    if len(events) >= _ARRAY_EVENTS and all(type(blob) is msgspec.Raw for blob in blobs):
         columns = _level_columns(blobs)
         if columns is not None:
             return head + list(columns)
         blobs = [_decode_levels(blob) for blob in blobs]  # not all floats: the long way
-    elif any(type(blob) is msgspec.Raw for blob in blobs):
+    else:
         blobs = [_decode_levels(b) if type(b) is msgspec.Raw else b for b in blobs]
     sides = list(map(len, blobs))
     levels = list(chain.from_iterable(blobs))
@@ -292,6 +293,9 @@ def _book_columns(events: list[BookEvent]) -> list[Any]:
 _decode_levels = msgspec.msgpack.Decoder(list[tuple[float, float]]).decode
 #: One level as msgspec encodes a (float, float) pair: fixarray(2), float64, float64.
 _LEVEL_SIZE = 19
+#: Below this many events a chunk's levels are decoded (numpy's set-up, ~25 μs, costs
+#: more than decoding them: 1 event 4 against 24 μs, 20 events 32 against 31 μs).
+_ARRAY_EVENTS = 16
 
 
 def _level_columns(blobs: Sequence[msgspec.Raw]) -> tuple[Any, Any, Any] | None:
@@ -300,9 +304,9 @@ def _level_columns(blobs: Sequence[msgspec.Raw]) -> tuple[Any, Any, Any] | None:
     Decoding the levels into Python objects (a list and two floats a level) and
     flattening them again was most of the history process's cost for a book
     event. A pair of floats is always the same 19 bytes (``0x92``, ``0xcb`` and a
-    big-endian float64, twice), so every price and amount is read straight
-    from the joined bytes. Anything else (an integer, more than 65,535 levels)
-    is not that layout: None, and the caller decodes the long way.
+    big-endian float64, twice): with the arrays' headers cut out, the joined
+    bytes are an array of such records. Anything else (an integer, more than
+    65,535 levels) is not that layout: None, and the caller decodes the long way.
     """
     try:
         import numpy as np
@@ -312,29 +316,39 @@ def _level_columns(blobs: Sequence[msgspec.Raw]) -> tuple[Any, Any, Any] | None:
     lengths = np.fromiter(map(len, blobs), dtype=i64, count=len(blobs))
     data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
     starts = np.cumsum(lengths) - lengths
-    tag = data[starts].astype(i64)
+    tag = data[starts]
     short = (tag >= 0x90) & (tag <= 0x9F)  # fixarray: the count in the tag
     wide = tag == 0xDC  # array16: the count in the next two bytes
     if not bool((short | wide).all()):
         return None
-    counts = np.where(short, tag - 0x90, 0)
-    counts[wide] = data[starts[wide] + 1].astype(i64) * 256 + data[starts[wide] + 2]
-    header = np.where(short, 1, 3)
+    counts = tag.astype(i64) - 0x90
+    header = np.ones(len(blobs), dtype=i64)
+    keep = np.ones(len(data), dtype=bool)
+    keep[starts] = False
+    if wide.any():
+        at = starts[wide]
+        counts[wide] = data[at + 1].astype(i64) * 256 + data[at + 2]
+        header[wide] = 3
+        keep[at + 1] = keep[at + 2] = False
     if not bool((lengths == header + _LEVEL_SIZE * counts).all()):
         return None
-    ends = np.cumsum(counts)
-    at = np.repeat(starts + header - _LEVEL_SIZE * (ends - counts), counts)
-    at += _LEVEL_SIZE * np.arange(int(ends[-1]) if len(ends) else 0, dtype=i64)
+    levels = data[keep].view(_level_record())
     if not bool(
-        (data[at] == 0x92).all() and (data[at + 1] == 0xCB).all() and (data[at + 10] == 0xCB).all()
+        (levels["pair"] == 0x92).all()
+        and (levels["price_tag"] == 0xCB).all()
+        and (levels["amount_tag"] == 0xCB).all()
     ):
         return None
-    offsets = np.arange(8, dtype=i64)
+    return counts, levels["price"].astype(np.float64), levels["amount"].astype(np.float64)
 
-    def floats(first: Any) -> Any:
-        return data[first[:, None] + offsets].view(">f8").ravel().astype(np.float64)
 
-    return counts, floats(at + 2), floats(at + 11)
+@cache
+def _level_record() -> Any:
+    """The numpy record of one encoded level (see :func:`_level_columns`)."""
+    import numpy as np
+
+    fields = [("pair", "u1"), ("price_tag", "u1"), ("price", ">f8")]
+    return np.dtype([*fields, ("amount_tag", "u1"), ("amount", ">f8")])
 
 
 def book_rows(symbol: str, columns: list[list[Any]]) -> list[list[Any]]:
