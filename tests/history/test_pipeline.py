@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from market_data.capture import read_capture
@@ -91,9 +92,9 @@ def test_only_book_states_and_24h_figures_that_make_a_row_are_queued(tmp_path: P
         pipeline.publish(book(state, u))
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":1}'))
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":2}'))  # the same second
-    queued = list(pipeline._queue)
+    queued = [msgspec.msgpack.decode(item) for item in pipeline._queue]
     assert [item[3] for item in queued[:2]] == ["syncing", "live"]
-    assert queued[1][2:] == ("BTCUSDT", "live", T0, 1, 99.0, 101.0)  # plain values
+    assert queued[1][2:] == ["BTCUSDT", "live", T0, 1, 99.0, 101.0]  # plain values
     assert len(queued) == 3 and queued[2][3] == b'{"updated_at":1}'
     recording_only = HistoryPipeline(Config(recording_dir=str(tmp_path)))
     recording_only.publish(book(BookState.LIVE, 1))
@@ -173,7 +174,7 @@ def test_book_states_and_24h_seconds_dropped_in_a_suspension_are_queued_again(
     assert pipeline._resume()
     pipeline.publish(book(BookState.LIVE, 3))  # the same state, never stored
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":2}'))  # the same second
-    queued = list(pipeline._queue)
+    queued = [msgspec.msgpack.decode(item) for item in pipeline._queue]
     assert [item[0] for item in queued] == [BOOK, MARKET] and queued[0][3] == "live"
 
 

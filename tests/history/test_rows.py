@@ -48,7 +48,7 @@ actions = st.sampled_from(
 
 def queued(history: HistoryPipeline) -> list[Any]:
     """The pipeline's queue as the history process gets it (book items come encoded)."""
-    return [msgspec.msgpack.decode(i) if type(i) is bytes else i for i in history._queue]
+    return [msgspec.msgpack.decode(item) for item in history._queue]
 
 
 def pipeline(**overrides: Any) -> HistoryPipeline:
@@ -336,6 +336,7 @@ def test_levels_not_all_floats_are_read_the_long_way_with_the_same_rows() -> Non
 def test_a_batch_with_an_unreadable_item_keeps_every_other_item() -> None:
     good = (TRADE, 1, "BTCUSDT", 7, 100.5, 0.5, 1_700_000_000_000, True)
     bad = (TRADE, 1, "BTCUSDT", 8, "not a price", 0.5, 1_700_000_000_000, True)
-    items, unreadable = decode_items(encode_items([good, bad, (99, 1), good]))
+    batch = [msgspec.msgpack.encode(item) for item in (good, bad, (99, 1), good)]
+    items, unreadable = decode_items(encode_items(batch))
     assert unreadable == 2
     assert [item.id for item in items] == [7, 7]  # type: ignore[union-attr]

@@ -9,16 +9,16 @@ for it after every event it applied to a live book, the engine calls
 :class:`~market_data.outputs.sinks.Sink`) the pipeline sees every published book
 and 24h update. Each hook is a bounded ``deque.append`` of what the caller
 already has (decoded values, never a frame to decode again), with the local
-time (``time.time_ns()``), as a tuple or, for the book hook, already encoded;
-published books only on a change of state and 24h figures once a second per
-symbol. A thread takes the items off the deque and
-sends them, a few hundred at a time and encoded as one msgpack message (the book
-hooks encode their items themselves: levels waiting in the queue as lists would
-be scanned by the garbage collector, which cost more than the encoding), to the
+time (``time.time_ns()``), encoded as msgpack where it is made (levels waiting
+in the queue as lists would be scanned by the garbage collector, which cost
+more than the encoding); published books only on a change of state and 24h
+figures once a second per symbol. A thread takes the items off the deque and
+sends them, a few hundred at a time joined into one msgpack message, to the
 history process (``worker.py``), which writes the recording (gzip,
-``recorder.py``) and the rows (Parquet, QuestDB). The thread runs almost no
-Python per item and waits in the socket write without the GIL: neither
-compression, nor row building, nor a slow or full disk can hold up the loop.
+``recorder.py``) and the rows (Parquet, QuestDB). The thread only joins bytes
+(it holds the GIL for microseconds) and waits in the socket write without the
+GIL: neither compression, nor row building, nor a slow or full disk can hold up
+the loop.
 
 A book's rows start with a whole book (a snapshot block) whenever they cannot
 follow on from the last ones: the first event of a book that went live, after a
@@ -121,9 +121,9 @@ class HistoryPipeline:
         #: Grows when queued items were dropped: every book's rows start again with a block.
         self._rows_lost = 0
         self.counters = HistoryCounters()
-        #: Items as tuples, or already encoded (bytes: the book hooks' levels, so that no
-        #: list waits here for the garbage collector to scan).
-        self._queue: deque[tuple[Any, ...] | bytes] = deque()
+        #: Items encoded where they are made: no list waits here for the garbage collector
+        #: to scan, and the thread only joins them (it holds the GIL for microseconds).
+        self._queue: deque[bytes] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: HistoryProcess | None = None
@@ -148,7 +148,7 @@ class HistoryPipeline:
         if len(queue) >= self.queue_max or self.counters.suspended:
             self._drop("the queue is full: the disk is too slow")
             return
-        queue.append((FRAME, self.clock_ns(), raw, line))
+        queue.append(encode_item((FRAME, self.clock_ns(), raw, line)))
 
     def snapshot(self, symbol: str, body: bytes) -> None:
         """A REST snapshot, at the moment the engine feeds it to the book (recording)."""
@@ -272,7 +272,7 @@ class HistoryPipeline:
         if len(self._queue) >= self.queue_max or self.counters.suspended:
             self._drop("the queue is full: the disk is too slow")
             return False
-        self._queue.append(item)
+        self._queue.append(encode_item(item))
         return True
 
     def _drop(self, reason: str) -> None:

@@ -65,10 +65,9 @@ _JOIN_S = 30.0
 _IDLE_S = 0.1
 
 
-def encode_items(items: list[tuple[Any, ...] | bytes]) -> bytes:
-    """The msgpack of ``(ITEMS, items)``, with encoded items (bytes) taken as they are."""
-    parts = [item if type(item) is bytes else _encode(item) for item in items]
-    return _ITEMS_HEAD + len(parts).to_bytes(4, "big") + b"".join(parts)
+def encode_items(items: list[bytes]) -> bytes:
+    """The msgpack of ``(ITEMS, items)``, from items already encoded (:func:`encode_item`)."""
+    return _ITEMS_HEAD + len(items).to_bytes(4, "big") + b"".join(items)
 
 
 # The items as the history process reads them: the same msgpack arrays, decoded into
