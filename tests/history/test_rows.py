@@ -331,12 +331,3 @@ def test_levels_not_all_floats_are_read_the_long_way_with_the_same_rows() -> Non
     ((_, _, expected),) = slow.take()
     assert book_rows("X", got) == book_rows("X", expected)
     assert book_rows("X", got)[6][-5:] == [10.0, 9.0, 11.0, 10.0, 11.0]
-
-
-def test_a_batch_with_an_unreadable_item_keeps_every_other_item() -> None:
-    good = (TRADE, 1, "BTCUSDT", 7, 100.5, 0.5, 1_700_000_000_000, True)
-    bad = (TRADE, 1, "BTCUSDT", 8, "not a price", 0.5, 1_700_000_000_000, True)
-    batch = [msgspec.msgpack.encode(item) for item in (good, bad, (99, 1), good)]
-    items, unreadable = decode_items(encode_items(batch))
-    assert unreadable == 2
-    assert [item.id for item in items] == [7, 7]  # type: ignore[union-attr]

@@ -136,6 +136,22 @@ class RecordingWriter:
         self._write(symbol, recv_ns, b"%d %s\n" % (recv_ns, event_json))
 
     def _write(self, symbol: str, recv_ns: int, data: bytes) -> None:
+        handle = self._files.get(symbol)
+        if (
+            handle is None
+            or not self._period_start <= recv_ns < self._period_end
+            or handle.period != self._period
+        ):
+            handle = self._file_for(symbol, recv_ns)
+        pending = handle.pending
+        if not pending:  # the first line since the last flush
+            self._dirty.add(symbol)
+        pending.append(data)
+        self.bytes_in += len(data)
+        self.lines += 1
+
+    def _file_for(self, symbol: str, recv_ns: int) -> _OpenFile:
+        """The file of ``symbol`` for ``recv_ns``'s period: opened, or rotated to."""
         period = self.period(recv_ns)
         handle = self._files.get(symbol)
         if handle is None or handle.period != period:
@@ -143,10 +159,7 @@ class RecordingWriter:
                 self._close(symbol)
                 self.apply_retention()
             handle = self._open(symbol, period, recv_ns)
-        handle.pending.append(data)
-        self.bytes_in += len(data)
-        self.lines += 1
-        self._dirty.add(symbol)
+        return handle
 
     def _open(self, symbol: str, period: str, recv_ns: int) -> _OpenFile:
         folder = self.directory / symbol

@@ -252,7 +252,31 @@ def _symbol_of(frame: bytes) -> str:
     start += 10
     end = frame.find(b"@", start, start + 40)
     name = frame[start:end] if end > 0 else b""
-    return name.decode("ascii", "replace").upper() if name.isalnum() else OTHER
+    symbol = _SYMBOLS.get(name)
+    if symbol is None:
+        symbol = name.decode("ascii", "replace").upper() if name.isalnum() else OTHER
+        if len(_SYMBOLS) < _SYMBOLS_MAX:
+            _SYMBOLS[name] = symbol
+    return symbol
+
+
+#: Stream names seen -> their symbol (bounded: a hostile stream could name anything).
+_SYMBOLS: dict[bytes, str] = {}
+_SYMBOLS_MAX = 10_000
+#: Bytes before the data of a msgpack str (fixstr aside) or bin, by its first byte.
+_HEADER_SIZES = {0xD9: 2, 0xDA: 3, 0xDB: 5, 0xC4: 2, 0xC5: 3, 0xC6: 5}
+
+
+def _frame_bytes(raw: msgspec.Raw) -> bytes:
+    """A frame's bytes from its msgpack str or bin, without decoding the text (a str's
+    msgpack data is its UTF-8: the bytes the recording writes)."""
+    view = memoryview(raw)
+    tag = view[0]
+    skip = 1 if 0xA0 <= tag <= 0xBF else _HEADER_SIZES.get(tag)
+    if skip is None:  # not a str or bin: what it is, as text
+        value = _decode(raw)
+        return value if type(value) is bytes else str(value).encode()
+    return bytes(view[skip:])
 
 
 def feed_rows(feed: Any, items: list[Item]) -> None:
@@ -359,10 +383,7 @@ class _Child:
         write_frame = writer.write_frame
         for item in items:
             if type(item) is Frame:
-                raw: Any = item.raw
-                if type(raw) is msgspec.Raw:
-                    raw = _decode(raw)
-                frame = raw.encode() if type(raw) is str else raw
+                frame = _frame_bytes(item.raw)
                 write_frame(_symbol_of(frame), item.recv_ns, item.line, frame)
             elif type(item) is Snapshot:
                 writer.write_snapshot(item.symbol, item.recv_ns, item.body)
