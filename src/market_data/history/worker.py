@@ -24,6 +24,7 @@ resume writes a ``recording_gap`` event into each symbol's recording.
 import gc
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -55,6 +56,9 @@ ITEMS, SUSPEND, RESUME = range(3)
 encode_item = _encode
 _ITEMS_HEAD = b"\x92" + _encode(ITEMS) + b"\xdd"  # [ITEMS, <array32 of items>]
 
+#: The history process's niceness: it is background work with a bounded queue in
+#: front of it, so the scheduler serves the service (and Redis) first when cores are short.
+NICE = 10
 #: The history process's garbage collector thresholds (see :func:`child_main`).
 GC_THRESHOLDS = (100_000, 50, 100)
 #: Seconds between two hand-overs of the built rows to the stores.
@@ -227,6 +231,7 @@ def child_main(fd: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(NICE)
     conn = Connection(fd)
     config = conn.recv()
     assert isinstance(config, Config)
