@@ -1,6 +1,9 @@
 """``bench history``'s in-process part: the row builder and the Parquet store on load frames."""
 
-from market_data.bench.history import parquet_rows_per_s
+from types import SimpleNamespace
+from typing import Any
+
+from market_data.bench.history import Row, paired, parquet_rows_per_s
 
 
 def test_the_store_alone_writes_a_row_per_level_change() -> None:
@@ -9,3 +12,14 @@ def test_the_store_alone_writes_a_row_per_level_change() -> None:
     # (200 levels a side) and its book_snapshot_10 rows.
     assert 2 * 49 * 10 + 2 * 400 <= rows <= 2 * 49 * 10 + 2 * 400 + 2 * 50
     assert rate > 0
+
+
+def test_run_by_run_differences_pair_each_on_run_with_the_off_run_of_its_repeat() -> None:
+    def row(*cpus: float) -> Row:
+        runs: list[Any] = [SimpleNamespace(cpu_percent=cpu) for cpu in cpus]
+        return Row(10, 10_000.0, "off", runs=runs)
+
+    # The medians differ by +9 (20 -> 29); pair by pair: +9, +1, +5, whose median is +5.
+    assert paired(row(20, 30, 10), row(29, 31, 15), lambda r: r.cpu_percent) == (
+        "+5.00 (+1.00..+9.00)"
+    )

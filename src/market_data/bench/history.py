@@ -18,6 +18,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,12 +170,23 @@ def target_lines(rows: list[Row]) -> list[str]:
             cpu = on.cpu - off.cpu
             p99 = on.p99_ms - off.p99_ms
             verdict = "met" if cpu <= 15.0 and p99 <= 0.2 else "NOT met"
+            cpu_pairs = paired(off, on, lambda r: r.cpu_percent)
+            p99_pairs = paired(off, on, lambda r: r.update_percentile_ms(0.99))
             lines.append(
                 f"target at {n} symbols x {rate / n:.0f}/s, {mode}: adds <= 15% CPU and "
                 f"<= 0.2 ms p99: {verdict} (CPU {off.cpu:.1f}% -> {on.cpu:.1f}%, {cpu:+.1f}; "
-                f"p99 {off.p99_ms:.3f} -> {on.p99_ms:.3f} ms, {p99:+.3f})"
+                f"p99 {off.p99_ms:.3f} -> {on.p99_ms:.3f} ms, {p99:+.3f}; run by run: "
+                f"CPU {cpu_pairs}, p99 {p99_pairs} ms)"
             )
     return lines
+
+
+def paired(off: Row, on: Row, figure: Callable[[RunResult], float]) -> str:
+    """The differences of the runs made one after the other (repeat k of each row), as
+    "median (lowest..highest)": the machine's drift over a whole benchmark cancels out."""
+    differences = [figure(b) - figure(a) for a, b in zip(off.runs, on.runs, strict=True)]
+    low, high = min(differences), max(differences)
+    return f"{statistics.median(differences):+.2f} ({low:+.2f}..{high:+.2f})"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
