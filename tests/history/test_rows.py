@@ -146,6 +146,7 @@ def test_rows_rebuild_every_book_the_sync_held(
         return
     with patch.object(rows_module, "_ARRAY_EVENTS", 1):  # levels read as arrays, however few
         (arrays,) = [c for k, _, c in build(history).take() if k == "incremental_book_L2"]
+    assert type(arrays[5]) is not list  # the prices were read from the bytes
     for columns in (chunks["incremental_book_L2"], arrays):
         books = rebuilt(book_rows("X", columns))
         for u, book in held.items():
@@ -331,3 +332,23 @@ def test_levels_not_all_floats_are_read_the_long_way_with_the_same_rows() -> Non
     ((_, _, expected),) = slow.take()
     assert book_rows("X", got) == book_rows("X", expected)
     assert book_rows("X", got)[6][-5:] == [10.0, 9.0, 11.0, 10.0, 11.0]
+
+
+def test_a_side_of_hundreds_of_levels_is_read_through_its_wider_header() -> None:
+    side = [(1000.0 + i, float(i)) for i in range(300)]  # array16: a count of 0x012c
+    counts, prices, amounts = _level_columns([raw_levels(side), raw_levels([])])
+    assert counts.tolist() == [300, 0]
+    assert prices.tolist() == [price for price, _ in side]
+    assert amounts.tolist() == [amount for _, amount in side]
+
+
+def test_book_events_whose_levels_cannot_be_read_cost_their_rows_not_the_rest() -> None:
+    rows = RowBuilder()
+    for u in range(20):  # enough events for the array path, which falls back to decoding
+        rows.on_applied(10**9, "BAD", 1, u, raw_levels([("1.0", "2.0")]), raw_levels([]))
+    rows.on_applied(10**9, "GOOD", 1, 7, [(9.0, 1.0)], [])
+    feed = RowFeed(rows, [])
+    chunks = rows.take()  # never raises
+    assert [symbol for _, symbol, _ in chunks] == ["GOOD"]
+    assert rows.lost_events == 20
+    assert feed.status()["rows_lost"] == 20  # the service starts every book with a block

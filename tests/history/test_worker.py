@@ -1,5 +1,8 @@
 """The history process's reading of a batch: typed items, frames as their bytes."""
 
+from pathlib import Path
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -7,24 +10,32 @@ from market_data.history.recorder import OTHER
 from market_data.history.worker import (
     TRADE,
     Frame,
+    _Child,
     _frame_bytes,
     _symbol_of,
     decode_items,
     encode_item,
     encode_items,
 )
+from market_data.ops.config import Config
 
 
-@pytest.mark.parametrize("size", [0, 31, 32, 255, 256, 65_535, 65_536])
+@pytest.mark.parametrize("size", [0, 31, 32, 255, 256, 65_535, 65_536])  # every header's ends
 @pytest.mark.parametrize("kind", [str, bytes])
 def test_a_frame_reads_back_as_the_bytes_received_whatever_its_length(
     size: int, kind: type
 ) -> None:
-    text = ("é" + "x" * size)[:size] if size else ""  # non-ASCII: its UTF-8 is recorded
+    text = "x" * size
     raw = text if kind is str else text.encode()
     (item,), unreadable = decode_items(encode_items([encode_item((0, 1, raw, 2))]))
     assert unreadable == 0 and type(item) is Frame
     assert _frame_bytes(item.raw) == text.encode()
+
+
+def test_a_text_frame_is_recorded_as_its_utf8() -> None:
+    text = '{"stream":"x@depth","data":{"note":"é✓"}}'
+    (item,), _ = decode_items(encode_items([encode_item((0, 1, text, 0))]))
+    assert _frame_bytes(item.raw) == text.encode()  # type: ignore[union-attr]
 
 
 def test_the_symbol_is_the_stream_name_and_a_frame_naming_none_goes_to_other() -> None:
@@ -41,3 +52,31 @@ def test_a_batch_with_an_unreadable_item_keeps_every_other_item() -> None:
     items, unreadable = decode_items(encode_items(batch))
     assert unreadable == 2
     assert [item.id for item in items] == [7, 7]  # type: ignore[union-attr]
+
+
+class _Conn:
+    """The child's side of the socket, for reports only."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, status: dict[str, Any]) -> None:
+        self.sent.append(status)
+
+
+def test_the_history_process_counts_what_it_drops_and_reports_unreadable_items_as_rows_lost(
+    tmp_path: Path,
+) -> None:
+    conn = _Conn()
+    child = _Child(Config(parquet_dir=str(tmp_path)), conn)  # type: ignore[arg-type]
+    trade = encode_item((TRADE, 1, "BTCUSDT", 7, 100.5, 0.5, 1_700_000_000_000, True))
+    bad = encode_item((TRADE, 1, "BTCUSDT", 8, "not a price", 0.5, 1, True))
+    child._suspend("disk full")
+    child._batch(encode_items([trade, trade, trade]))  # suspended: dropped, counted
+    assert child.dropped == 3
+    child.suspended = ""
+    child._batch(encode_items([trade, bad]))
+    child._report()
+    assert conn.sent[-1]["dropped"] == 4
+    assert conn.sent[-1]["rows_lost"] == 1  # every book's rows start again with a block
+    child._close()

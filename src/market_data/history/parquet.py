@@ -13,8 +13,9 @@ half-written file.
 Values become Arrow arrays once per file. ``incremental_book_L2`` arrives
 compact (a value per event, two per level: ``rows.BOOK_COLUMNS``); its rows are
 spread out in Arrow's C++ (``list_parent_indices`` and ``take``), and its
-prices and amounts come as numpy arrays (from the history process), so no
-value is converted from Python per row.
+prices and amounts come as numpy arrays (from the history process, for a chunk
+of 16 events or more; a quiet symbol's few events come as lists), so a busy
+symbol's values are not converted from Python per row.
 
 Columns and units are ``schema/rows.py``'s; timestamps are stored as Parquet
 timestamps (µs, UTC). pyarrow is imported only when this store is built (the
@@ -187,7 +188,7 @@ class ParquetStore:
             types = self._schemas[kind] = _types(self.pa, kind, self.snapshot_levels)
         return types
 
-    def _table(self, kind: str, symbol: str, columns: list[list[Any]]) -> Any:
+    def _table(self, kind: str, symbol: str, columns: list[Any]) -> Any:
         if kind == "incremental_book_L2":
             return self._book_table(symbol, columns)
         pa = self.pa
@@ -205,7 +206,7 @@ class ParquetStore:
                 arrays.append(pa.array(column, type=kind_of))
         return pa.Table.from_arrays(arrays, schema=types)
 
-    def _book_table(self, symbol: str, columns: list[list[Any]]) -> Any:
+    def _book_table(self, symbol: str, columns: list[Any]) -> Any:
         """``incremental_book_L2`` from its compact columns: each level row finds its event
         and side through its side group (bids of event k: group 2k, asks: 2k + 1)."""
         pa, pc = self.pa, self.pc

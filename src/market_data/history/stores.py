@@ -68,7 +68,14 @@ class RowFeed:
 
     def flush(self, now_ns: int, force: bool = False) -> None:
         """Hand every row built so far to each store; let each write what is due."""
+        lost = self.builder.lost_events
         chunks = self.builder.take()
+        if self.builder.lost_events > lost:
+            log.error(
+                "history store: %d book events had levels that could not be read (a bug); "
+                "their rows are lost",
+                self.builder.lost_events - lost,
+            )
         for store in self.stores:
             for chunk in chunks:
                 try:  # a store writes a full row group here too: one failure loses its rows
@@ -108,7 +115,12 @@ class RowFeed:
         # Rows a store lost (a failed write, a bug, QuestDB's full buffer or a batch it
         # refused): the books' rows must start again with a block, which the service
         # sees this count for.
-        lost = self.errors + sum(
-            getattr(store, "dropped", 0) + getattr(store, "rejected", 0) for store in self.stores
+        lost = (
+            self.errors
+            + self.builder.lost_events
+            + sum(
+                getattr(store, "dropped", 0) + getattr(store, "rejected", 0)
+                for store in self.stores
+            )
         )
         return {"rows": rows, "store_errors": self.errors, "questdb": questdb, "rows_lost": lost}

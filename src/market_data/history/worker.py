@@ -51,8 +51,8 @@ _decode = msgspec.msgpack.Decoder().decode
 #: best bid, best ask), (MARKET, recv_ns, symbol, payload).
 FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET, APPLIED, BLOCK, TOP, TRADE = range(9)
 ITEMS, SUSPEND, RESUME = range(3)
-#: An item encoded where it is made (``pipeline.py``'s book hooks): its level lists need
-#: not wait in the queue as objects the garbage collector would scan.
+#: Every item is encoded where it is made (``pipeline.py``'s hooks): nothing waits in the
+#: queue as objects the garbage collector would scan, and the thread only joins bytes.
 encode_item = _encode
 _ITEMS_HEAD = b"\x92" + _encode(ITEMS) + b"\xdd"  # [ITEMS, <array32 of items>]
 
@@ -192,10 +192,8 @@ class HistoryProcess:
         self.conn.send(config)
 
     def send(self, message: tuple[Any, ...] | None) -> None:
-        """One encoding (msgpack, in C), one write (the write releases the GIL).
-
-        ``(ITEMS, items)``: items already encoded (bytes) are copied in as they are.
-        """
+        """One write (it releases the GIL); ``(ITEMS, items)``'s items are encoded
+        already and only joined, other messages are encoded here."""
         if message is not None and message[0] == ITEMS:
             self.conn.send_bytes(encode_items(message[1]))
         else:
@@ -239,8 +237,9 @@ def child_main(fd: int) -> None:
 
     setup_logging(json_lines=config.log_json or None)
     child = _Child(config, conn)
-    # Every batch decodes thousands of small lists that live until its rows are taken:
-    # with the default thresholds they outlive young collections, reach the oldest
+    # Every batch decodes thousands of small objects (items, trades' and top levels'
+    # lists) that live until their rows are taken: with the default thresholds they
+    # outlive young collections, reach the oldest
     # generation and make full collections of the whole heap (pyarrow's included)
     # frequent; that was a third of this process's time. Nothing here makes reference
     # cycles worth collecting often, and nobody waits on this process's latency.
@@ -334,6 +333,7 @@ class _Child:
         self.suspension = 0
         self.write_errors = 0
         self.dropped = 0
+        self.unreadable = 0  # items of a batch that could not be read (a bug)
         self._status_at = 0.0
         self._rows_at = 0.0
 
@@ -367,8 +367,7 @@ class _Child:
         items, bad = decode_items(data)
         if bad:
             self.dropped += bad
-            if self.feed is not None:
-                self.feed.errors += 1  # the books' rows start again with a block
+            self.unreadable += bad  # reported as rows lost: the books start again with a block
             log.error("history: %d items of a batch could not be read; they are lost", bad)
         self._items(items)
 
@@ -452,6 +451,7 @@ class _Child:
         self._status_at = time.monotonic()
         writer, feed = self.writer, self.feed
         status: dict[str, Any] = feed.status() if feed is not None else {}
+        status["rows_lost"] = status.get("rows_lost", 0) + self.unreadable
         status.update(
             recorded_lines=writer.lines if writer is not None else 0,
             write_errors=self.write_errors,

@@ -108,9 +108,10 @@ Levels = LevelList | msgspec.Raw
 #: One book event's rows before they are columns: (timestamp µs, local µs, is_snapshot,
 #: update id, bid levels, ask levels).
 BookEvent = tuple[int, int, bool, int, Levels, Levels]
-#: What the builder hands out: (kind, symbol, columns in the kind's column order), except
-#: for ``incremental_book_L2``, whose columns are :data:`BOOK_COLUMNS`.
-Chunk = tuple[str, str, list[list[Any]]]
+#: What the builder hands out: (kind, symbol, columns in the kind's column order, as
+#: lists), except for ``incremental_book_L2``, whose columns are :data:`BOOK_COLUMNS`
+#: (its three level columns numpy arrays when read from the levels' bytes).
+Chunk = tuple[str, str, list[Any]]
 #: ``incremental_book_L2``'s chunk columns: four per event, two per event (the number of
 #: bid levels, then of ask levels), two per level row (bids before asks per event).
 #: Spreading the event's values over its rows is the store's job, done where it is
@@ -148,6 +149,8 @@ class RowBuilder:
         self.snapshot_kind = f"book_snapshot_{snapshot_levels}"
         self.symbols: dict[str, _Symbol] = {}
         self.malformed = 0
+        #: Book events whose rows could not be made (levels of the wrong type: a bug).
+        self.lost_events = 0
 
     def _symbol(self, symbol: str) -> _Symbol:
         state = self.symbols.get(symbol)
@@ -254,8 +257,11 @@ class RowBuilder:
         chunks: list[Chunk] = []
         for symbol, state in self.symbols.items():
             if state.book:
-                chunks.append(("incremental_book_L2", symbol, _book_columns(state.book)))
-                state.book = []
+                events, state.book = state.book, []
+                try:
+                    chunks.append(("incremental_book_L2", symbol, _book_columns(events)))
+                except (msgspec.ValidationError, TypeError, ValueError):
+                    self.lost_events += len(events)  # costs these rows, not the process
             if state.rows:
                 for kind, rows in state.rows.items():
                     chunks.append(
@@ -351,7 +357,7 @@ def _level_record() -> Any:
     return np.dtype([*fields, ("amount_tag", "u1"), ("amount", ">f8")])
 
 
-def book_rows(symbol: str, columns: list[list[Any]]) -> list[list[Any]]:
+def book_rows(symbol: str, columns: list[Any]) -> list[list[Any]]:
     """A compact ``incremental_book_L2`` chunk as the kind's row columns (:data:`INCREMENTAL`):
     a row per level, bids before asks per event."""
     ts, local, snapshot, update, sides, prices, amounts = (_list(c) for c in columns)
