@@ -1,5 +1,7 @@
 """The history process's reading of a batch: typed items, frames as their bytes."""
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,14 @@ from market_data.history.recorder import OTHER
 from market_data.history.worker import (
     TRADE,
     Frame,
+    HistoryProcess,
     _Child,
     _frame_bytes,
     _symbol_of,
     decode_items,
     encode_item,
     encode_items,
+    history_cores,
 )
 from market_data.ops.config import Config
 
@@ -80,3 +84,27 @@ def test_the_history_process_counts_what_it_drops_and_reports_unreadable_items_a
     assert conn.sent[-1]["dropped"] == 4
     assert conn.sent[-1]["rows_lost"] == 1  # every book's rows start again with a block
     child._close()
+
+
+def test_the_history_process_keeps_off_the_cores_the_service_is_pinned_to() -> None:
+    cores = os.cpu_count() or 1
+    assert history_cores(Config()) == ()  # nothing pinned: the OS decides
+    assert history_cores(Config(history_cpu_affinity=(0,), cpu_affinity=(0,))) == (0,)
+    others = tuple(core for core in range(cores) if core != 0)
+    assert history_cores(Config(cpu_affinity=(0,))) == others  # () on a one-core machine
+    assert history_cores(Config(cpu_affinity=tuple(range(cores)))) == ()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU pinning here")
+def test_a_started_history_process_runs_on_its_cores(tmp_path: Path) -> None:
+    core = max(os.sched_getaffinity(0))
+    process = HistoryProcess(Config(recording_dir=str(tmp_path), history_cpu_affinity=(core,)))
+    try:
+        deadline = time.monotonic() + 30
+        while os.sched_getaffinity(process.process.pid) != {core}:
+            assert time.monotonic() < deadline, "the history process was not pinned"
+            time.sleep(0.05)
+    finally:
+        process.send(None)
+        process.close()
+    assert process.process.returncode == 0

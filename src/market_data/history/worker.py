@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 
 from market_data.history.recorder import OTHER, RecordingWriter, Retention
+from market_data.ops.affinity import apply_cpu_affinity
 from market_data.ops.config import Config
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ def child_main(fd: int) -> None:
     from market_data.ops.logs import setup_logging
 
     setup_logging(json_lines=config.log_json or None)
+    apply_cpu_affinity(history_cores(config), setting="history_cpu_affinity")
     child = _Child(config, conn)
     # Every batch decodes thousands of small objects (items, trades' and top levels'
     # lists) that live until their rows are taken: with the default thresholds they
@@ -246,6 +248,19 @@ def child_main(fd: int) -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     child.run()
+
+
+def history_cores(config: Config) -> tuple[int, ...]:
+    """The cores the history process runs on: ``history_cpu_affinity``; else, when the
+    service is pinned (``cpu_affinity``), every other core of the machine, so that its
+    compression and file writes never take the service's own cores; else () (the OS
+    decides). When the service has every core, () too: it cannot keep off them."""
+    if config.history_cpu_affinity:
+        return config.history_cpu_affinity
+    pinned = set(config.cpu_affinity)
+    if not pinned:
+        return ()
+    return tuple(core for core in range(os.cpu_count() or 1) if core not in pinned)
 
 
 def _symbol_of(frame: bytes) -> str:

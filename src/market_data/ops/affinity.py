@@ -14,14 +14,21 @@ from collections.abc import Sequence
 log = logging.getLogger(__name__)
 
 
-def apply_cpu_affinity(cores: Sequence[int]) -> frozenset[int] | None:
-    """Pin this process to ``cores``; returns the cores applied, or None when unchanged."""
+def apply_cpu_affinity(
+    cores: Sequence[int], setting: str = "cpu_affinity"
+) -> frozenset[int] | None:
+    """Pin this process to ``cores``; returns the cores applied, or None when unchanged.
+
+    ``setting`` names the configuration key in the log lines (the history process
+    has its own).
+    """
     if not cores:
         return None
     set_affinity = getattr(os, "sched_setaffinity", None)
     if set_affinity is None:
         log.warning(
-            "cpu_affinity %s ignored: CPU pinning is not supported on this platform",
+            "%s %s ignored: CPU pinning is not supported on this platform",
+            setting,
             list(cores),
         )
         return None
@@ -30,24 +37,26 @@ def apply_cpu_affinity(cores: Sequence[int]) -> frozenset[int] | None:
     valid = frozenset(core for core in cores if core in existing)
     if missing:
         log.warning(
-            "cpu_affinity: core(s) %s do not exist (this machine has %s); ignoring them",
+            "%s: core(s) %s do not exist (this machine has %s); ignoring them",
+            setting,
             missing,
             sorted(existing),
             extra={"missing_cores": missing},
         )
     if not valid:
-        log.warning("cpu_affinity: no listed core exists; running unpinned")
+        log.warning("%s: no listed core exists; running unpinned", setting)
         return None
     try:
         set_affinity(0, valid)
     except OSError as exc:
         log.warning(
-            "cpu_affinity %s not applied: %s; running unpinned",
+            "%s %s not applied: %s; running unpinned",
+            setting,
             sorted(valid),
             exc.strerror or exc,
         )
         return None
-    log.info("pinned to CPU core(s) %s", sorted(valid), extra={"cpu_affinity": sorted(valid)})
+    log.info("%s: pinned to CPU core(s) %s", setting, sorted(valid), extra={setting: sorted(valid)})
     return valid
 
 

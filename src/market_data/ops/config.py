@@ -99,6 +99,7 @@ class Config:
     recording_max_age_days: float = 0.0
     recording_max_bytes: int = 0
     history_queue_max: int = 200_000
+    history_cpu_affinity: tuple[int, ...] = ()
     parquet_dir: str = ""
     parquet_book_snapshot_levels: int = 10
     parquet_book_snapshot_interval_ms: int = 100
@@ -573,6 +574,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "recording_max_age_days": _key("float", _in_range(0, 36_500)),
     "recording_max_bytes": _key("int", _in_range(0)),
     "history_queue_max": _key("int", _in_range(1_000, 10**8)),
+    "history_cpu_affinity": _key("ints", _check_cpu_affinity),
     "parquet_dir": _key("str"),
     "parquet_book_snapshot_levels": _key("int", _in_range(1, 1000)),
     "parquet_book_snapshot_interval_ms": _key("int", _in_range(0, 3_600_000)),
