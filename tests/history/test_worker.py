@@ -95,7 +95,6 @@ def test_the_history_process_keeps_off_the_cores_the_service_is_pinned_to() -> N
     assert history_cores(Config(cpu_affinity=tuple(range(cores)))) == ()
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU pinning here")
 def test_a_started_history_process_runs_on_its_cores(tmp_path: Path) -> None:
     core = max(os.sched_getaffinity(0))
     process = HistoryProcess(Config(recording_dir=str(tmp_path), history_cpu_affinity=(core,)))

@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 
 from market_data.history.recorder import OTHER, RecordingWriter, Retention
+from market_data.history.stores import RowFeed
 from market_data.ops.affinity import apply_cpu_affinity
 from market_data.ops.config import Config
 
@@ -298,8 +299,8 @@ def _frame_bytes(raw: msgspec.Raw) -> bytes:
     return bytes(view[skip:])
 
 
-def feed_rows(feed: Any, items: list[Item]) -> None:
-    """Hand the items the row stores need to ``feed``'s row builder (a ``RowFeed``)."""
+def feed_rows(feed: RowFeed, items: list[Item]) -> None:
+    """Hand the items the row stores need to ``feed``'s row builder."""
     builder = feed.builder
     on_applied, on_block, on_top = builder.on_applied, builder.on_block, builder.on_top
     for item in items:
@@ -339,10 +340,8 @@ class _Child:
                 ),
             )
             self.writer.apply_retention()
-        self.feed: Any = None
+        self.feed: RowFeed | None = None
         if config.parquet_dir or config.questdb_url:
-            from market_data.history.stores import RowFeed
-
             self.feed = RowFeed.from_config(config)
         self.suspended = ""  # the reason, while suspended
         self.suspension = 0
