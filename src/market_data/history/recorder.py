@@ -16,7 +16,6 @@ the history process (``worker.py``).
 """
 
 import base64
-import gzip
 import logging
 import os
 import re
@@ -25,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from isal import igzip
+
 log = logging.getLogger(__name__)
 
-#: Compression level: on a real ETHUSDT capture (23 MB of frames) 1 costs 1.75 μs a line
-#: against 2.48 at 3 and 6.21 at zlib's default 6, for 7% (and 29%) more bytes.
+#: Compression level, of ISA-L's gzip (``isal``: the same format as zlib's, read by the
+#: stdlib): on 75,000 lines of a real ETHUSDT capture (312 bytes each), level 1 costs
+#: 0.45 μs a line for 4.40 MB, against zlib's 1.60 μs at its level 1 for 4.82 MB.
 GZIP_LEVEL = 1
 #: Seconds between the ends of deflate blocks: what a crash can lose of the open files.
 BLOCK_S = 1.0
@@ -53,7 +55,7 @@ class _OpenFile:
         #: of one call per line, and zlib runs without the GIL on the joined block).
         self.pending: list[bytes] = []
         self.raw: IO[bytes] = path.open("xb")
-        self.gz = gzip.GzipFile(fileobj=self.raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+        self.gz = igzip.IGzipFile(fileobj=self.raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
 
     def write_pending(self) -> None:
         if self.pending:
