@@ -75,3 +75,15 @@ def test_files_are_zstd_but_small_ones_snappy(tmp_path: Path) -> None:
         meta = pq.ParquetFile(file).metadata
         codecs[file.parent.name] = (meta.num_rows, meta.row_group(0).column(6).compression)
     assert codecs == {"BTCUSDT": (300, "ZSTD"), "ETHUSDT": (1, "SNAPPY")}
+
+
+def test_files_keep_statistics_of_their_timestamps_only(tmp_path: Path) -> None:
+    """Readers skip files by time: min and max of both timestamps are kept, no others."""
+    make_store(tmp_path, ("BTCUSDT",), minutes=1)
+    (first,) = (tmp_path / "trades" / "2026-01-01" / "BTCUSDT").iterdir()
+    group = pq.ParquetFile(first).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    kept = sorted(name for name, column in columns.items() if column.is_stats_set)
+    assert kept == ["local_timestamp", "timestamp"]
+    table = pq.read_table(first)
+    assert columns["timestamp"].statistics.min == table.column("timestamp")[0].as_py()

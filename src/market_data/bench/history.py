@@ -83,7 +83,9 @@ async def run_rows(seconds: float, repeat: int, redis: EmbeddedRedis) -> list[Ro
                     overrides["recording_dir"] = f"{tmp}/rec"
                 if mode == "recording+parquet":
                     overrides["parquet_dir"] = f"{tmp}/pq"
-                result = await measure("service", n, rate, seconds, redis, overrides=overrides)
+                result = await measure(
+                    "service", n, rate, seconds, redis, overrides=overrides, log_level="ERROR"
+                )
                 row.runs.append(result)
                 if mode != "off":
                     row.recorded_bytes.append(_size(Path(tmp) / "rec"))

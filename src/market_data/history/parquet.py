@@ -168,6 +168,9 @@ class ParquetStore:
                     self.compression if rows >= SMALL_FILE_ROWS else self.small_compression
                 ),
                 use_dictionary=self._dictionary(table),
+                # What readers filter files by; statistics of every other column were a
+                # fifth of the write's time (90 against 113 ns a book row).
+                write_statistics=list(_TS),
             )
             os.replace(temporary, folder / name)
         except OSError:
