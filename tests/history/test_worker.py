@@ -10,6 +10,7 @@ import pytest
 
 from market_data.history.recorder import OTHER
 from market_data.history.worker import (
+    NICE,
     TRADE,
     Frame,
     HistoryProcess,
@@ -102,6 +103,29 @@ def test_a_started_history_process_runs_on_its_cores(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while os.sched_getaffinity(process.process.pid) != {core}:
             assert time.monotonic() < deadline, "the history process was not pinned"
+            time.sleep(0.05)
+    finally:
+        process.send(None)
+        process.close()
+    assert process.process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("priority", "policy", "niceness"),
+    [("idle", os.SCHED_IDLE, 0), ("background", os.SCHED_OTHER, NICE)],
+)
+def test_a_started_history_process_runs_at_its_priority(
+    tmp_path: Path, priority: str, policy: int, niceness: int
+) -> None:
+    process = HistoryProcess(Config(recording_dir=str(tmp_path), history_priority=priority))
+    pid = process.process.pid
+    try:
+        deadline = time.monotonic() + 30
+        while (os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)) != (
+            policy,
+            os.getpriority(os.PRIO_PROCESS, 0) + niceness,
+        ):
+            assert time.monotonic() < deadline, "the history process kept its priority"
             time.sleep(0.05)
     finally:
         process.send(None)

@@ -175,6 +175,7 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         "ui_token": "view-token-1",
         "recording_dir": "/var/lib/market-data/recording",
         "recording_rotate": "day",
+        "history_priority": "background",
         "recording_max_age_days": 7.0,
         "recording_max_bytes": 10**9,
         "parquet_dir": "/var/lib/market-data/history",

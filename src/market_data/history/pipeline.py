@@ -24,7 +24,7 @@ A book's rows start with a whole book (a snapshot block) whenever they cannot
 follow on from the last ones: the first event of a book that went live, after a
 reset, after a re-base swapped the book, and after history dropped items.
 
-When the queue is full (the disk is too slow) or a write fails in the history
+When the queue is full (a slow disk, or no CPU to spare) or a write fails in the history
 process (disk full), history is **suspended**: the hooks drop what they get
 (counted), the thread logs why at error level and tries again every
 ``RETRY_S``; recording resumes with a ``recording_gap`` event, so a replay
@@ -71,6 +71,8 @@ RETRY_S = 30.0
 IDLE_S = 0.01
 #: Items the thread sends per batch (bigger batches measured no cheaper).
 BATCH = 256
+#: Why history is suspended when the queue is full.
+_BEHIND = "the queue is full: the history process cannot keep up (a slow disk, or no CPU to spare)"
 #: Seconds to wait for the history process's answer to a resume.
 RESUME_WAIT_S = 30.0
 
@@ -146,7 +148,7 @@ class HistoryPipeline:
         """A frame as received, for the recording (the hot path: one append)."""
         queue = self._queue
         if len(queue) >= self.queue_max or self.counters.suspended:
-            self._drop("the queue is full: the disk is too slow")
+            self._drop(_BEHIND)
             return
         queue.append(encode_item((FRAME, self.clock_ns(), raw, line)))
 
@@ -205,7 +207,7 @@ class HistoryPipeline:
         def applied(ev: DepthDiff) -> None:
             nonlocal key, next_top_ms
             if len(queue) >= queue_max or counters.suspended:
-                self._drop("the queue is full: the disk is too slow")
+                self._drop(_BEHIND)
                 return
             try:  # called from inside the sync core: a failure here must cost history only
                 now = clock_ns()
@@ -270,7 +272,7 @@ class HistoryPipeline:
 
     def _put(self, item: tuple[Any, ...]) -> bool:
         if len(self._queue) >= self.queue_max or self.counters.suspended:
-            self._drop("the queue is full: the disk is too slow")
+            self._drop(_BEHIND)
             return False
         self._queue.append(encode_item(item))
         return True

@@ -58,8 +58,9 @@ ITEMS, SUSPEND, RESUME = range(3)
 encode_item = _encode
 _ITEMS_HEAD = b"\x92" + _encode(ITEMS) + b"\xdd"  # [ITEMS, <array32 of items>]
 
-#: The history process's niceness: it is background work with a bounded queue in
-#: front of it, so the scheduler serves the service (and Redis) first when cores are short.
+#: The history process's niceness with ``history_priority: background``: it is
+#: background work with a bounded queue in front of it, so the scheduler serves the
+#: service (and Redis) first when cores are short.
 NICE = 10
 #: The history process's garbage collector thresholds (see :func:`child_main`).
 GC_THRESHOLDS = (100_000, 50, 100)
@@ -231,13 +232,13 @@ def child_main(fd: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(NICE)
     conn = Connection(fd)
     config = conn.recv()
     assert isinstance(config, Config)
     from market_data.ops.logs import setup_logging
 
     setup_logging(json_lines=config.log_json or None)
+    lower_priority(config.history_priority)
     apply_cpu_affinity(history_cores(config), setting="history_cpu_affinity")
     child = _Child(config, conn)
     # Every batch decodes thousands of small objects (items, trades' and top levels'
@@ -249,6 +250,20 @@ def child_main(fd: int) -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     child.run()
+
+
+def lower_priority(priority: str) -> None:
+    """Make this process background work: ``idle`` (SCHED_IDLE, Linux) runs it only on
+    CPU time no other process wants, so its bursts (a Parquet file is ms of CPU) never
+    make the service wait for a core; ``background`` (or where SCHED_IDLE is refused)
+    lowers it to niceness :data:`NICE`, which keeps it a small share when cores are full."""
+    if priority == "idle":
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except (AttributeError, OSError) as exc:
+            log.warning("history_priority: idle refused (%s); niceness %d instead", exc, NICE)
+    os.nice(NICE)
 
 
 def history_cores(config: Config) -> tuple[int, ...]:

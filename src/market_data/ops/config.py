@@ -100,6 +100,7 @@ class Config:
     recording_max_bytes: int = 0
     history_queue_max: int = 200_000
     history_cpu_affinity: tuple[int, ...] = ()
+    history_priority: str = "idle"
     parquet_dir: str = ""
     parquet_book_snapshot_levels: int = 10
     parquet_book_snapshot_interval_ms: int = 100
@@ -575,6 +576,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "recording_max_bytes": _key("int", _in_range(0)),
     "history_queue_max": _key("int", _in_range(1_000, 10**8)),
     "history_cpu_affinity": _key("ints", _check_cpu_affinity),
+    "history_priority": _key("str", _one_of("idle", "background")),
     "parquet_dir": _key("str"),
     "parquet_book_snapshot_levels": _key("int", _in_range(1, 1000)),
     "parquet_book_snapshot_interval_ms": _key("int", _in_range(0, 3_600_000)),
