@@ -1,13 +1,15 @@
 """The Parquet store: layout, columns, the summary command."""
 
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pyarrow.parquet as pq
 import pytest
 
 from market_data.cli import main
 from market_data.history.parquet import SMALL_FILE_ROWS, ParquetStore
-from market_data.history.schema.rows import RowBuilder
+from market_data.history.schema.rows import INCREMENTAL, RowBuilder, book_rows
 from tests.history.store import T0_MS, make_store
 
 
@@ -87,3 +89,34 @@ def test_files_keep_statistics_of_their_timestamps_only(tmp_path: Path) -> None:
     assert kept == ["local_timestamp", "timestamp"]
     table = pq.read_table(first)
     assert columns["timestamp"].statistics.min == table.column("timestamp")[0].as_py()
+
+
+@pytest.mark.parametrize("events", [1, 40])  # levels as lists; as numpy arrays (16 or more)
+def test_book_files_hold_the_rows_of_the_plain_spreading(tmp_path: Path, events: int) -> None:
+    """Each level row gets its own event's values and side, whatever the sides' sizes
+    (an empty side included), exactly as ``rows.book_rows`` spreads them."""
+    builder = RowBuilder()
+    encode = msgspec.msgpack.encode
+    for i in range(events):
+        bids = [(100.0 - j, 1.0 + i + j) for j in range(i % 3)]  # 0, 1 or 2 levels
+        asks = [(101.0 + j, 0.0 if j else 2.0) for j in range(i % 4 + 1)]
+        on = builder.on_block if i == 0 else builder.on_applied
+        on((T0_MS + i) * 10**6 + 5, "BTCUSDT", T0_MS + i, 7 + i, *_raw(encode, bids, asks))
+    ((kind, symbol, columns),) = builder.take()
+    store = ParquetStore(tmp_path)
+    store.add((kind, symbol, columns))
+    store.close()
+    (file,) = (tmp_path / kind).rglob("*.parquet")
+    table = pq.read_table(file)
+    expected = book_rows(symbol, columns)
+    for name, column in zip(INCREMENTAL, expected, strict=True):
+        column_read = table.column(name)
+        if name.endswith("timestamp"):  # µs since the epoch, as the chunk holds them
+            column_read = column_read.cast("int64")
+        values = column_read.to_pylist()
+        assert values == list(column), name
+
+
+def _raw(encode: Any, bids: Any, asks: Any) -> tuple[msgspec.Raw, msgspec.Raw]:
+    """Levels as the history process has them: their msgpack, unread."""
+    return msgspec.Raw(encode(bids)), msgspec.Raw(encode(asks))
