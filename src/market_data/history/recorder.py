@@ -122,22 +122,23 @@ class RecordingWriter:
         # snapshot or an event line.
         if b"\n" in frame or b"\r" in frame or b'"stream"' not in frame[:32]:
             body = b'{"raw_b64":"' + base64.b64encode(frame) + b'"}'
-            self._write(symbol, recv_ns, b"%d %s\n" % (recv_ns, body))
+            self.write_line(symbol, recv_ns, b"%d %s\n" % (recv_ns, body))
         elif line:
-            self._write(symbol, recv_ns, b"%d/%d %s\n" % (recv_ns, line, frame))
+            self.write_line(symbol, recv_ns, b"%d/%d %s\n" % (recv_ns, line, frame))
         else:
-            self._write(symbol, recv_ns, b"%d %s\n" % (recv_ns, frame))
+            self.write_line(symbol, recv_ns, b"%d %s\n" % (recv_ns, frame))
 
     def write_snapshot(self, symbol: str, recv_ns: int, body: bytes) -> None:
         if b"\n" in body or b"\r" in body:
             body = body.replace(b"\r", b"").replace(b"\n", b"")  # JSON whitespace only
         line = b'%d {"snapshot":"%s","data":%s}\n' % (recv_ns, symbol.encode(), body)
-        self._write(symbol, recv_ns, line)
+        self.write_line(symbol, recv_ns, line)
 
     def write_event(self, symbol: str, recv_ns: int, event_json: bytes) -> None:
-        self._write(symbol, recv_ns, b"%d %s\n" % (recv_ns, event_json))
+        self.write_line(symbol, recv_ns, b"%d %s\n" % (recv_ns, event_json))
 
-    def _write(self, symbol: str, recv_ns: int, data: bytes) -> None:
+    def write_line(self, symbol: str, recv_ns: int, data: bytes) -> None:
+        """Append one whole line (ending with a newline) to ``symbol``'s file."""
         handle = self._files.get(symbol)
         if (
             handle is None

@@ -279,12 +279,16 @@ def history_cores(config: Config) -> tuple[int, ...]:
     return tuple(core for core in range(os.cpu_count() or 1) if core not in pinned)
 
 
+#: How every combined-stream frame begins; its stream name follows.
+_STREAM_PREFIX = b'{"stream":"'
+
+
 def _symbol_of(frame: bytes) -> str:
     """``{"stream":"btcusdt@depth...`` -> ``BTCUSDT`` (``_other`` when it names none)."""
-    start = frame.find(b'"stream":"', 0, 40)
+    start = frame.find(_STREAM_PREFIX[1:], 0, 40)
     if start < 0:
         return OTHER
-    start += 10
+    start += len(_STREAM_PREFIX) - 1
     end = frame.find(b"@", start, start + 40)
     name = frame[start:end] if end > 0 else b""
     symbol = _SYMBOLS.get(name)
@@ -413,11 +417,26 @@ class _Child:
 
     @staticmethod
     def _record(writer: RecordingWriter, items: list[Item]) -> None:
-        write_frame = writer.write_frame
+        write_frame, write_line, symbols = writer.write_frame, writer.write_line, _SYMBOLS
         for item in items:
             if type(item) is Frame:
                 frame = _frame_bytes(item.raw)
-                write_frame(_symbol_of(frame), item.recv_ns, item.line, frame)
+                # Inline, the usual frame: a combined-stream frame of a stream seen before,
+                # on one line (``_symbol_of`` and ``write_frame``'s checks, without the calls).
+                if (
+                    frame.startswith(_STREAM_PREFIX)
+                    and (end := frame.find(b"@", 11, 51)) > 0
+                    and (symbol := symbols.get(frame[11:end])) is not None
+                    and b"\n" not in frame
+                    and b"\r" not in frame
+                ):
+                    recv_ns, line = item.recv_ns, item.line
+                    if line:
+                        write_line(symbol, recv_ns, b"%d/%d %s\n" % (recv_ns, line, frame))
+                    else:
+                        write_line(symbol, recv_ns, b"%d %s\n" % (recv_ns, frame))
+                else:
+                    write_frame(_symbol_of(frame), item.recv_ns, item.line, frame)
             elif type(item) is Snapshot:
                 writer.write_snapshot(item.symbol, item.recv_ns, item.body)
             elif type(item) is ConnectionEvent:
