@@ -99,7 +99,7 @@ def test_book_files_hold_the_rows_of_the_plain_spreading(tmp_path: Path, events:
     encode = msgspec.msgpack.encode
     for i in range(events):
         bids = [(100.0 - j, 1.0 + i + j) for j in range(i % 3)]  # 0, 1 or 2 levels
-        asks = [(101.0 + j, 0.0 if j else 2.0) for j in range(i % 4 + 1)]
+        asks = [(101.0 + j, 0.0 if j else 2.0) for j in range((i + 1) % 4)]  # i = 3: none
         on = builder.on_block if i == 0 else builder.on_applied
         on((T0_MS + i) * 10**6 + 5, "BTCUSDT", T0_MS + i, 7 + i, *_raw(encode, bids, asks))
     ((kind, symbol, columns),) = builder.take()

@@ -1,5 +1,6 @@
 """The history process's reading of a batch: typed items, frames as their bytes."""
 
+import gzip
 import os
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from market_data.history.recorder import OTHER
+from market_data.history.recorder import OTHER, RecordingWriter
 from market_data.history.worker import (
     NICE,
     TRADE,
@@ -21,6 +22,7 @@ from market_data.history.worker import (
     encode_item,
     encode_items,
     history_cores,
+    lower_priority,
 )
 from market_data.ops.config import Config
 
@@ -123,7 +125,7 @@ def test_a_started_history_process_runs_at_its_priority(
         deadline = time.monotonic() + 30
         while (os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)) != (
             policy,
-            os.getpriority(os.PRIO_PROCESS, 0) + niceness,
+            min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness),  # 19: the lowest
         ):
             assert time.monotonic() < deadline, "the history process kept its priority"
             time.sleep(0.05)
@@ -131,3 +133,51 @@ def test_a_started_history_process_runs_at_its_priority(
         process.send(None)
         process.close()
     assert process.process.returncode == 0
+
+
+def test_a_refused_idle_priority_falls_back_to_a_niceness(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError("not here")
+
+    niced: list[int] = []
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(os, "nice", niced.append)
+    lower_priority("idle")
+    assert niced == [NICE]
+
+
+def test_the_inline_frame_path_writes_the_lines_of_the_general_one(tmp_path: Path) -> None:
+    """Frames of streams seen before and not, on lines 0 and 2, with newlines (escaped),
+    naming no stream: the same bytes in the same files as ``write_frame`` alone."""
+    frames = [
+        b'{"stream":"btcusdt@depth","data":{"u":1}}',
+        b'{"stream":"btcusdt@depth","data":{"u":2}}',  # seen: the inline path
+        b'{"stream":"btcusdt@depth","data":{"note":"a\nb"}}',  # seen, but a newline
+        b'{"stream":"btcusdt@depth","data":{"note":"a\rb"}}',
+        b'{"stream":"ethusdt@aggTrade","data":{}}',
+        b'{"code":-1,"msg":"no stream"}',
+        b'{"stream":"' + b"x" * 60 + b'@depth"}',  # no @ where a name ends
+    ]
+    raws = [(i, raw.decode() if i % 2 else raw, 2 * (i % 2)) for i, raw in enumerate(frames)]
+    items, _ = decode_items(
+        encode_items([encode_item((0, ns, raw, line)) for ns, raw, line in raws])
+    )
+    inline, general = RecordingWriter(tmp_path / "inline"), RecordingWriter(tmp_path / "general")
+    _Child._record(inline, items)
+    _Child._record(inline, items)  # every stream seen now
+    for _ in range(2):
+        for item in items:
+            frame = _frame_bytes(item.raw)  # type: ignore[union-attr]
+            general.write_frame(_symbol_of(frame), item.recv_ns, item.line, frame)  # type: ignore[union-attr]
+    inline.close()
+    general.close()
+    written = {p.relative_to(tmp_path / "inline") for p in (tmp_path / "inline").rglob("*.gz")}
+    assert written == {
+        p.relative_to(tmp_path / "general") for p in (tmp_path / "general").rglob("*.gz")
+    }
+    assert len(written) == 3  # BTCUSDT, ETHUSDT, _other
+    for path in written:
+        lines = gzip.decompress((tmp_path / "inline" / path).read_bytes())
+        assert lines == gzip.decompress((tmp_path / "general" / path).read_bytes())
+    btc = gzip.decompress(next((tmp_path / "inline").rglob("BTCUSDT-*.gz")).read_bytes())
+    assert btc.count(b"raw_b64") == 4  # the frames with a newline, escaped both times

@@ -14,7 +14,8 @@ def history_metrics(pipeline: HistoryPipeline | None) -> Iterator[Metric]:
     counters = pipeline.counters if pipeline is not None else None
     yield GaugeMetricFamily(
         "history_suspended",
-        "1 while recording and the history store are suspended (disk full or too slow)",
+        "1 while recording and the history store are suspended (disk full or too slow, "
+        "or no CPU to spare for the history process)",
         value=1 if counters is not None and counters.suspended else 0,
     )
     yield CounterMetricFamily(

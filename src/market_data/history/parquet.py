@@ -245,7 +245,7 @@ def _constant(pa: Any, np: Any, value: str, rows: int) -> Any:
     """A string column of one value, made from its buffers (``pa.repeat`` of a scalar
     costs ~50 μs whatever the size; a list of ``rows`` strings, a conversion per row)."""
     data = value.encode()
-    if rows * len(data) >= 2**31:  # past a string array's 32-bit offsets
+    if not data or rows * len(data) >= 2**31:  # empty, or past 32-bit offsets
         return pa.array([value] * rows, type=pa.string())
     offsets = np.arange(0, (rows + 1) * len(data), len(data), dtype=np.int32)
     return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data * rows))

@@ -254,7 +254,7 @@ def child_main(fd: int) -> None:
 
 def lower_priority(priority: str) -> None:
     """Make this process background work: ``idle`` (SCHED_IDLE, Linux) runs it only on
-    CPU time no other process wants, so its bursts (a Parquet file is ms of CPU) never
+    CPU time no other process wants, so its bursts (a Parquet file is ms of CPU) rarely
     make the service wait for a core; ``background`` (or where SCHED_IDLE is refused)
     lowers it to niceness :data:`NICE`, which keeps it a small share when cores are full."""
     if priority == "idle":
@@ -279,8 +279,11 @@ def history_cores(config: Config) -> tuple[int, ...]:
     return tuple(core for core in range(os.cpu_count() or 1) if core not in pinned)
 
 
-#: How every combined-stream frame begins; its stream name follows.
+#: How every combined-stream frame begins; its stream name follows, up to an ``@``
+#: within ``_NAME_MAX`` bytes.
 _STREAM_PREFIX = b'{"stream":"'
+_NAME_AT = len(_STREAM_PREFIX)
+_NAME_MAX = 40
 
 
 def _symbol_of(frame: bytes) -> str:
@@ -289,7 +292,7 @@ def _symbol_of(frame: bytes) -> str:
     if start < 0:
         return OTHER
     start += len(_STREAM_PREFIX) - 1
-    end = frame.find(b"@", start, start + 40)
+    end = frame.find(b"@", start, start + _NAME_MAX)
     name = frame[start:end] if end > 0 else b""
     symbol = _SYMBOLS.get(name)
     if symbol is None:
@@ -425,8 +428,8 @@ class _Child:
                 # on one line (``_symbol_of`` and ``write_frame``'s checks, without the calls).
                 if (
                     frame.startswith(_STREAM_PREFIX)
-                    and (end := frame.find(b"@", 11, 51)) > 0
-                    and (symbol := symbols.get(frame[11:end])) is not None
+                    and (end := frame.find(b"@", _NAME_AT, _NAME_AT + _NAME_MAX)) > 0
+                    and (symbol := symbols.get(frame[_NAME_AT:end])) is not None
                     and b"\n" not in frame
                     and b"\r" not in frame
                 ):

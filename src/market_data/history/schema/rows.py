@@ -115,7 +115,7 @@ Chunk = tuple[str, str, list[Any]]
 #: ``incremental_book_L2``'s chunk columns: four per event, two per event (the number of
 #: bid levels, then of ask levels), two per level row (bids before asks per event).
 #: Spreading the event's values over its rows is the store's job, done where it is
-#: cheapest (in Arrow for Parquet), or by :func:`book_rows`.
+#: cheapest (with numpy for Parquet), or by :func:`book_rows`.
 BOOK_COLUMNS = (
     "timestamp",
     "local_timestamp",
@@ -278,7 +278,7 @@ def _book_columns(events: list[BookEvent]) -> list[Any]:
     (the history process's) become numpy columns in one pass over their bytes
     (:func:`_level_columns`); levels as lists are flattened in C (``chain``,
     ``zip``). Spreading the per-event values over the level rows is left to the
-    store: Parquet does it in Arrow, :func:`book_rows` in plain lists.
+    store: Parquet does it with numpy, :func:`book_rows` in plain lists.
     """
     ts, local, snapshot, update, bids, asks = zip(*events, strict=True)
     blobs: list[Any] = list(chain.from_iterable(zip(bids, asks, strict=True)))
