@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data.cli import main
-from market_data.history.parquet import SMALL_FILE_ROWS, ParquetStore
+from market_data.history.parquet import SMALL_FILE_ROWS, ParquetStore, _constant
 from market_data.history.schema.rows import INCREMENTAL, RowBuilder, book_rows
 from tests.history.store import T0_MS, make_store
 
@@ -120,3 +120,14 @@ def test_book_files_hold_the_rows_of_the_plain_spreading(tmp_path: Path, events:
 def _raw(encode: Any, bids: Any, asks: Any) -> tuple[msgspec.Raw, msgspec.Raw]:
     """Levels as the history process has them: their msgpack, unread."""
     return msgspec.Raw(encode(bids)), msgspec.Raw(encode(asks))
+
+
+@pytest.mark.parametrize("value", ["", "binance-futures", "é✓"])
+@pytest.mark.parametrize("rows", [0, 1, 5])
+def test_a_constant_column_holds_its_value_in_every_row(value: str, rows: int) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    column = _constant(pa, np, value, rows)
+    column.validate(full=True)
+    assert column.to_pylist() == [value] * rows
