@@ -31,6 +31,7 @@ def test_one_folder_per_kind_date_and_symbol_no_temporary_left(tmp_path: Path) -
     row = table.to_pylist()[0]
     assert row["exchange"] == "binance-futures" and row["side"] in ("buy", "sell")
     assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
+    assert table.schema.field("symbol").type == "string"  # built as dictionaries, read as text
     assert table.num_rows == 60
 
 
@@ -108,6 +109,8 @@ def test_book_files_hold_the_rows_of_the_plain_spreading(tmp_path: Path, events:
     store.close()
     (file,) = (tmp_path / kind).rglob("*.parquet")
     table = pq.read_table(file)
+    for name in ("exchange", "symbol", "side"):  # built as dictionaries, read back as text
+        assert table.schema.field(name).type == "string"
     expected = book_rows(symbol, columns)
     for name, column in zip(INCREMENTAL, expected, strict=True):
         column_read = table.column(name)
