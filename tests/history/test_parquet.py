@@ -1,5 +1,6 @@
 """The Parquet store: layout, columns, the summary command."""
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,25 @@ def test_a_constant_column_holds_its_value_in_every_row(value: str, rows: int) -
     column = _constant(pa, np, value, rows)
     column.validate(full=True)
     assert column.to_pylist() == [value] * rows
+
+
+def test_a_folder_removed_under_the_store_is_made_again(tmp_path: Path) -> None:
+    """Folders are made once, then trusted; one removed by hand costs the one write that
+    found it gone (an error, counted by the caller), and the next write makes it again."""
+    store = ParquetStore(tmp_path)
+
+    def write(u: int) -> None:
+        rows = RowBuilder()
+        rows.on_applied(T0_MS * 10**6, "BTCUSDT", T0_MS, u, [(99.0, 1.0)], [])
+        for chunk in rows.take():
+            store.add(chunk)
+        store.flush(0, force=True)
+
+    write(1)
+    folder = tmp_path / "incremental_book_L2" / "2026-01-01" / "BTCUSDT"
+    shutil.rmtree(folder)
+    with pytest.raises(OSError):
+        write(2)
+    write(3)
+    (file,) = folder.iterdir()
+    assert pq.read_table(file).column("update_id").to_pylist() == [3]

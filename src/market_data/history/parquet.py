@@ -105,6 +105,8 @@ class ParquetStore:
         self._held_rows: dict[tuple[str, str], int] = {}
         self._since: dict[tuple[str, str], int] = {}
         self._schemas: dict[str, Any] = {}
+        #: The folder each (kind, symbol) was last written to, known to exist.
+        self._folders: dict[tuple[str, str], Path] = {}
         self._seq = 0
         #: Rows written per kind, for the metrics and the benchmark.
         self.rows_written: dict[str, int] = defaultdict(int)
@@ -161,7 +163,9 @@ class ParquetStore:
         first_local = columns[_local_column(kind)][0]
         day = time.strftime("%Y-%m-%d", time.gmtime(first_local // 1_000_000))
         folder = self.directory / kind / day / symbol
-        folder.mkdir(parents=True, exist_ok=True)
+        if self._folders.get(key) != folder:  # made once a day per kind and symbol
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders[key] = folder
         self._seq += 1
         name = f"{first_local}-{os.getpid()}-{self._seq}.parquet"
         temporary = folder / f".tmp-{name}"
@@ -184,6 +188,7 @@ class ParquetStore:
             os.replace(temporary, folder / name)
         except OSError:
             temporary.unlink(missing_ok=True)
+            self._folders.pop(key, None)  # made again next time, had someone removed it
             raise
         self.rows_written[kind] += rows
         self.files_written += 1
