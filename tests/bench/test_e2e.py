@@ -74,6 +74,13 @@ async def test_smoke_run_delivers_every_update_without_gaps(
         assert result.report is None and result.gaps is None
 
 
+async def test_a_warm_up_is_sent_but_not_measured(redis_server: EmbeddedRedis) -> None:
+    result = await measure("service", 2, 400, 0.5, redis_server, warm_s=0.5)
+    assert result.covered == result.paced.sent  # the window's frames only
+    assert result.report is not None and result.gaps == 0
+    assert result.report["depth_frames"] >= 2 * result.paced.sent  # the warm-up's came first
+
+
 def test_command_prints_rows_and_targets(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     bench_e2e.configure_parser(parser)

@@ -369,6 +369,7 @@ async def measure(
     overrides: dict[str, Any] | None = None,
     snapshot_levels: int = 200,
     log_level: str = "WARNING",
+    warm_s: float = 0.0,
 ) -> RunResult:
     """Run one pipeline ("service" or "baseline") on one scenario and return its figures.
 
@@ -377,12 +378,14 @@ async def measure(
     ``overrides`` changes the service's configuration (``bench history``: recording on).
     ``snapshot_levels`` per side is the depth of every book, ``log_level`` the
     service's (``bench growth``: 500 symbols warn 500 times that the load
-    generator serves no klines).
+    generator serves no klines). ``warm_s`` seconds of the same load run before
+    the measured window, unmeasured (``bench history``: the files and folders a
+    running service already has are made then).
     """
     import multiprocessing
 
     symbols = bench_symbols(symbol_count)
-    per_symbol = int(rate_hz / symbol_count * seconds * 1.2) + 16
+    per_symbol = int(rate_hz / symbol_count * (seconds + warm_s) * 1.2) + 16
     frames = build_frames(
         symbols, per_symbol, depth_stream=DEPTH_STREAM, snapshot_levels=snapshot_levels
     )
@@ -411,6 +414,10 @@ async def measure(
                 await _wait_until(
                     tracker.primed, _SETTLE_TIMEOUT_S, "the first book of every symbol"
                 )
+                if warm_s:
+                    await generator.run_paced(rate_hz, warm_s)
+                    with contextlib.suppress(TimeoutError):
+                        await _wait_until(lambda: tracker.behind() == 0, _DRAIN_TIMEOUT_S, "drain")
                 if during is not None:
                     await beside.enter_async_context(during())
                 watched = [psutil.Process(process.pid) for process, _ in started]
