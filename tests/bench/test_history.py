@@ -23,3 +23,10 @@ def test_run_by_run_differences_pair_each_on_run_with_the_off_run_of_its_repeat(
     assert paired(row(20, 30, 10), row(29, 31, 15), lambda r: r.cpu_percent) == (
         "+5.00 (+1.00..+9.00)"
     )
+
+
+def test_bytes_per_hour_count_the_warm_up_the_files_also_hold() -> None:
+    runs: list[Any] = [SimpleNamespace(paced=SimpleNamespace(elapsed_s=6.0))]
+    row = Row(10, 10_000.0, "recording", 6.0, runs=runs)
+    # 1.2 MB written over 6 s of warm-up and 6 s measured, by 10 symbols: 36 MB/h each
+    assert row.per_hour_per_symbol([1_200_000]) == 1_200_000 / 12 * 3600 / 10

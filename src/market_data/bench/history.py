@@ -42,6 +42,7 @@ class Row:
     symbols: int
     rate: float
     mode: str  # "off", "recording", "recording+parquet"
+    warm_s: float = 0.0  # seconds of load before each run: its files hold them too
     runs: list[RunResult] = field(default_factory=list)
     recorded_bytes: list[int] = field(default_factory=list)
     parquet_bytes: list[int] = field(default_factory=list)
@@ -67,7 +68,7 @@ class Row:
         """Bytes an hour of this rate writes per symbol (from the run's files and length)."""
         if not sizes:
             return 0.0
-        spans = [r.paced.elapsed_s for r in self.runs]
+        spans = [self.warm_s + r.paced.elapsed_s for r in self.runs]
         return (
             statistics.median(s / t for s, t in zip(sizes, spans, strict=True))
             * 3600
@@ -82,7 +83,7 @@ def _size(folder: Path) -> int:
 async def run_rows(
     seconds: float, repeat: int, redis: EmbeddedRedis, warm_s: float = 0.0
 ) -> list[Row]:
-    rows = {(n, rate, m): Row(n, rate, m) for n, rate in SCENARIOS for m in MODES}
+    rows = {(n, rate, m): Row(n, rate, m, warm_s) for n, rate in SCENARIOS for m in MODES}
     for _ in range(repeat):
         for (n, rate, mode), row in rows.items():
             with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
