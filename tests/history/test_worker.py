@@ -3,6 +3,7 @@
 import gzip
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +101,8 @@ def test_the_history_process_keeps_off_the_cores_the_service_is_pinned_to() -> N
 
 def test_a_started_history_process_runs_on_its_cores(tmp_path: Path) -> None:
     core = max(os.sched_getaffinity(0))
-    process = HistoryProcess(Config(recording_dir=str(tmp_path), history_cpu_affinity=(core,)))
-    try:
-        deadline = time.monotonic() + 30
-        while os.sched_getaffinity(process.process.pid) != {core}:
-            assert time.monotonic() < deadline, "the history process was not pinned"
-            time.sleep(0.05)
-    finally:
-        process.send(None)
-        process.close()
-    assert process.process.returncode == 0
+    config = Config(recording_dir=str(tmp_path), history_cpu_affinity=(core,))
+    _start_and_wait(config, lambda pid: os.sched_getaffinity(pid) == {core}, "was not pinned")
 
 
 @pytest.mark.parametrize(
@@ -119,15 +112,25 @@ def test_a_started_history_process_runs_on_its_cores(tmp_path: Path) -> None:
 def test_a_started_history_process_runs_at_its_priority(
     tmp_path: Path, priority: str, policy: int, niceness: int
 ) -> None:
-    process = HistoryProcess(Config(recording_dir=str(tmp_path), history_priority=priority))
-    pid = process.process.pid
+    lowered = min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness)  # 19: the lowest
+
+    def at_priority(pid: int) -> bool:
+        return (os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)) == (
+            policy,
+            lowered,
+        )
+
+    config = Config(recording_dir=str(tmp_path), history_priority=priority)
+    _start_and_wait(config, at_priority, "kept its priority")
+
+
+def _start_and_wait(config: Config, done: Callable[[int], bool], failure: str) -> None:
+    """Start a history process, wait (30 s at most) until ``done(pid)``, close it."""
+    process = HistoryProcess(config)
     try:
         deadline = time.monotonic() + 30
-        while (os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)) != (
-            policy,
-            min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness),  # 19: the lowest
-        ):
-            assert time.monotonic() < deadline, "the history process kept its priority"
+        while not done(process.process.pid):
+            assert time.monotonic() < deadline, f"the history process {failure}"
             time.sleep(0.05)
     finally:
         process.send(None)
