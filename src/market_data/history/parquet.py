@@ -194,8 +194,9 @@ class ParquetStore:
         self.files_written += 1
 
     def _dictionary(self, table: Any) -> list[str]:
-        """Dictionary-encode the string columns only: floats and ints gain little from it,
-        and it was a third of the write's time."""
+        """Dictionary-encode the string columns only (those built as dictionaries, and
+        the others): floats and ints gain little from it, and it was a third of the
+        write's time."""
         pa = self.pa
         return [
             field.name
