@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from market_data.history import worker
 from market_data.history.recorder import OTHER, RecordingWriter
 from market_data.history.worker import (
     NICE,
@@ -184,3 +185,25 @@ def test_the_inline_frame_path_writes_the_lines_of_the_general_one(tmp_path: Pat
         assert lines == gzip.decompress((tmp_path / "general" / path).read_bytes())
     btc = gzip.decompress(next((tmp_path / "inline").rglob("BTCUSDT-*.gz")).read_bytes())
     assert btc.count(b"raw_b64") == 4  # the frames with a newline, escaped both times
+
+
+def test_a_batch_bigger_than_the_ring_arrives_whole_in_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "RING_BYTES", 128 << 10)  # 128 KiB: messages of 64 KiB
+    process = HistoryProcess(Config(recording_dir=str(tmp_path)))
+    body = '{"stream":"btcusdt@depth","data":{"pad":"' + "x" * 1000 + '"}}'
+    items = [encode_item((0, 1_767_225_600 * 10**9 + n, body, 0)) for n in range(300)]
+    try:
+        process.send((worker.ITEMS, items))  # ~300 KB: more than twice the ring
+        with pytest.raises(OSError, match="exceeds"):  # one item the ring cannot hold
+            process.send((worker.ITEMS, [encode_item((0, 1, "y" * (65 << 10), 0))]))
+    finally:
+        process.send(None)
+        lines = 0
+        while (status := process.status(30)) is not None:
+            lines = status["recorded_lines"]
+            if status["closed"]:
+                break
+        process.close()
+    assert lines == 300

@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from market_data.history.channel import ByteRing
 from market_data.history.recorder import OTHER, RecordingWriter, Retention
 from market_data.history.stores import RowFeed
 from market_data.ops.affinity import apply_cpu_affinity
@@ -69,7 +70,14 @@ ROWS_S = 0.25
 #: Seconds between the child's status reports.
 STATUS_S = 0.25
 _JOIN_S = 30.0
-_IDLE_S = 0.1
+#: Bytes of the ring the service's messages to the history process go through
+#: (``channel.py``): seconds of history at 10,000 frames/s.
+RING_BYTES = 16 << 20
+#: How long the sender waits before it looks again at a full ring.
+_FULL_WAIT_S = 0.002
+#: The history process looks at an empty ring again after this, doubling up to _IDLE_S.
+_POLL_S = 0.002
+_IDLE_S = 0.05
 
 
 def encode_items(items: list[bytes]) -> bytes:
@@ -176,31 +184,54 @@ def decode_items(data: bytes) -> tuple[list[Item], int]:
 
 
 class HistoryProcess:
-    """Parent side: the child process and its socket."""
+    """Parent side: the child process, its socket and the ring its messages go through."""
 
     def __init__(self, config: Config) -> None:
         # A plain child process (not multiprocessing's): a daemonic service process (a
-        # benchmark's) may not have multiprocessing children. One socket pair carries it all.
+        # benchmark's) may not have multiprocessing children. The socket carries the
+        # configuration there and the status reports back (and tells each side when the
+        # other is gone); every message to the child goes through the ring.
         ours, theirs = socket.socketpair()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from {__name__} import child_main; child_main({theirs.fileno()})",
-            ],
-            pass_fds=[theirs.fileno()],
-        )
-        theirs.close()
+        self.ring, ring_fd = ByteRing.create(RING_BYTES)
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    f"from {__name__} import child_main; child_main({theirs.fileno()}, {ring_fd})",
+                ],
+                pass_fds=[theirs.fileno(), ring_fd],
+            )
+        finally:
+            os.close(ring_fd)
+            theirs.close()
         self.conn = Connection(ours.detach())
         self.conn.send(config)
 
     def send(self, message: tuple[Any, ...] | None) -> None:
-        """One write (it releases the GIL); ``(ITEMS, items)``'s items are encoded
-        already and only joined, other messages are encoded here."""
+        """Copy ``message`` into the ring, waiting while the history process is behind (as
+        a full socket would). ``(ITEMS, items)``'s items are encoded already and only
+        joined (a batch too big for the ring goes in halves); other messages are encoded
+        here. Raises ``OSError`` when the history process is gone, or for a message that
+        can never fit (one item larger than the ring)."""
         if message is not None and message[0] == ITEMS:
-            self.conn.send_bytes(encode_items(message[1]))
+            items = message[1]
+            data = encode_items(items)
+            if not self.ring.fits(len(data)) and len(items) > 1:
+                half = len(items) // 2
+                self.send((ITEMS, items[:half]))
+                self.send((ITEMS, items[half:]))
+                return
         else:
-            self.conn.send_bytes(_encode(message))
+            data = _encode(message)
+        if not self.ring.fits(len(data)):
+            raise OSError(f"a message of {len(data)} bytes exceeds the history ring")
+        while True:
+            if not self.alive:  # a ring with room would take what nobody reads any more
+                raise OSError("the history process ended")
+            if self.ring.write(data):
+                return
+            time.sleep(_FULL_WAIT_S)
 
     def status(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
         """The child's next status report, if one comes within ``timeout_s``."""
@@ -220,9 +251,10 @@ class HistoryProcess:
             self.process.kill()
             self.process.wait()
         self.conn.close()
+        self.ring.close()
 
 
-def child_main(fd: int) -> None:
+def child_main(fd: int, ring_fd: int) -> None:
     """Entry point of the child process: the first message is the configuration.
 
     A Ctrl-C or a SIGTERM sent to the whole process group (systemd's
@@ -233,6 +265,7 @@ def child_main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(fd)
+    ring = ByteRing.attach(ring_fd)
     config = conn.recv()
     assert isinstance(config, Config)
     from market_data.ops.logs import setup_logging
@@ -240,7 +273,7 @@ def child_main(fd: int) -> None:
     setup_logging(json_lines=config.log_json or None)
     lower_priority(config.history_priority)
     apply_cpu_affinity(history_cores(config), setting="history_cpu_affinity")
-    child = _Child(config, conn)
+    child = _Child(config, conn, ring)
     # Every batch decodes thousands of small objects (items, trades' and top levels'
     # lists) that live until their rows are taken: with the default thresholds they
     # outlive young collections, reach the oldest
@@ -350,8 +383,9 @@ def _json(fields: dict[str, Any]) -> bytes:
 
 
 class _Child:
-    def __init__(self, config: Config, conn: Connection) -> None:
+    def __init__(self, config: Config, conn: Connection, ring: ByteRing | None = None) -> None:
         self.conn = conn
+        self.ring = ring
         self.writer: RecordingWriter | None = None
         if config.recording_dir:
             self.writer = RecordingWriter(
@@ -374,25 +408,40 @@ class _Child:
         self._rows_at = 0.0
 
     def run(self) -> None:
-        conn = self.conn
+        """Take the ring's messages in order until the parent's ``None`` (or its end of
+        the socket closes: it is gone); between them, flush and report (``_tick``)."""
+        conn, ring = self.conn, self.ring
+        assert ring is not None
+        wait = _POLL_S
         while True:
-            if conn.poll(_IDLE_S):
-                try:
-                    data = conn.recv_bytes()
-                except (EOFError, OSError):
-                    break
-                if data.startswith(_ITEMS_HEAD):
-                    self._batch(data)
-                else:
-                    message = _decode(data)
-                    if message is None:
+            data = ring.read()
+            if data is None:
+                if conn.poll(wait):  # the parent sends nothing here: its end closed
+                    try:
+                        conn.recv_bytes()
+                    except (EOFError, OSError):
                         break
-                    if message[0] == SUSPEND:
-                        self._suspend(message[1])
-                    elif message[0] == RESUME:
-                        self._resume(*message[1:])
+                wait = min(2 * wait, _IDLE_S)
+            else:
+                wait = _POLL_S
+                if not self._message(data):
+                    break
             self._tick()
         self._close()
+
+    def _message(self, data: bytes) -> bool:
+        """Handle one message from the parent; False for its last (``None``)."""
+        if data.startswith(_ITEMS_HEAD):
+            self._batch(data)
+            return True
+        message = _decode(data)
+        if message is None:
+            return False
+        if message[0] == SUSPEND:
+            self._suspend(message[1])
+        elif message[0] == RESUME:
+            self._resume(*message[1:])
+        return True
 
     # -------------------------------------------------------------------- items
 
