@@ -16,9 +16,9 @@ figures once a second per symbol. A thread takes the items off the deque and
 sends them, a few hundred at a time joined into one msgpack message, to the
 history process (``worker.py``), which writes the recording (gzip,
 ``recorder.py``) and the rows (Parquet, QuestDB). The thread only joins bytes
-(it holds the GIL for microseconds) and waits in the socket write without the
-GIL: neither compression, nor row building, nor a slow or full disk can hold up
-the loop.
+and copies them into a ring in shared memory (``channel.py``; it holds the GIL
+for microseconds, and waits without it while the ring is full): neither
+compression, nor row building, nor a slow or full disk can hold up the loop.
 
 A book's rows start with a whole book (a snapshot block) whenever they cannot
 follow on from the last ones: the first event of a book that went live, after a

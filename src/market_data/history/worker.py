@@ -5,15 +5,16 @@ Writing the recording (a few μs of Python a frame, plus gzip) and building rows
 in its process, even on a thread: they hold its GIL. The service's history
 thread (``pipeline.py``) only takes items off its queue and sends them here in
 small batches, each one msgpack message (plain tuples of numbers, bytes, str
-and level lists), through a socket pair (:class:`HistoryProcess`); this child
+and level lists), through a byte ring in shared memory (``channel.py``;
+:class:`HistoryProcess`); this child
 (:func:`child_main`) reads each batch in one C call into typed items
 (:func:`decode_items`; a book event's levels stay bytes until the row builder
 reads them as arrays), writes the recording, feeds the stores and reports back.
 
-Protocol (msgpack arrays, parent -> child): ``(ITEMS, [item, ...])``,
-``(SUSPEND, reason)``, ``(RESUME, now_ns, reason, attempt, symbols)``, ``None``
-(close).
-The child answers with status dicts (every ``STATUS_S``, at once on a
+Protocol (msgpack arrays, parent -> child, through the ring): ``(ITEMS, [item,
+...])``, ``(SUSPEND, reason)``, ``(RESUME, now_ns, reason, attempt, symbols)``,
+``None`` (close). A socket pair carries the configuration first, and the
+child's answers: status dicts (every ``STATUS_S``, at once on a
 suspension and for every resume attempt): lines recorded, rows written, write
 errors, items dropped, the QuestDB output's counts, and ``suspension``, a
 number that grows each time the child suspends itself (a recording write
