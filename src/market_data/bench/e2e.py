@@ -368,7 +368,7 @@ async def measure(
     during: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None,
     overrides: dict[str, Any] | None = None,
     snapshot_levels: int = 200,
-    log_level: str = "WARNING",
+    log_level: str = "ERROR",
     warm_s: float = 0.0,
 ) -> RunResult:
     """Run one pipeline ("service" or "baseline") on one scenario and return its figures.
@@ -377,8 +377,9 @@ async def measure(
     measured window: load beside the feed, such as open web pages (``bench ui``).
     ``overrides`` changes the service's configuration (``bench history``: recording on).
     ``snapshot_levels`` per side is the depth of every book, ``log_level`` the
-    service's (``bench growth``: 500 symbols warn 500 times that the load
-    generator serves no klines). ``warm_s`` seconds of the same load run before
+    service's: ERROR by default, since the load generator serves no klines and
+    no exchangeInfo and every symbol would warn of it (what a run must show,
+    gaps and resets, comes in the service's report). ``warm_s`` seconds of the same load run before
     the measured window, unmeasured (``bench history``: the files and folders a
     running service already has are made then).
     """
