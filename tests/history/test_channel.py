@@ -1,5 +1,6 @@
 """The byte ring between the service and its history process."""
 
+import os
 import random
 
 import pytest
@@ -57,7 +58,12 @@ def test_a_message_that_must_wrap_fits_once_the_reader_caught_up() -> None:
         assert ring.write(b"c" * 12) and ring.read() == b"c" * 12
 
 
-def test_a_ring_made_for_another_process_is_the_same_memory() -> None:
+@pytest.mark.parametrize("memfd", [True, False])  # False: as on a system without memfd
+def test_a_ring_made_for_another_process_is_the_same_memory(
+    memfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not memfd:
+        monkeypatch.delattr(os, "memfd_create")
     ring, fd = ByteRing.create(HEADER + 4096)
     other = ByteRing.attach(fd)  # as the history process maps it
     try:

@@ -15,13 +15,15 @@ offset 0 and ``tail`` (bytes ever read) at 64, each one native 8-byte word
 relies on x86-64 store order: the data is stored before ``head``); then the
 data: each message is a 4-byte length and its bytes, padded to 8; a message
 that does not fit before the end is written at the beginning, after a
-:data:`WRAP` length. The memory is a memfd (Linux), handed to the history
-process as a file descriptor: nothing named, nothing left behind.
+:data:`WRAP` length. The memory is a memfd (Linux; elsewhere an unnamed
+temporary file), handed to the history process as a file descriptor: nothing
+named, nothing left behind.
 """
 
 import mmap
 import os
 import struct
+import tempfile
 
 HEADER = 128
 #: A length that means "the next message is at the beginning".
@@ -48,7 +50,11 @@ class ByteRing:
     @classmethod
     def create(cls, size: int) -> tuple["ByteRing", int]:
         """A new ring of ``size`` bytes and the file descriptor another process maps."""
-        fd = os.memfd_create("market-data-history", os.MFD_CLOEXEC)
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("market-data-history", os.MFD_CLOEXEC)
+        else:  # not Linux: an unnamed temporary file
+            with tempfile.TemporaryFile() as handle:
+                fd = os.dup(handle.fileno())
         os.ftruncate(fd, size)
         return cls(mmap.mmap(fd, size)), fd
 
