@@ -100,10 +100,16 @@ class Frame(_Item, tag=FRAME):
     line: int
 
 
-class Snapshot(_Item, tag=SNAPSHOT):
+class _SymbolBytes(_Item):
+    """A symbol's JSON as bytes: a REST snapshot's body, a published 24h update."""
+
     recv_ns: int
     symbol: str
-    body: bytes
+    data: bytes
+
+
+class Snapshot(_SymbolBytes, tag=SNAPSHOT):
+    pass
 
 
 class ConnectionEvent(_Item, tag=CONNECTION):
@@ -121,10 +127,8 @@ class Book(_Item, tag=BOOK):
     best_ask: float | None
 
 
-class Market(_Item, tag=MARKET):
-    recv_ns: int
-    symbol: str
-    payload: bytes
+class Market(_SymbolBytes, tag=MARKET):
+    pass
 
 
 class Applied(_Item, tag=APPLIED):
@@ -372,7 +376,7 @@ def feed_rows(feed: RowFeed, items: list[Item]) -> None:
             elif type(item) is Book:
                 builder.on_book(*msgspec.structs.astuple(item))
             elif type(item) is Market:
-                builder.on_market(item.recv_ns, item.symbol, item.payload)
+                builder.on_market(item.recv_ns, item.symbol, item.data)
         except Exception as exc:  # a bug must cost rows, never the process
             feed.errors += 1
             log.error("history store: an item failed (%s); its rows are lost", exc)
@@ -491,7 +495,7 @@ class _Child:
                 else:
                     write_frame(_symbol_of(frame), item.recv_ns, item.line, frame)
             elif type(item) is Snapshot:
-                writer.write_snapshot(item.symbol, item.recv_ns, item.body)
+                writer.write_snapshot(item.symbol, item.recv_ns, item.data)
             elif type(item) is ConnectionEvent:
                 fields = item.fields
                 for symbol in fields["symbols"]:  # each symbol's file is whole on its own

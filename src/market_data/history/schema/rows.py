@@ -283,7 +283,7 @@ def _book_columns(events: list[BookEvent]) -> list[Any]:
     ts, local, snapshot, update, bids, asks = zip(*events, strict=True)
     blobs: list[Any] = list(chain.from_iterable(zip(bids, asks, strict=True)))
     head = [list(ts), list(local), list(snapshot), list(update)]
-    if len(events) >= _ARRAY_EVENTS and all(type(blob) is msgspec.Raw for blob in blobs):
+    if len(events) >= _ARRAY_EVENTS and set(map(type, blobs)) == _RAW_ONLY:  # checked in C
         columns = _level_columns(blobs)
         if columns is not None:
             return head + list(columns)
@@ -297,6 +297,7 @@ def _book_columns(events: list[BookEvent]) -> list[Any]:
 
 
 _decode_levels = msgspec.msgpack.Decoder(list[tuple[float, float]]).decode
+_RAW_ONLY = {msgspec.Raw}
 #: One level as msgspec encodes a (float, float) pair: fixarray(2), float64, float64.
 _LEVEL_SIZE = 19
 #: Below this many events a chunk's levels are decoded (numpy's set-up, ~25 μs, costs
