@@ -33,7 +33,14 @@ def test_bench_reports_every_transport() -> None:
     )
     latency = [r for r in results if isinstance(r, LatencyResult)]
     throughput = [r for r in results if isinstance(r, ThroughputResult)]
-    assert [r.transport.split()[0] for r in latency] == ["shm", "shm", "shm", "shm", "redis"]
+    assert [r.transport.split()[0] for r in latency] == [
+        "floor",
+        "shm",
+        "shm",
+        "shm",
+        "shm",
+        "redis",
+    ]
     for result in latency:
         assert result.received + result.missed == result.sent
         assert result.received > 0 and 0 < result.p50_us <= result.p99_us <= result.p999_us
