@@ -263,7 +263,7 @@ def slot_size_for_depth(depth: int) -> int:
 # book's levels come as (price, qty) pairs; flattening 40 of them into 80
 # arguments with ``chain`` cost more than packing them (~1.6 of 3.4 μs for a
 # 20 + 20 book), so each book shape gets a small generated function that
-# unpacks the pairs into locals and passes them straight to ``pack_into``.
+# unpacks the levels straight into the ``pack_into`` call.
 
 _SLOT_FIELDS: Final = "IHBx24sq"  # length .. local_ts, from slot offset 8
 _KIND_BOOK: Final = int(RecordKind.BOOK)
@@ -358,16 +358,19 @@ def _pack_book_chained(
 
 
 def _generate_book_packer(n_bids: int, n_asks: int) -> BookPacker:
-    """``_pack_book_chained`` for one shape, with the pairs unpacked into locals.
+    """``_pack_book_chained`` for one shape, with each side unpacked into its levels.
 
-    The source is built from integers only: no caller's data reaches ``exec``.
+    Each level is unpacked into the call (``*b0, *b1, ...``): that measured
+    faster than unpacking every pair into two locals first (1.36 against 1.47
+    μs for a 20 + 20 book). The source is built from integers only: no caller's
+    data reaches ``exec``.
     """
-    bid_names = [(f"b{i}", f"B{i}") for i in range(n_bids)]
-    ask_names = [(f"a{i}", f"A{i}") for i in range(n_asks)]
+    bid_names = [f"b{i}" for i in range(n_bids)]
+    ask_names = [f"a{i}" for i in range(n_asks)]
     lines = ["def packer(buf, offset, sym_len, sym, ts, update_id, event_ms, state, bids, asks):"]
     for side, names in (("bids", bid_names), ("asks", ask_names)):
         if names:
-            lines.append(f"    {', '.join(f'({p}, {q})' for p, q in names)}, = {side}")
+            lines.append(f"    {', '.join(names)}, = {side}")
     fixed = [
         str(book_body_size(n_bids, n_asks)),
         str(_KIND_BOOK),
@@ -376,8 +379,8 @@ def _generate_book_packer(n_bids: int, n_asks: int) -> BookPacker:
         str(n_asks),
         "state",
     ]
-    flat = [name for pair in bid_names + ask_names for name in pair]
-    lines.append(f"    pack(buf, offset, {', '.join(fixed + flat)})")
+    levels = [f"*{name}" for name in bid_names + ask_names]
+    lines.append(f"    pack(buf, offset, {', '.join(fixed + levels)})")
     namespace: dict[str, object] = {"pack": _book_record(n_bids + n_asks).pack_into}
     exec("\n".join(lines), namespace)  # noqa: S102 - integers only, see above
     packer: BookPacker = namespace["packer"]  # type: ignore[assignment]
@@ -478,7 +481,8 @@ class RingWriter:
         words = self._words
         seq = self.head + 1
         offset = HEADER_SIZE + ((seq - 1) % self._slot_count) * self._slot_size
-        words[offset >> 3] = 2 * seq - 1
+        word = offset >> 3
+        words[word] = 2 * seq - 1
         try:
             pack(
                 self._buf,
@@ -498,7 +502,7 @@ class RingWriter:
                 f"book of {symbol!r} not written: levels must be (price, qty) pairs "
                 f"of numbers ({exc})"
             ) from exc
-        words[offset >> 3] = 2 * seq
+        words[word] = 2 * seq
         words[HEAD_WORD] = seq
         self.head = seq
         return seq
