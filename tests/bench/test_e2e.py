@@ -2,6 +2,7 @@
 
 import argparse
 import math
+from array import array
 
 import msgspec
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from market_data.bench import e2e as bench_e2e
 from market_data.bench.e2e import BookTracker, bench_symbols, measure
 from market_data.embedded_redis import EmbeddedRedis
-from market_data.sim.loadgen import LoadGenerator, build_frames, update_id
+from market_data.sim.loadgen import LoadGenerator, PacedRun, build_frames, update_id
 
 
 def _book(symbol: str, index: int, live: bool = True) -> bytes:
@@ -95,3 +96,50 @@ def test_command_prints_rows_and_targets(capsys: pytest.CaptureFixture[str]) -> 
     assert service[7:10] == ["0", "0", "0"]  # behind, gaps, resets
     assert all(not math.isnan(float(v)) and float(v) > 0 for v in service[10:16])
     assert "redis-server" in out and "conflation" in out
+
+
+def _result(cpu_percent: float, p99_ms: float, symbols: int = 100) -> bench_e2e.RunResult:
+    latencies = array("q", [int(p99_ms * 1e6)] * 10)
+    return bench_e2e.RunResult(
+        pipeline="service",
+        symbols=symbols,
+        target_rate=10_000,
+        paced=PacedRun(sent=20_000, throttled=0, exhausted=0, elapsed_s=2.0),
+        publishes=20_000,
+        covered=20_000,
+        behind=0,
+        not_live=0,
+        drain_s=0.0,
+        book_latency_ns=latencies,
+        update_latency_ns=latencies,
+        cpu_percent=cpu_percent,
+        rss_bytes=0,
+        children_cpu_percent=0.0,
+        driver_cpu_percent=0.0,
+        redis_cpu_percent=0.0,
+        report={"gaps": 0, "resets": 0},
+    )
+
+
+def test_cost_per_message_is_cpu_time_over_frames_sent() -> None:
+    # 50% of a core over 10,000 frames/s: 50 μs of CPU per frame.
+    assert _result(50.0, 0.5).cpu_us_per_frame == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(
+    ("cpu_percent", "p99_ms", "verdict"),
+    [(15.0, 0.8, "met"), (50.0, 0.8, "NOT met"), (15.0, 1.5, "NOT met")],
+)
+def test_cost_target_needs_both_cpu_and_latency(
+    cpu_percent: float, p99_ms: float, verdict: str
+) -> None:
+    lines = bench_e2e.target_lines([_result(cpu_percent, p99_ms)])
+    cost = [line for line in lines if line.startswith("target cost per message")]
+    assert len(cost) == 1
+    assert cost[0].split(": ")[2].startswith(f"{verdict} (")
+    assert f"{cpu_percent:.1f} μs per frame" in cost[0]
+
+
+def test_cost_target_is_judged_at_100_symbols_only() -> None:
+    lines = bench_e2e.target_lines([_result(15.0, 0.5, symbols=10)])
+    assert not any(line.startswith("target cost per message") for line in lines)

@@ -283,6 +283,11 @@ class RunResult:
     def resets(self) -> int | None:
         return None if self.report is None else self.report["resets"]
 
+    @property
+    def cpu_us_per_frame(self) -> float:
+        """The service's CPU time over the window per frame sent: the cost per message."""
+        return self.cpu_percent / 100.0 * 1e6 / self.offered_rate if self.paced.sent else 0.0
+
     def book_percentile_ms(self, q: float) -> float:
         return _percentile_ms(self.book_latency_ns, q)
 
@@ -536,8 +541,14 @@ def format_notes(result: RunResult) -> list[str]:
     return notes
 
 
+#: The cost per message aimed at: CPU per frame at 100 symbols x 10k frames/s in all
+#: (every frame a publication) and the send -> subscriber p99 there.
+COST_TARGET_US = 20.0
+COST_TARGET_P99_MS = 1.0
+
+
 def target_lines(results: list[RunResult]) -> list[str]:
-    """The two targets, judged on the service rows."""
+    """The targets, judged on the service rows."""
     lines: list[str] = []
     service = [r for r in results if r.pipeline == "service"]
     loss_runs = [r for r in service if r.symbols >= 100 and r.target_rate >= 1_000]
@@ -565,6 +576,15 @@ def target_lines(results: list[RunResult]) -> list[str]:
         )
         verdict = "met" if worst <= 2.0 else "NOT met"
         lines.append(f"target p99 <= 2 ms at 10k msg/s: {verdict} ({detail})")
+    cost_runs = [r for r in fast_runs if r.symbols >= 100]
+    for r in cost_runs:
+        cost, p99 = r.cpu_us_per_frame, r.update_percentile_ms(0.99)
+        met = cost <= COST_TARGET_US and p99 <= COST_TARGET_P99_MS
+        lines.append(
+            f"target cost per message at {r.symbols} symbols x 10k msg/s: <= "
+            f"{COST_TARGET_US:g} μs of CPU per frame and p99 <= {COST_TARGET_P99_MS:g} ms: "
+            f"{'met' if met else 'NOT met'} ({cost:.1f} μs per frame, p99 {p99:.2f} ms)"
+        )
     return lines
 
 
