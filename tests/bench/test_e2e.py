@@ -98,7 +98,9 @@ def test_command_prints_rows_and_targets(capsys: pytest.CaptureFixture[str]) -> 
     assert "redis-server" in out and "conflation" in out
 
 
-def _result(cpu_percent: float, p99_ms: float, symbols: int = 100) -> bench_e2e.RunResult:
+def _result(
+    cpu_percent: float, p99_ms: float, symbols: int = 100, drain_s: float = 0.0
+) -> bench_e2e.RunResult:
     latencies = array("q", [int(p99_ms * 1e6)] * 10)
     return bench_e2e.RunResult(
         pipeline="service",
@@ -109,7 +111,7 @@ def _result(cpu_percent: float, p99_ms: float, symbols: int = 100) -> bench_e2e.
         covered=20_000,
         behind=0,
         not_live=0,
-        drain_s=0.0,
+        drain_s=drain_s,
         book_latency_ns=latencies,
         update_latency_ns=latencies,
         cpu_percent=cpu_percent,
@@ -124,6 +126,8 @@ def _result(cpu_percent: float, p99_ms: float, symbols: int = 100) -> bench_e2e.
 def test_cost_per_message_is_cpu_time_over_frames_sent() -> None:
     # 50% of a core over 10,000 frames/s: 50 μs of CPU per frame.
     assert _result(50.0, 0.5).cpu_us_per_frame == pytest.approx(50.0)
+    # The CPU share is over the drain too: 50% of 2 s sending + 2 s draining, 20,000 frames.
+    assert _result(50.0, 0.5, drain_s=2.0).cpu_us_per_frame == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize(

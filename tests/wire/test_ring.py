@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -268,7 +269,36 @@ def test_bad_records_are_refused_every_time_and_publish_nothing() -> None:
             writer.write_book("X", 2, 1, 1, 1, [(1.0, 1.0, 1.0)], [])  # type: ignore[list-item]
         with pytest.raises(ShmRingError, match=r"\(price, qty\) pairs"):
             writer.write_book("X", 2, 1, 1, 1, [("1", 1.0)], [])  # type: ignore[list-item]
+        with pytest.raises(ShmRingError, match=r"\(price, qty\) pairs"):
+            writer.write_book("X", 2, 1, 1, 1, [(1.0, 1.0)], [(10**400, 1.0)])  # type: ignore[list-item]
     assert writer.head == 0
     assert RingCursor(memoryview(buf), header, from_first=True).poll() == []
     writer.write_book("X", 2, 1, 1, 1, [(1.0, 2.0)], [])
     assert writer.head == 1
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks"),
+    [
+        ([(1.0, 2.0, 3.0), (4.0,)], []),  # the right count of values, wrong levels
+        ([(1.0, 2.0, 3.0)], [(4.0,)]),  # a value would cross from one side to the other
+        ([(), (1.0, 2.0, 3.0, 4.0)], []),
+    ],
+)
+@pytest.mark.parametrize("path", ["generated", "chained"])
+def test_levels_that_are_not_pairs_are_refused_even_when_the_values_add_up(
+    bids: list[tuple[float, ...]], asks: list[tuple[float, ...]], path: str
+) -> None:
+    """Each level must be a pair, on the generated packers and on the ``chain`` fallback
+    (shapes beyond ``MAX_BOOK_PACKERS`` or ``MAX_PACKED_LEVELS``)."""
+    buf, header = make_ring()
+    writer = RingWriter(memoryview(buf), header)
+    if path == "chained":
+        with patch.object(ring, "MAX_PACKED_LEVELS", 0), patch.dict(ring._BOOK_PACKERS, clear=True):
+            with pytest.raises(ShmRingError, match=r"\(price, qty\) pairs"):
+                writer.write_book("X", 2, 1, 1, 1, bids, asks)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ShmRingError, match=r"\(price, qty\) pairs"):
+            writer.write_book("X", 2, 1, 1, 1, bids, asks)  # type: ignore[arg-type]
+    assert writer.head == 0
+    assert RingCursor(memoryview(buf), header, from_first=True).poll() == []

@@ -285,8 +285,15 @@ class RunResult:
 
     @property
     def cpu_us_per_frame(self) -> float:
-        """The service's CPU time over the window per frame sent: the cost per message."""
-        return self.cpu_percent / 100.0 * 1e6 / self.offered_rate if self.paced.sent else 0.0
+        """The service's CPU time per frame sent: the cost per message.
+
+        ``cpu_percent`` is over the whole window, the paced sending and the drain
+        after it, so the CPU time is that share of both.
+        """
+        if not self.paced.sent:
+            return 0.0
+        window_s = self.paced.elapsed_s + self.drain_s
+        return self.cpu_percent / 100.0 * window_s * 1e6 / self.paced.sent
 
     def book_percentile_ms(self, q: float) -> float:
         return _percentile_ms(self.book_latency_ns, q)

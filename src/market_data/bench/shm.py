@@ -185,28 +185,29 @@ def _wait_until(deadline_ns: int) -> None:
 
 # --- the floor: one shared word ----------------------------------------------------------
 
-_FLOOR_WORD, _FLOOR_DONE = 0, 1  # the writer's last timestamp; 1 once it has finished
+#: Word indices in the floor's shared page: the writer's last timestamp, and a flag
+#: the writer sets to 1 once it has finished (or failed).
+_FLOOR_WORD, _FLOOR_DONE = 0, 1
 
 
 def _floor_reader(path: str, expected: int, conn: Connection) -> None:
     """Spin on one shared word; each new value is a sample (values the writer overwrote
     before this loop saw them count as missed)."""
     _pin(_READER_CORE)
+    samples = array("q")
     with open(path, "r+b") as file, mmap.mmap(file.fileno(), 64) as mapping:
-        words = memoryview(mapping).cast("Q")
-        conn.send("ready")
-        samples = array("q")
-        clock = time.monotonic_ns
-        deadline = clock() + 60 * 1_000_000_000
-        last = 0
-        while len(samples) < expected and not words[_FLOOR_DONE]:
-            value = words[_FLOOR_WORD]
-            if value != last:
-                samples.append(clock() - value)
-                last = value
-            elif clock() > deadline:
-                break
-        words.release()
+        with memoryview(mapping).cast("Q") as words:  # released before the mmap closes
+            conn.send("ready")
+            clock = time.monotonic_ns
+            deadline = clock() + 60 * 1_000_000_000
+            last = 0
+            while len(samples) < expected and not words[_FLOOR_DONE]:
+                value = words[_FLOOR_WORD]
+                if value != last:
+                    samples.append(clock() - value)
+                    last = value
+                elif clock() > deadline:
+                    break
     conn.send((samples.tobytes(), expected - len(samples)))
 
 
@@ -216,8 +217,7 @@ def bench_floor_latency(count: int, rate: float) -> LatencyResult:
     with tempfile.NamedTemporaryFile(prefix="md_bench_floor_", dir=directory) as file:
         file.truncate(64)
         file.flush()
-        with mmap.mmap(file.fileno(), 64) as mapping:
-            words = memoryview(mapping).cast("Q")
+        with mmap.mmap(file.fileno(), 64) as mapping, memoryview(mapping).cast("Q") as words:
             process, conn = _start_child(_floor_reader, file.name, count)
             previous = _pin(_WRITER_CORE)
             try:
@@ -228,11 +228,10 @@ def bench_floor_latency(count: int, rate: float) -> LatencyResult:
                     _wait_until(start + i * interval_ns)
                     words[_FLOOR_WORD] = clock()
                 _wait_until(clock() + 1_000_000)
-                words[_FLOOR_DONE] = 1
             finally:
+                words[_FLOOR_DONE] = 1  # also on an error: the reader stops spinning
                 _unpin(previous)
             raw, missed = _finish_child(process, conn)
-            words.release()
     samples = array("q")
     samples.frombytes(raw)
     p50, p99, p999, worst = percentiles(samples)

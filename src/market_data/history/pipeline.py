@@ -67,9 +67,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a suspended pipeline waits before it tries the disk again.
 RETRY_S = 30.0
-#: How long the thread sleeps once it has sent all but less than a batch: it takes
-#: the GIL to send, so waking for every few items would hand the GIL to and fro
-#: with the event loop (its latency) hundreds of times a second.
+#: How long the thread sleeps after sending a batch smaller than ``BATCH`` (or
+#: none): it takes the GIL to send, so waking for every few items would hand the
+#: GIL to and fro with the event loop hundreds of times a second.
 IDLE_S = 0.01
 #: Items the thread sends per batch (bigger batches measured no cheaper).
 BATCH = 256
