@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from multiprocessing.connection import Connection
@@ -183,6 +183,28 @@ def _wait_until(deadline_ns: int) -> None:
         time.sleep(remaining / 1e9)
 
 
+def _send_paced(count: int, rate: float, send: Callable[[int], object]) -> None:
+    """``send(i)`` for each i below ``count``, ``rate`` per second, pinned to the writer's
+    core. ``send`` stamps its own record: the call's cost is not in the latency."""
+    previous = _pin(_WRITER_CORE)
+    try:
+        interval_ns = int(1e9 / rate)
+        start = time.monotonic_ns() + 1_000_000
+        for i in range(count):
+            _wait_until(start + i * interval_ns)
+            send(i)
+    finally:
+        _unpin(previous)
+
+
+def _latency(label: str, sent: int, raw: bytes, missed: int) -> LatencyResult:
+    """A reader's samples (``array("q")`` bytes, in ns) as latency figures."""
+    samples = array("q")
+    samples.frombytes(raw)
+    p50, p99, p999, worst = percentiles(samples)
+    return LatencyResult(label, sent, len(samples), missed, p50, p99, p999, worst)
+
+
 # --- the floor: one shared word ----------------------------------------------------------
 
 #: Word indices in the floor's shared page: the writer's last timestamp, and a flag
@@ -219,24 +241,18 @@ def bench_floor_latency(count: int, rate: float) -> LatencyResult:
         file.flush()
         with mmap.mmap(file.fileno(), 64) as mapping, memoryview(mapping).cast("Q") as words:
             process, conn = _start_child(_floor_reader, file.name, count)
-            previous = _pin(_WRITER_CORE)
+            clock = time.monotonic_ns
+
+            def stamp(_: int) -> None:
+                words[_FLOOR_WORD] = clock()
+
             try:
-                interval_ns = int(1e9 / rate)
-                start = time.monotonic_ns() + 1_000_000
-                clock = time.monotonic_ns
-                for i in range(count):
-                    _wait_until(start + i * interval_ns)
-                    words[_FLOOR_WORD] = clock()
-                _wait_until(clock() + 1_000_000)
+                _send_paced(count, rate, stamp)
+                _wait_until(clock() + 1_000_000)  # the reader sees the last value
             finally:
                 words[_FLOOR_DONE] = 1  # also on an error: the reader stops spinning
-                _unpin(previous)
             raw, missed = _finish_child(process, conn)
-    samples = array("q")
-    samples.frombytes(raw)
-    p50, p99, p999, worst = percentiles(samples)
-    label = f"floor @ {rate / 1e3:.0f}k/s, one 8-byte word"
-    return LatencyResult(label, count, len(samples), missed, p50, p99, p999, worst)
+    return _latency(f"floor @ {rate / 1e3:.0f}k/s, one 8-byte word", count, raw, missed)
 
 
 # --- shared-memory children -------------------------------------------------------------
@@ -320,27 +336,19 @@ def bench_shm_latency(name: str, count: int, rate: float, mode: str = "busy") ->
     payload = b"x" * 1024
     with ShmRingWriter.create(name) as writer:
         process, conn = _start_child(_shm_latency_reader, name, count, mode)
-        previous = _pin(_WRITER_CORE)
-        try:
-            interval_ns = int(1e9 / rate)
-            start = time.monotonic_ns() + 1_000_000
-            clock = time.monotonic_ns
-            write_book = writer.write_book
-            write_json = writer.write_json
-            for i in range(count):
-                _wait_until(start + i * interval_ns)
-                if mode == "json":
-                    write_json("BTCUSDT", payload, clock())
-                else:
-                    write_book("BTCUSDT", 2, i, 0, clock(), bids, asks)
-        finally:
-            _unpin(previous)
+        clock = time.monotonic_ns
+        write_book = writer.write_book
+        write_json = writer.write_json
+
+        def write(i: int) -> None:
+            if mode == "json":
+                write_json("BTCUSDT", payload, clock())
+            else:
+                write_book("BTCUSDT", 2, i, 0, clock(), bids, asks)
+
+        _send_paced(count, rate, write)
         raw, missed = _finish_child(process, conn)
-    samples = array("q")
-    samples.frombytes(raw)
-    p50, p99, p999, worst = percentiles(samples)
-    label = f"shm @ {rate / 1e3:.0f}k/s, {_MODE_LABELS[mode]}"
-    return LatencyResult(label, count, len(samples), missed, p50, p99, p999, worst)
+    return _latency(f"shm @ {rate / 1e3:.0f}k/s, {_MODE_LABELS[mode]}", count, raw, missed)
 
 
 def bench_shm_throughput(name: str, count: int, kind: str) -> ThroughputResult:
@@ -498,24 +506,17 @@ def bench_redis_latency(count: int, rate: float) -> LatencyResult:
         client = redis.Redis.from_url(server.url)
         try:
             process, conn = _start_child(_redis_subscriber, server.url, channel, count)
-            previous = _pin(_WRITER_CORE)
-            try:
-                interval_ns = int(1e9 / rate)
-                start = time.monotonic_ns() + 1_000_000
-                publish = client.publish
-                for i in range(count):
-                    _wait_until(start + i * interval_ns)
-                    publish(channel, time.monotonic_ns().to_bytes(8, "little") + filler)
-            finally:
-                _unpin(previous)
+            publish = client.publish
+
+            def send(_: int) -> None:
+                publish(channel, time.monotonic_ns().to_bytes(8, "little") + filler)
+
+            _send_paced(count, rate, send)
             raw, _ = _finish_child(process, conn)
         finally:
             client.close()
-    samples = array("q")
-    samples.frombytes(raw)
-    p50, p99, p999, worst = percentiles(samples)
-    label = f"redis pub/sub @ {rate / 1e3:.0f}k/s"
-    return LatencyResult(label, count, len(samples), count - len(samples), p50, p99, p999, worst)
+    missed = count - len(raw) // array("q").itemsize  # what the subscriber never got
+    return _latency(f"redis pub/sub @ {rate / 1e3:.0f}k/s", count, raw, missed)
 
 
 # --- entry points --------------------------------------------------------------------
