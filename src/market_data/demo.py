@@ -72,6 +72,7 @@ async def run_demo(
             service = asyncio.create_task(app.run(stop), name="service")
             service.add_done_callback(lambda _: stop.set())  # a dead service ends the view
             await _print_web_view_url(app, stop)
+            _print_ways_in(app, redis_url, shown)
             try:
                 await watch(redis_url, shown, depth=min(config.order_book_depth, 15), stop=stop)
             finally:
@@ -91,10 +92,29 @@ async def _print_web_view_url(app: App, stop: asyncio.Event, within_s: float = 1
         await asyncio.sleep(0.02)
     if app.http_port is None:
         return
-    host = app.config.http_host
+    hint = " (add ?token=<ui_token>)" if app.config.ui_token else ""
+    print(f"web view: {_http_base(app.config.http_host, app.http_port)}/ui{hint}", flush=True)
+
+
+def _http_base(host: str, port: int) -> str:
+    """``http://host:port`` to reach a service bound to ``host`` from this machine."""
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     elif ":" in host:
         host = f"[{host}]"
-    hint = " (add ?token=<ui_token>)" if app.config.ui_token else ""
-    print(f"web view: http://{host}:{app.http_port}/ui{hint}", flush=True)
+    return f"http://{host}:{port}"
+
+
+def _print_ways_in(app: App, redis_url: str, symbol: str) -> None:
+    """The commands that read this demo's outputs from another terminal: its Redis, its
+    shared-memory ring and its HTTP port are its own, not the defaults those commands use."""
+    config = app.config
+    lines = [
+        f"redis:         market-data watch --redis-url {redact_url(redis_url)} --symbol {symbol}"
+    ]
+    if config.shm_enabled:
+        lines.append(f"shared memory: market-data shm-tail --name {config.shm_name}")
+    if app.http_port is not None:
+        base = _http_base(config.http_host, app.http_port)
+        lines.append(f"health:        market-data health --url {base}")
+    print("\n".join(lines), flush=True)
