@@ -47,6 +47,20 @@ def test_history_command_prints_rows_and_bytes_per_kind_and_symbol(
     assert "parquet total" in out
 
 
+def test_history_command_refuses_a_folder_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped folder is an error, not an empty summary."""
+    missing = tmp_path / "typo"
+    assert main(["history", "--parquet-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"parquet_dir: no folder {missing}" in err
+    assert main(["history", "--recording-dir", str(missing)]) == 2
+    assert "recording_dir: no folder" in capsys.readouterr().err
+    assert main(["history", "--parquet-dir", str(tmp_path)]) == 0  # empty, but there
+    assert "nothing stored" in capsys.readouterr().out
+
+
 def test_one_buffer_that_cannot_be_written_does_not_lose_the_others(tmp_path: Path) -> None:
     store = ParquetStore(tmp_path)
     rows = RowBuilder()

@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         parquet_dir, recording_dir = config.parquet_dir, config.recording_dir
     if not parquet_dir and not recording_dir:
         raise ConfigError("nothing to summarise: set parquet_dir / recording_dir or give a folder")
+    for key, folder in (("parquet_dir", parquet_dir), ("recording_dir", recording_dir)):
+        if folder and not Path(folder).is_dir():  # a typo would read as "nothing stored"
+            raise ConfigError(f"{key}: no folder {folder} (nothing has been stored there)")
     parquet = parquet_summary(Path(parquet_dir)) if parquet_dir else {}
     recording = recording_summary(Path(recording_dir)) if recording_dir else {}
     print(render(parquet, recording))
