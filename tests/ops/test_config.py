@@ -395,10 +395,17 @@ def test_repr_hides_the_redis_password_too() -> None:
     assert "redis://:***@redis.internal:6379/0" in text and "health_port=9090" in text
 
 
-def test_describe_written_back_as_yaml_loads_to_the_same_config(tmp_path: Path) -> None:
-    config = Config(symbols=("SOLUSDT",), cpu_affinity=(1,), log_json=True, health_port=0)
+@pytest.mark.parametrize("symbols", [("SOLUSDT",), ("ALL",)])
+def test_describe_written_back_as_yaml_loads_to_the_same_config(
+    tmp_path: Path, symbols: tuple[str, ...]
+) -> None:
+    config = Config(symbols=symbols, cpu_affinity=(1,), log_json=True, health_port=0)
     path = write(tmp_path, yaml.safe_dump(config.describe()))
     assert load_config(path, env={}) == config
+
+
+def test_describe_spells_all_symbols_as_a_config_does() -> None:
+    assert Config(symbols=("ALL",)).describe()["symbols"] == "all"
 
 
 @pytest.mark.parametrize(

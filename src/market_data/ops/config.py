@@ -154,6 +154,8 @@ class Config:
             value = getattr(self, name)
             described[name] = list(value) if isinstance(value, tuple) else value
         described["redis_url"] = redact_url(self.redis_url)
+        if self.all_symbols:
+            described["symbols"] = "all"  # as written in a config, not the internal marker
         if self.ui_token:
             described["ui_token"] = "***"
         if self.questdb_url:  # the client's settings may carry username/password/token
