@@ -227,6 +227,8 @@ def test_update_id_age_and_24h_figures() -> None:
     assert "update id 424242" in text and "2.5 s ago" in text
     assert "104.5" in text and "97.25" in text and "100.9" in text
     assert "4,321.500" in text and "8,765" in text
+    line = plain_line(state, SYMBOL, now=NOW)  # logs and CI get the 24h figures too
+    assert "24h high 104.5 low 97.25 vol 4,321.500 trades 8,765" in line
 
 
 def test_trades_newest_first_labelled_and_coloured_by_aggressor() -> None:

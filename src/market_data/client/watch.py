@@ -504,7 +504,8 @@ def render(
 
 
 def plain_line(state: ViewState, symbol: str, *, now: float | None = None) -> str:
-    """One compact line for logs and CI: state, best bid/ask, spread, last trade, rates."""
+    """One compact line for logs and CI: state, best bid/ask, spread, last trade, 24h
+    figures, rates."""
     symbol = symbol.upper()
     now = time.monotonic() if now is None else now
     reason = _not_live_reason(state, symbol)
@@ -527,6 +528,12 @@ def plain_line(state: ViewState, symbol: str, *, now: float | None = None) -> st
         parts.append(f"last {label} {_num(trades[0].quantity)}@{_num(trades[0].price)}")
     else:
         parts.append("last -")
+    md = state.market_data.get(symbol)
+    if md is not None:
+        parts.append(
+            f"24h high {_num(md.high_24h)} low {_num(md.low_24h)} "
+            f"vol {_volume(md.volume_24h)} trades {md.trade_count_24h:,}"
+        )
     channels = Channels.of(symbol)
     parts.append(
         f"books {state.rate(channels.orderbook, now):.1f}/s "
