@@ -482,7 +482,7 @@ class RingWriter:
         if pack is None:
             pack = self._book_packer(len(bids), len(asks))
         sym = self._symbols.get(symbol) or self._symbol(symbol)
-        # _claim() and _complete() inlined: two calls are a tenth of this write.
+        # _claim() and _complete() inlined: the two calls were about a tenth of this write.
         words = self._words
         seq = self.head + 1
         offset = HEADER_SIZE + ((seq - 1) % self._slot_count) * self._slot_size
