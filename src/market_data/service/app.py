@@ -23,6 +23,7 @@ from market_data.history.wiring import attach as attach_history
 from market_data.history.wiring import build_history
 from market_data.ops.affinity import apply_cpu_affinity
 from market_data.ops.config import Config
+from market_data.ops.gc_freeze import freeze_startup_objects
 from market_data.ops.http import HttpServer
 from market_data.ops.metrics import build_registry
 from market_data.outputs.redis_client import redis_sink
@@ -169,11 +170,15 @@ async def serve(config: Config, grace_s: float = SHUTDOWN_GRACE_S) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await run(config, shutdown)
+        await run(config, shutdown, on_started=_freeze_startup_objects)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     return 0
+
+
+def _freeze_startup_objects(_: App) -> None:
+    freeze_startup_objects()
 
 
 def _shutdown_overran(grace_s: float) -> None:

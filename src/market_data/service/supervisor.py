@@ -112,6 +112,7 @@ def service_report(app: Any) -> dict[str, int]:
 
 
 async def _serve(config: Config, report: Connection | None) -> None:
+    from market_data.ops.gc_freeze import freeze_startup_objects
     from market_data.service.app import App
 
     shutdown = asyncio.Event()
@@ -129,6 +130,7 @@ async def _serve(config: Config, report: Connection | None) -> None:
 
     watcher = asyncio.create_task(watch_parent(), name="watch-supervisor")
     app = App(config)
+    freeze_startup_objects()
     try:
         await app.run(shutdown)
     finally:
