@@ -22,7 +22,8 @@ import base64
 import heapq
 import re
 import zlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -61,7 +62,7 @@ _SYMBOL_IN_STREAM = re.compile(rb'"stream":"([a-z0-9]+)@depth')
 
 def read_capture(
     path: str | Path, symbol: str | None = None, *, events: bool = False
-) -> Iterator[CaptureItem]:
+) -> Generator[CaptureItem, None, None]:
     """Yield a capture's frames and inline snapshots in file order.
 
     ``symbol`` names the owner of an inline (hftbacktest) snapshot; when not
@@ -74,8 +75,7 @@ def read_capture(
         files = sorted(path.rglob("*.gz"))
         if not files:
             raise CaptureError(f"{path}: no *.gz recording in this directory")
-        readers = [read_capture(f, symbol, events=events) for f in files]
-        yield from heapq.merge(*readers, key=lambda item: item.recv_ns)
+        yield from _merged(files, symbol, events)
         return
     try:
         with path.open("rb") as probe:
@@ -88,6 +88,43 @@ def read_capture(
                 yield item
     else:
         yield from _read_text_lines(path)
+
+
+def _merged(files: list[Path], symbol: str | None, events: bool) -> Iterator[CaptureItem]:
+    """The items of many recordings merged by receive time, each file open only from its
+    first item on.
+
+    A day of 100 symbols is 2,400 hourly files: opening them all at once, as a plain
+    merge does, passes the 1,024 files a process may usually open. Each file's first
+    item is read first (the file closed again), and a file is opened when the merge
+    reaches that time. Ties go to the file first in path order, as in ``heapq.merge``.
+    """
+    starts: list[tuple[int, int, Path]] = []
+    for index, file in enumerate(files):
+        peek = read_capture(file, symbol, events=events)
+        try:
+            first = next(peek, None)
+        finally:
+            peek.close()
+        if first is not None:
+            starts.append((first.recv_ns, index, file))
+    starts.sort()
+    waiting = deque(starts)
+    heap: list[tuple[int, int, CaptureItem, Generator[CaptureItem, None, None]]] = []
+    while waiting or heap:
+        while waiting and (not heap or waiting[0][0] <= heap[0][0]):
+            _, index, file = waiting.popleft()
+            reader = read_capture(file, symbol, events=events)
+            item = next(reader, None)
+            if item is not None:
+                heapq.heappush(heap, (item.recv_ns, index, item, reader))
+        _, index, item, reader = heap[0]
+        yield item
+        following = next(reader, None)
+        if following is None:
+            heapq.heappop(heap)  # that file is done (and closed by its reader)
+        else:
+            heapq.heapreplace(heap, (following.recv_ns, index, following, reader))
 
 
 def read_snapshots(path: str | Path) -> Iterator[CaptureItem]:

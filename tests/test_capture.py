@@ -1,0 +1,73 @@
+"""Reading a directory of recordings: one merged stream in receive-time order."""
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+from market_data.capture import read_capture
+
+HOURS = 12
+SYMBOLS = 25  # 300 files: more than the lowered open-file limit below
+LINES = 4
+
+
+def _frame(symbol: str, n: int) -> bytes:
+    return b'{"stream":"%s@depth@100ms","data":{"n":%d}}' % (symbol.lower().encode(), n)
+
+
+def write_day(directory: Path) -> list[tuple[int, bytes]]:
+    """Hourly files per symbol, as the recorder rotates them; every (recv_ns, body)."""
+    written: list[tuple[int, bytes]] = []
+    for hour in range(HOURS):
+        for s in range(SYMBOLS):
+            symbol = f"S{s:02d}USDT"
+            folder = directory / symbol
+            folder.mkdir(exist_ok=True)
+            lines = []
+            for n in range(LINES):
+                recv_ns = (hour * 3600 + n * 60 + s) * 1_000_000_000
+                body = _frame(symbol, hour * LINES + n)
+                lines.append(b"%d %s\n" % (recv_ns, body))
+                written.append((recv_ns, body))
+            (folder / f"{symbol}-20260101T{hour:02d}-{hour * 3_600_000}.gz").write_bytes(
+                gzip.compress(b"".join(lines))
+            )
+    return written
+
+
+def test_a_directory_is_merged_by_receive_time(tmp_path: Path) -> None:
+    written = write_day(tmp_path)
+    items = list(read_capture(tmp_path))
+    assert [(i.recv_ns, i.body) for i in items] == sorted(written)
+
+
+def test_equal_receive_times_keep_path_order(tmp_path: Path) -> None:
+    for name in ("b", "a", "c"):
+        folder = tmp_path / name
+        folder.mkdir()
+        body = _frame("BTCUSDT", ord(name))
+        (folder / "r.gz").write_bytes(gzip.compress(b"5 %s\n6 %s\n" % (body, body)))
+    items = list(read_capture(tmp_path))
+    assert [i.body[-4:-2] for i in items] == [b"97", b"98", b"99"] * 2  # a, b, c at each time
+
+
+MERGE_UNDER_A_LOW_LIMIT = """
+import resource, sys
+from market_data.capture import read_capture
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+print(sum(1 for _ in read_capture(sys.argv[1])))
+"""
+
+
+def test_a_day_of_files_merges_under_a_low_open_file_limit(tmp_path: Path) -> None:
+    """Only the files whose time has come are open: 300 files under a limit of 64."""
+    written = write_day(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", MERGE_UNDER_A_LOW_LIMIT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) == len(written)
