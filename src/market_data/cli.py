@@ -5,7 +5,7 @@ import asyncio
 import importlib
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -87,13 +87,18 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from market_data.capture import read_capture, read_snapshots
-    from market_data.replay import Replayer, jsonl_trace
+    from market_data.capture import CaptureItem, read_capture, read_snapshots
+    from market_data.replay import Replayer, jsonl_trace, with_progress
 
-    items = list(read_capture(args.file, symbol=args.symbol, events=True))
+    # A recording streams through (a day of them does not fit in memory); a separate
+    # snapshot file is merged in by receive time, which needs the capture in a list.
+    items: Iterable[CaptureItem] = read_capture(args.file, symbol=args.symbol, events=True)
     if args.snapshot:
-        items.extend(read_snapshots(args.snapshot))
-        items.sort(key=lambda item: item.recv_ns)
+        items = sorted([*items, *read_snapshots(args.snapshot)], key=lambda i: i.recv_ns)
+    if sys.stderr.isatty():  # a status line, rewritten in place; in logs, one a minute
+        items = with_progress(items, _status_line, every_s=0.5)
+    else:
+        items = with_progress(items, lambda line: print(line, file=sys.stderr), every_s=60.0)
     trace_file = Path(args.book_trace).open("wb") if args.book_trace else None  # noqa: SIM115
     try:
         trace = jsonl_trace(trace_file) if trace_file else None
@@ -104,8 +109,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if trace_file:
             trace_file.close()
+        if sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr, flush=True)  # clear the status line
     print(replayer.report())
     return 0
+
+
+def _status_line(line: str) -> None:
+    print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
 
 
 def _bench_module(what: str) -> ModuleType:

@@ -19,8 +19,9 @@ the recording) is a gap for the books of that connection, as it was live.
 """
 
 import json
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -299,3 +300,30 @@ def jsonl_trace(out: IO[bytes]) -> TraceWriter:
         out.write(b"\n")
 
     return write
+
+
+#: Items between two looks at the clock: a few milliseconds of replay.
+_PROGRESS_STRIDE = 4096
+
+
+def with_progress(
+    items: Iterable[CaptureItem],
+    write: Callable[[str], None],
+    every_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[CaptureItem]:
+    """``items`` unchanged, calling ``write`` with a status line every ``every_s`` seconds:
+    how many items so far, how fast, and the recorded time reached (a day's recording
+    takes minutes to replay, and would otherwise say nothing until its summary)."""
+    started = last = clock()
+    count = 0
+    for item in items:
+        yield item
+        count += 1
+        if count % _PROGRESS_STRIDE == 0:
+            now = clock()
+            if now - last >= every_s:
+                last = now
+                recorded = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.recv_ns / 1e9))
+                rate = count / (now - started) if now > started else 0.0
+                write(f"replayed {count:,} items ({rate:,.0f}/s), recorded time {recorded} UTC")
