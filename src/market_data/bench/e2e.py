@@ -293,7 +293,7 @@ class RunResult:
         if not self.paced.sent:
             return 0.0
         window_s = self.paced.elapsed_s + self.drain_s
-        return self.cpu_percent / 100.0 * window_s * 1e6 / self.paced.sent
+        return self.cpu_percent / 100.0 * window_s / self.paced.sent * 1e6
 
     def book_percentile_ms(self, q: float) -> float:
         return _percentile_ms(self.book_latency_ns, q)

@@ -88,10 +88,8 @@ class Measured:
 
     @property
     def cpu_us_per_frame(self) -> float:
-        """Service CPU time over the window, per frame sent."""
-        if not self.frames:
-            return float("nan")
-        return self.run.cpu_percent / 100.0 * self.window_s / self.frames * 1e6
+        """Service CPU time over the window, per frame sent (nan: no frame was sent)."""
+        return self.run.cpu_us_per_frame if self.frames else float("nan")
 
     @property
     def clean(self) -> bool:
