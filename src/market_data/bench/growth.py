@@ -40,6 +40,7 @@ import statistics
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TextIO, cast
 
 from rich.console import Console
@@ -325,7 +326,7 @@ async def run_all(
 
 # ------------------------------------------------------------------- output
 
-_SERIES = ("symbols", "depth", "subscribers")
+SERIES = ("symbols", "depth", "subscribers")
 
 
 def table(points: list[Point], rate: float) -> Table:
@@ -364,7 +365,7 @@ def table(points: list[Point], rate: float) -> Table:
     return grid
 
 
-def _same_work(a: Point, b: Point) -> bool:
+def same_work(a: Point, b: Point) -> bool:
     """Both points publish about as many books per frame: the work per frame compares."""
     return abs(a.books_per_frame - b.books_per_frame) <= 0.1 * max(b.books_per_frame, 1e-9)
 
@@ -377,7 +378,7 @@ def _slope(series: str, first: Point, last: Point) -> str:
         f"RSS {first.rss_mb:.0f} -> {last.rss_mb:.0f} MB, books per frame "
         f"{first.books_per_frame:.2f} -> {last.books_per_frame:.2f}"
     )
-    if not _same_work(first, last):
+    if not same_work(first, last):
         return line + " (more publishes per frame: the work per frame is not flat)"
     verdict = "flat" if ratio <= FLAT_WITHIN else "NOT flat"
     return line + f" -> {verdict} (within {FLAT_WITHIN:.2f}x)"
@@ -391,13 +392,13 @@ def slope_lines(points: list[Point]) -> list[str]:
     its last.
     """
     lines: list[str] = []
-    for series in _SERIES:
+    for series in SERIES:
         chosen = [p for p in points if p.series == series]
         if len(chosen) < 2:
             continue
         first, last = chosen[0], chosen[-1]
         lines.append(_slope(series, first, last))
-        comparable = next(p for p in chosen if _same_work(p, last))
+        comparable = next(p for p in chosen if same_work(p, last))
         if comparable is not first and comparable is not last:
             lines.append(_slope(series, comparable, last))
     for point in points:
@@ -454,6 +455,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SERIES_SYMBOLS,
         help="symbols in the depth and subscribers series (100)",
     )
+    parser.add_argument(
+        "--chart", metavar="PATH.svg", help="also draw the curves as an SVG picture there"
+    )
 
 
 def run_bench(args: argparse.Namespace, out: TextIO | None = None) -> list[Point]:
@@ -491,6 +495,11 @@ def run_bench(args: argparse.Namespace, out: TextIO | None = None) -> list[Point
     )
     for line in slope_lines(points):
         console.print(line)
+    if args.chart:
+        from market_data.bench.growth_chart import growth_svg
+
+        Path(args.chart).write_text(growth_svg(points, args.rate), encoding="utf-8")
+        console.print(f"chart: {args.chart}")
     return points
 
 
