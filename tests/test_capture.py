@@ -71,3 +71,15 @@ def test_a_day_of_files_merges_under_a_low_open_file_limit(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout) == len(written)
+
+
+def test_a_file_emptied_after_the_peek_ends_the_merge_cleanly(tmp_path: Path) -> None:
+    """The recorder's retention may remove or truncate a file while a replay reads."""
+    write_day(tmp_path)
+    items = read_capture(tmp_path)
+    first = next(items)
+    for file in tmp_path.rglob("*.gz"):  # every file not yet opened is now empty
+        file.write_bytes(gzip.compress(b""))
+    rest = list(items)
+    assert first.recv_ns == 0
+    assert all(item.recv_ns < 3600 * 1_000_000_000 for item in rest)  # the first hour's

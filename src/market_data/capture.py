@@ -118,6 +118,8 @@ def _merged(files: list[Path], symbol: str | None, events: bool) -> Iterator[Cap
             item = next(reader, None)
             if item is not None:
                 heapq.heappush(heap, (item.recv_ns, index, item, reader))
+        if not heap:  # the last files to open had nothing left (changed since the peek)
+            return
         _, index, item, reader = heap[0]
         yield item
         following = next(reader, None)
