@@ -18,6 +18,7 @@ from market_data.client.watch import watch
 from market_data.embedded_redis import EmbeddedRedis, redis_reachable
 from market_data.errors import MarketDataError
 from market_data.ops.config import Config
+from market_data.ops.health_check import local_http_url
 from market_data.outputs.redis_url import redact_url
 from market_data.service.app import App
 from market_data.sim.exchange import SimConfig, SimExchange
@@ -93,16 +94,7 @@ async def _print_web_view_url(app: App, stop: asyncio.Event, within_s: float = 1
     if app.http_port is None:
         return
     hint = " (add ?token=<ui_token>)" if app.config.ui_token else ""
-    print(f"web view: {_http_base(app.config.http_host, app.http_port)}/ui{hint}", flush=True)
-
-
-def _http_base(host: str, port: int) -> str:
-    """``http://host:port`` to reach a service bound to ``host`` from this machine."""
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+    print(f"web view: {local_http_url(app.config.http_host, app.http_port)}/ui{hint}", flush=True)
 
 
 def _print_ways_in(app: App, redis_url: str, symbol: str) -> None:
@@ -115,6 +107,6 @@ def _print_ways_in(app: App, redis_url: str, symbol: str) -> None:
     if config.shm_enabled:
         lines.append(f"shared memory: market-data shm-tail --name {config.shm_name}")
     if app.http_port is not None:
-        base = _http_base(config.http_host, app.http_port)
+        base = local_http_url(config.http_host, app.http_port)
         lines.append(f"health:        market-data health --url {base}")
     print("\n".join(lines), flush=True)

@@ -124,12 +124,17 @@ def url_from_config(path: str | None) -> str:
         raise MarketDataError(
             "health_port is 0 in the config (a free port picked at start): pass --url"
         )
-    host = config.http_host
+    return local_http_url(config.http_host, config.health_port)
+
+
+def local_http_url(host: str, port: int) -> str:
+    """``http://host:port`` to reach a service bound to ``host`` from this machine (a
+    wildcard address is reached on the loopback; an IPv6 address goes in brackets)."""
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{config.health_port}"
+    return f"http://{host}:{port}"
 
 
 _NON_BOOK = ("redis:", "feeds:", "service:", "shutting down")
