@@ -2,7 +2,6 @@
 
 import argparse
 import math
-from array import array
 
 import msgspec
 import pytest
@@ -10,7 +9,8 @@ import pytest
 from market_data.bench import e2e as bench_e2e
 from market_data.bench.e2e import BookTracker, bench_symbols, measure
 from market_data.embedded_redis import EmbeddedRedis
-from market_data.sim.loadgen import LoadGenerator, PacedRun, build_frames, update_id
+from market_data.sim.loadgen import LoadGenerator, build_frames, update_id
+from tests.bench.runs import made_up_run
 
 
 def _book(symbol: str, index: int, live: bool = True) -> bytes:
@@ -101,25 +101,14 @@ def test_command_prints_rows_and_targets(capsys: pytest.CaptureFixture[str]) -> 
 def _result(
     cpu_percent: float, p99_ms: float, symbols: int = 100, drain_s: float = 0.0
 ) -> bench_e2e.RunResult:
-    latencies = array("q", [int(p99_ms * 1e6)] * 10)
-    return bench_e2e.RunResult(
-        pipeline="service",
+    """20,000 frames in 2 s (10,000/s), at ``cpu_percent`` of a core."""
+    return made_up_run(
         symbols=symbols,
-        target_rate=10_000,
-        paced=PacedRun(sent=20_000, throttled=0, exhausted=0, elapsed_s=2.0),
-        publishes=20_000,
-        covered=20_000,
-        behind=0,
-        not_live=0,
+        frames=20_000,
+        elapsed_s=2.0,
         drain_s=drain_s,
-        book_latency_ns=latencies,
-        update_latency_ns=latencies,
         cpu_percent=cpu_percent,
-        rss_bytes=0,
-        children_cpu_percent=0.0,
-        driver_cpu_percent=0.0,
-        redis_cpu_percent=0.0,
-        report={"gaps": 0, "resets": 0},
+        latency_ms=p99_ms,
     )
 
 

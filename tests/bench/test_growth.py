@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-from array import array
 
 import redis.asyncio as aioredis
 from rich.console import Console
 
-from market_data.bench.e2e import RunResult
 from market_data.bench.growth import (
     Measured,
     Point,
@@ -22,7 +20,7 @@ from market_data.bench.growth import (
 )
 from market_data.cli import build_parser
 from market_data.embedded_redis import EmbeddedRedis
-from market_data.sim.loadgen import PacedRun
+from tests.bench.runs import made_up_run
 
 
 def test_series_vary_one_thing_each() -> None:
@@ -110,24 +108,10 @@ async def test_repeats_are_kept_and_the_point_shows_their_median(
 
 def made_up_point(symbols: int, books_per_frame: float, cpu_us_per_frame: float) -> Point:
     """A point of 10,000 frames in 1 s (no drain): CPU % and publishes set to give these figures."""
-    run = RunResult(
-        pipeline="service",
+    run = made_up_run(
         symbols=symbols,
-        target_rate=10_000,
-        paced=PacedRun(10_000, 0, 0, 1.0),
         publishes=int(10_000 * books_per_frame),
-        covered=10_000,
-        behind=0,
-        not_live=0,
-        drain_s=0.0,
-        book_latency_ns=array("q", [1]),
-        update_latency_ns=array("q", [1]),
         cpu_percent=cpu_us_per_frame,  # x 1 s / 10,000 frames = the figure in μs
-        rss_bytes=100 << 20,
-        children_cpu_percent=0.0,
-        driver_cpu_percent=0.0,
-        redis_cpu_percent=0.0,
-        report={"gaps": 0, "resets": 0},
     )
     return Point("symbols", Scenario(symbols, 1000, 1), (Measured(run, 0),))
 

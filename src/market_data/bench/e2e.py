@@ -288,10 +288,10 @@ class RunResult:
         """The service's CPU time per frame sent: the cost per message.
 
         ``cpu_percent`` is over the whole window, the paced sending and the drain
-        after it, so the CPU time is that share of both.
+        after it, so the CPU time is that share of both (nan: no frame was sent).
         """
         if not self.paced.sent:
-            return 0.0
+            return float("nan")
         window_s = self.paced.elapsed_s + self.drain_s
         return self.cpu_percent / 100.0 * window_s / self.paced.sent * 1e6
 

@@ -90,7 +90,7 @@ class Measured:
     @property
     def cpu_us_per_frame(self) -> float:
         """Service CPU time over the window, per frame sent (nan: no frame was sent)."""
-        return self.run.cpu_us_per_frame if self.frames else float("nan")
+        return self.run.cpu_us_per_frame
 
     @property
     def clean(self) -> bool:
