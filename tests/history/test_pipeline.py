@@ -82,19 +82,25 @@ def test_a_full_queue_suspends_instead_of_growing(tmp_path: Path) -> None:
     assert "cannot keep up" in pipeline.counters.reason
 
 
-def book(state: BookState, u: int) -> BookUpdate:
-    return BookUpdate("BTCUSDT", state, u, 1, T0, [(99.0, 1.0)], [(101.0, 1.0)], b"{}")
+def book(state: BookState, u: int, event_ms: int = 1_700_000_000_123) -> BookUpdate:
+    # local_ts_ns is the monotonic clock's: never a row's time
+    return BookUpdate("BTCUSDT", state, u, event_ms, 42, [(99.0, 1.0)], [(101.0, 1.0)], b"{}")
 
 
 def test_only_book_states_and_24h_figures_that_make_a_row_are_queued(tmp_path: Path) -> None:
-    pipeline = HistoryPipeline(Config(recording_dir=str(tmp_path), parquet_dir=str(tmp_path)))
-    for u, state in enumerate([BookState.SYNCING, BookState.LIVE, BookState.LIVE]):
+    pipeline = HistoryPipeline(
+        Config(recording_dir=str(tmp_path), parquet_dir=str(tmp_path)), clock_ns=lambda: T0
+    )
+    pipeline.publish(book(BookState.SYNCING, 0, event_ms=0))  # no event applied yet
+    for u, state in enumerate([BookState.LIVE, BookState.LIVE], start=1):
         pipeline.publish(book(state, u))
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":1}'))
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":2}'))  # the same second
     queued = [msgspec.msgpack.decode(item) for item in pipeline._queue]
     assert [item[3] for item in queued[:2]] == ["syncing", "live"]
-    assert queued[1][2:] == ["BTCUSDT", "live", T0, 1, 99.0, 101.0]  # plain values
+    assert queued[0][4] == T0  # the receive time: the book has no exchange time yet
+    # plain values; the row's time is the exchange's (E), in ns
+    assert queued[1][2:] == ["BTCUSDT", "live", 1_700_000_000_123_000_000, 1, 99.0, 101.0]
     assert len(queued) == 3 and queued[2][3] == b'{"updated_at":1}'
     recording_only = HistoryPipeline(Config(recording_dir=str(tmp_path)))
     recording_only.publish(book(BookState.LIVE, 1))

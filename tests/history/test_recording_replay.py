@@ -8,6 +8,8 @@ service published, exactly the book it published.
 import asyncio
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from market_data.core.state import BookState
 from market_data.embedded_redis import EmbeddedRedis
 from market_data.sim.exchange import SimConfig
@@ -66,3 +68,12 @@ async def test_recorded_run_replays_to_every_published_book(
             assert replayed[symbol].get(u) == top, (symbol, u, "replay")
             assert at_or_before(rebuilt[symbol], u) == top, (symbol, u, "parquet")
     assert service.counters.resets["gap"] >= 1 and service.counters.resets["reconnect"] >= 2
+
+    states = [
+        row
+        for file in sorted((store / "book_state").rglob("*.parquet"))
+        for row in pq.read_table(file).to_pylist()
+    ]
+    assert {row["symbol"] for row in states if row["state"] == "live"} == set(SYMBOLS)
+    for row in states:  # the exchange's time (or the receive time), never a monotonic clock's
+        assert abs((row["local_timestamp"] - row["timestamp"]).total_seconds()) < 60, row

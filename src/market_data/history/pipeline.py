@@ -245,12 +245,16 @@ class HistoryPipeline:
             if state is self._book_states.get(symbol):
                 return  # only a change of state makes a book_state row
             bids, asks = update.bids, update.asks
+            now = self.clock_ns()
+            # The row's timestamp is the exchange's (the book's last event, E); a book
+            # that applied none yet (syncing from start) has only the local time.
+            event_ns = update.event_time_ms * 1_000_000 if update.event_time_ms else now
             item = (
                 BOOK,
-                self.clock_ns(),
+                now,
                 symbol,
                 state.label,
-                update.local_ts_ns,
+                event_ns,
                 update.last_update_id,
                 bids[0][0] if bids else None,
                 asks[0][0] if asks else None,

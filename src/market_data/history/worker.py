@@ -51,7 +51,7 @@ _decode = msgspec.msgpack.Decoder().decode
 #: symbol, body), (CONNECTION, recv_ns, fields). For the rows: (APPLIED, local_ns,
 #: symbol, E, u, bids, asks), (BLOCK, local_ns, symbol, E, u, bids, asks), (TOP,
 #: local_ns, symbol, E, bids, asks), (TRADE, local_ns, symbol, id, price, quantity,
-#: T, buyer_maker), (BOOK, recv_ns, symbol, state label, local_ts_ns, last_update_id,
+#: T, buyer_maker), (BOOK, recv_ns, symbol, state label, event_ns, last_update_id,
 #: best bid, best ask), (MARKET, recv_ns, symbol, payload).
 FRAME, SNAPSHOT, CONNECTION, BOOK, MARKET, APPLIED, BLOCK, TOP, TRADE = range(9)
 ITEMS, SUSPEND, RESUME = range(3)
@@ -121,7 +121,7 @@ class Book(_Item, tag=BOOK):
     recv_ns: int
     symbol: str
     label: str
-    local_ts_ns: int
+    event_ns: int  # the exchange's time of the book's last event
     last_update_id: int
     best_bid: float | None
     best_ask: float | None

@@ -211,7 +211,7 @@ class RowBuilder:
         recv_ns: int,
         symbol: str,
         label: str,
-        local_ts_ns: int,
+        event_ns: int,
         last_update_id: int,
         best_bid: float | None,
         best_ask: float | None,
@@ -221,7 +221,7 @@ class RowBuilder:
         if label == state.state:
             return
         state.state = label
-        row = (EXCHANGE, symbol, local_ts_ns // 1000, recv_ns // 1000, label)
+        row = (EXCHANGE, symbol, event_ns // 1000, recv_ns // 1000, label)
         self._emit(symbol, "book_state", (*row, last_update_id, best_bid, best_ask))
 
     def on_market(self, recv_ns: int, symbol: str, payload: bytes) -> None:
