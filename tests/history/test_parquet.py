@@ -1,5 +1,6 @@
 """The Parquet store: layout, columns, the summary command."""
 
+import fnmatch
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def test_one_folder_per_kind_date_and_symbol_no_temporary_left(tmp_path: Path) -
             "BTCUSDT",
             "ETHUSDT",
         ]
-    assert not list(tmp_path.rglob(".tmp-*"))
+    assert not list(tmp_path.rglob("*.tmp"))
     (first,) = (tmp_path / "trades" / "2026-01-01" / "BTCUSDT").iterdir()
     table = pq.read_table(first)
     assert table.column_names == [
@@ -45,6 +46,41 @@ def test_history_command_prints_rows_and_bytes_per_kind_and_symbol(
     line = next(x for x in out.splitlines() if x.startswith("trades"))
     assert "BTCUSDT" in line and "2026-01-01" in line and " 60 " in line
     assert "parquet total" in out
+
+
+def test_a_file_being_written_matches_no_reader_glob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB and polars read ``*.parquet`` including hidden names: a half-written file
+    (or one a crash left) named so would fail every query."""
+    written: list[str] = []
+    real = pq.write_table
+
+    def write_table(table: Any, where: Path, **options: Any) -> None:
+        written.append(where.name)
+        real(table, where, **options)
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+    make_store(tmp_path, ("BTCUSDT",), minutes=1)
+    assert written and all(name.startswith(".") for name in written)
+    assert not [name for name in written if fnmatch.fnmatch(name, "*.parquet")]
+    assert len(list(tmp_path.rglob("*.parquet"))) == len(written)  # each renamed once whole
+
+
+def test_history_command_leaves_out_temporary_and_unreadable_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_store(tmp_path, ("BTCUSDT",), minutes=1)
+    folder = tmp_path / "trades" / "2026-01-01" / "BTCUSDT"
+    (folder / ".1-2-3.parquet.tmp").write_bytes(b"PAR1")  # a write a crash cut short
+    (folder / ".tmp-1-2-3.parquet").write_bytes(b"")  # hidden: never part of the store
+    (folder / "broken.parquet").write_bytes(b"not parquet")
+    assert main(["history", "--parquet-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("trades"))
+    assert " 60 " in line and "      1 " in line  # one file, its 60 rows
+    assert f"note: not readable, left out: {folder / 'broken.parquet'}" in out
+    assert "note: 1 temporary file(s) (*.tmp)" in out
 
 
 def test_history_command_refuses_a_folder_that_does_not_exist(

@@ -7,8 +7,9 @@ come (a part per column and chunk, joined once), then written as one file of one
 row group when at least ``row_group_rows`` are buffered or ``flush_s`` has
 passed since the first, whichever comes first: small files at quiet times, row
 groups of thousands of rows when busy. Each file is written under a temporary
-name (``.tmp-...``) and renamed when complete, so a reader never sees a
-half-written file.
+name (``.<name>.parquet.tmp``: hidden, and no ``*.parquet`` glob of DuckDB or
+polars matches it) and renamed when complete, so a reader never sees a
+half-written file, not even one a crash left behind.
 
 Values become Arrow arrays once per file. ``incremental_book_L2`` arrives
 compact (a value per event, two per level: ``rows.BOOK_COLUMNS``); its rows are
@@ -33,6 +34,8 @@ from market_data.history.extra import require
 from market_data.history.schema import rows as schema
 
 _TS = ("timestamp", "local_timestamp")
+#: Ends the name of a file being written (renamed without it once complete).
+TEMPORARY_SUFFIX = ".tmp"
 #: Files of fewer rows are compressed with the store's ``small_compression``.
 SMALL_FILE_ROWS = 200
 
@@ -168,7 +171,7 @@ class ParquetStore:
             self._folders[key] = folder
         self._seq += 1
         name = f"{first_local}-{os.getpid()}-{self._seq}.parquet"
-        temporary = folder / f".tmp-{name}"
+        temporary = folder / f".{name}{TEMPORARY_SUFFIX}"
         table = self._table(kind, symbol, columns)
         rows = table.num_rows
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from market_data.history.extra import require
+from market_data.history.parquet import TEMPORARY_SUFFIX
 
 
 @dataclass
@@ -29,14 +30,31 @@ class Entry:
         self.bytes += size
 
 
-def parquet_summary(directory: Path) -> dict[tuple[str, str], Entry]:
-    """(kind, symbol) -> what the store holds; layout ``kind/date/symbol/*.parquet``."""
+def parquet_summary(directory: Path) -> tuple[dict[tuple[str, str], Entry], list[str]]:
+    """(kind, symbol) -> what the store holds (layout ``kind/date/symbol/*.parquet``),
+    and a note for each file left out: temporary files a write that never finished
+    left (a process that died mid-write), files that are not readable Parquet."""
     pq = require("pyarrow.parquet", "market-data history")
     out: dict[tuple[str, str], Entry] = defaultdict(Entry)
-    for path in sorted(directory.glob("*/*/*/*.parquet")):
+    temporary, unreadable = 0, []
+    for path in sorted(directory.glob("*/*/*/*")):
+        if path.name.startswith(".") or not path.name.endswith(".parquet"):
+            temporary += path.name.endswith(TEMPORARY_SUFFIX)
+            continue
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            unreadable.append(f"not readable, left out: {path} ({exc})")
+            continue
         symbol, date, kind = path.parent.name, path.parent.parent.name, path.parents[2].name
-        out[(kind, symbol)].add(date, pq.read_metadata(path).num_rows, path.stat().st_size)
-    return dict(out)
+        out[(kind, symbol)].add(date, rows, path.stat().st_size)
+    notes = unreadable
+    if temporary:
+        notes.append(
+            f"{temporary} temporary file(s) (*{TEMPORARY_SUFFIX}) of writes that never finished "
+            "(a history process that died): no reader sees them; safe to delete"
+        )
+    return dict(out), notes
 
 
 def recording_summary(directory: Path) -> dict[str, Entry]:
@@ -102,11 +120,16 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         parquet_dir, recording_dir = config.parquet_dir, config.recording_dir
     if not parquet_dir and not recording_dir:
-        raise ConfigError("nothing to summarise: set parquet_dir / recording_dir or give a folder")
+        raise ConfigError(
+            "nothing to summarise: give --parquet-dir DIR and/or --recording-dir DIR, "
+            "or a --config that sets parquet_dir / recording_dir"
+        )
     for key, folder in (("parquet_dir", parquet_dir), ("recording_dir", recording_dir)):
         if folder and not Path(folder).is_dir():  # a typo would read as "nothing stored"
             raise ConfigError(f"{key}: no folder {folder} (nothing has been stored there)")
-    parquet = parquet_summary(Path(parquet_dir)) if parquet_dir else {}
+    parquet, notes = parquet_summary(Path(parquet_dir)) if parquet_dir else ({}, [])
     recording = recording_summary(Path(recording_dir)) if recording_dir else {}
     print(render(parquet, recording))
+    for note in notes:
+        print(f"note: {note}")
     return 0
