@@ -95,6 +95,8 @@ def test_history_command_refuses_a_folder_that_does_not_exist(
     assert "recording_dir: no folder" in capsys.readouterr().err
     assert main(["history", "--parquet-dir", str(tmp_path)]) == 0  # empty, but there
     assert "nothing stored" in capsys.readouterr().out
+    assert main(["history"]) == 2  # the default config stores nothing
+    assert "give --parquet-dir DIR and/or --recording-dir DIR" in capsys.readouterr().err
 
 
 def test_one_buffer_that_cannot_be_written_does_not_lose_the_others(tmp_path: Path) -> None:
