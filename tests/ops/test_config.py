@@ -273,6 +273,8 @@ def test_yaml_booleans_in_a_symbol_list_get_a_hint(tmp_path: Path) -> None:
         ("redis_url", "unix:///tmp/redis.sock", 'scheme "unix", expected redis or rediss'),
         ("redis_url", "redis://:6379", "names no host"),
         ("redis_url", "redis://localhost:99999/0", "is not a valid URL"),
+        ("redis_url", "redis://localhost:6379/abc", "database must be a number"),
+        ("redis_url", "redis+cluster://localhost:6379/1", "has database 0 only"),
         ("order_book_depth", "0", "0 is out of range 1..1000"),
         ("order_book_depth", "1001", "1001 is out of range 1..1000"),
         ("health_port", "-1", "-1 is out of range 0..65535"),

@@ -76,6 +76,12 @@ async def rest_get(
         raise RateLimitedError(f"{what}: HTTP {status}: {detail}", status, wait)
     if status == 400 and b'"code":-1121' in body.replace(b" ", b""):
         raise InvalidSymbolError(f"{what}: HTTP 400: {detail}", status, -1121)
+    if status == 404:  # most often a base URL with a path (pasted from the API docs)
+        raise RestError(
+            f"{what}: HTTP 404 from {url}: {detail} (check exchange_rest_url: the "
+            "exchange's address only, e.g. https://fapi.binance.com; the paths are added)",
+            status,
+        )
     raise RestError(f"{what}: HTTP {status}: {detail}", status)
 
 

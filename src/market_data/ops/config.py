@@ -25,7 +25,7 @@ import yaml
 
 from market_data.core.weights import SNAPSHOT_LIMITS
 from market_data.errors import ConfigError
-from market_data.outputs.redis_url import redact_url
+from market_data.outputs.redis_url import RedisUrlError, parse_redis_url, redact_url
 
 ENV_PREFIX = "MARKET_DATA_"
 DEFAULT_PATHS = (Path("config.yaml"), Path("config.example.yaml"))
@@ -403,6 +403,19 @@ def _url(*schemes: str) -> Callable[[Any], object]:
     return check
 
 
+_redis_address = _url("redis", "rediss", "redis+cluster", "rediss+cluster")
+
+
+def _redis_url(url: str) -> str:
+    """Every check ``run`` would make of it (its database too), at load, not at start."""
+    url = _redis_address(url)
+    try:
+        parse_redis_url(url)
+    except RedisUrlError as error:
+        raise _Invalid(str(error)) from None
+    return url
+
+
 def _as_symbols(value: object) -> tuple[object, ...]:
     """A list of symbols, or the word ``all``."""
     if isinstance(value, str) and value.strip().lower() == "all":
@@ -535,7 +548,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "symbols": _key("symbols", _check_symbols),
     "exchange_ws_url": _key("str", _url("ws", "wss")),
     "exchange_rest_url": _key("str", _url("http", "https")),
-    "redis_url": _key("str", _url("redis", "rediss", "redis+cluster", "rediss+cluster")),
+    "redis_url": _key("str", _redis_url),
     "order_book_depth": _key("int", _in_range(1, 1000)),
     "health_port": _key("int", _in_range(0, 65535)),
     "shm_name": _key("str", _check_shm_name),
