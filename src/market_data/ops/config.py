@@ -408,7 +408,7 @@ _redis_address = _url("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 def _redis_url(url: str) -> str:
     """Every check ``run`` would make of it (its database too), at load, not at start."""
-    url = _redis_address(url)
+    url = str(_redis_address(url))
     try:
         parse_redis_url(url)
     except RedisUrlError as error:
