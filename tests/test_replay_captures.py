@@ -177,3 +177,24 @@ def test_trace_keeps_the_exchange_spelling() -> None:
     first = json.loads(buf.getvalue().split(b"\n", 1)[0])
     # "2681.60" keeps its trailing zero; a float round trip would print 2681.6.
     assert ["2681.60", "0.015"] in first["bids"]
+
+
+def test_replay_takes_a_symbol_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
+    """The inline snapshot's owner is the symbol as the exchange spells it (a lowercase
+    one used to own it alone, and ETHUSDT never synchronised)."""
+    assert main(["replay", str(HFT_ETH), "--symbol", "ethusdt"]) == 0
+    assert "ETHUSDT: state=live" in capsys.readouterr().out
+
+
+def test_replay_of_nothing_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(HFT_ETH), "--symbol", "XRPUSDT"]) == 2
+    assert "no frame of XRPUSDT to replay (check --symbol: 74,654 frames" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert main(["replay", str(empty)]) == 2
+    assert f"{empty}: no frame to replay" in capsys.readouterr().err
+
+
+def test_replay_says_a_snapshot_file_goes_with_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(CRYPTOFEED_HTTP)]) == 2
+    assert "this is a file of REST snapshots: give it with --snapshot" in capsys.readouterr().err

@@ -150,6 +150,11 @@ def _read_text_lines(path: Path) -> Iterator[CaptureItem]:
         ts, sep, body = line.partition(b": ")
         if not sep:
             raise CaptureError(f"{path}:{lineno}: expected '<recv_ts>: <frame>'")
+        if b" -> " in ts:  # '<url> -> <ts>: <body>': the REST snapshots' file
+            raise CaptureError(
+                f"{path}:{lineno}: this is a file of REST snapshots: give it with --snapshot, "
+                "beside the capture of the WebSocket frames"
+            )
         yield CaptureItem(_seconds_to_ns(ts, path, lineno), body)
 
 

@@ -6,12 +6,11 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from market_data import __version__
-from market_data.errors import MarketDataError
+from market_data import __version__, arg_types
+from market_data.errors import ConfigError, MarketDataError
 
 if TYPE_CHECKING:
     from market_data.ops.config import Config
@@ -53,6 +52,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    if args.config_file:
+        if args.config and args.config != args.config_file:
+            raise ConfigError(f"two configs given: {args.config} and {args.config_file}")
+        args.config = args.config_file
     config = _load(args)
     import yaml
 
@@ -64,8 +67,11 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from market_data.demo import run_demo
     from market_data.ops.logs import setup_logging
+    from market_data.outputs.redis_url import parse_redis_url
 
     config = _load(args)
+    if args.redis_url:
+        parse_redis_url(args.redis_url)  # a URL without its scheme is not "no Redis answers"
     setup_logging(level=args.log_level or os.environ.get("LOG_LEVEL") or "WARNING")
 
     async def main() -> int:
@@ -87,7 +93,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from market_data.capture import CaptureItem, read_capture, read_snapshots
+    from market_data.capture import CaptureError, CaptureItem, read_capture, read_snapshots
     from market_data.replay import Replayer, jsonl_trace, with_progress
 
     # A recording streams through (a day of them does not fit in memory); a separate
@@ -99,7 +105,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         items = with_progress(items, _status_line, every_s=0.5)
     else:
         items = with_progress(items, lambda line: print(line, file=sys.stderr), every_s=60.0)
-    trace_file = Path(args.book_trace).open("wb") if args.book_trace else None  # noqa: SIM115
+    trace_file = args.book_trace.open("wb") if args.book_trace else None  # noqa: SIM115
     try:
         trace = jsonl_trace(trace_file) if trace_file else None
         replayer = Replayer(
@@ -111,6 +117,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             trace_file.close()
         if sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr, flush=True)  # clear the status line
+    summary = replayer.summary
+    if not summary.frames:
+        raise CaptureError(f"{args.file}: no frame to replay")
+    if args.symbol and not (
+        summary.depth_events + summary.partial_events + summary.trades + summary.book_tickers
+    ):
+        raise CaptureError(
+            f"{args.file}: no frame of {args.symbol} to replay (check --symbol: "
+            f"{summary.frames:,} frames of other symbols)"
+        )
     print(replayer.report())
     return 0
 
@@ -189,13 +205,6 @@ def _add_log_level_option(p: argparse.ArgumentParser, default: str) -> None:
     )
 
 
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return number
-
-
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the subcommand named in ``argv`` has its module imported."""
     words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
@@ -214,7 +223,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--log-json", action="store_true", help="JSON log lines (or LOG_JSON=1)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=arg_types.positive_int,
         default=1,
         help="worker processes, the symbols sharded across them (1)",
     )
@@ -222,6 +231,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate the configuration and print it as YAML")
     _add_config_option(p)
+    p.add_argument("config_file", nargs="?", metavar="PATH", help="the same as --config PATH")
     p.set_defaults(run=_cmd_check_config)
 
     p = sub.add_parser(
@@ -229,9 +239,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="offline demo: simulated exchange -> service -> Redis, with a live view",
     )
     _add_config_option(p)
-    p.add_argument("--symbol", help="symbol to show (default: the first configured)")
-    p.add_argument("--rate", type=_positive, default=20.0, help="simulated diffs/s per symbol (20)")
-    p.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    p.add_argument(
+        "--symbol", type=arg_types.symbol, help="symbol to show (default: the first configured)"
+    )
+    p.add_argument(
+        "--rate",
+        type=arg_types.positive_float,
+        default=20.0,
+        help="simulated diffs/s per symbol (20)",
+    )
+    p.add_argument("--duration", type=arg_types.positive_float, help="stop after this many seconds")
     p.add_argument(
         "--redis-url",
         help="publish to this Redis instead of a private embedded redis-server",
@@ -253,14 +270,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="capture file, or a recording's folder (recording_dir)")
     p.add_argument("--snapshot", help="separate REST snapshot file (cryptofeed '.http.' format)")
-    p.add_argument("--symbol", help="only this symbol (also names an inline snapshot's owner)")
     p.add_argument(
-        "--book-trace", metavar="OUT.jsonl", help="write the top levels after each event"
+        "--symbol",
+        type=arg_types.symbol,
+        help="only this symbol (also names an inline snapshot's owner)",
     )
-    p.add_argument("--depth", type=int, default=20, help="levels per side in the trace (20)")
+    p.add_argument(
+        "--book-trace",
+        metavar="OUT.jsonl",
+        type=arg_types.output_file,
+        help="write the top levels after each event",
+    )
+    p.add_argument(
+        "--depth", type=arg_types.positive_int, default=20, help="levels per side in the trace (20)"
+    )
     p.add_argument(
         "--max-levels",
-        type=int,
+        type=arg_types.positive_int,
         default=5000,
         help="levels kept per side (5000; a recording replays exactly with the service's "
         "max_levels_per_side)",

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from market_data.sim.cli import DEFAULT_PORT, config_from_args, configure_parser
+from market_data.sim.exchange import SimExchangeError
 from tests.sim.sim_client import receive_until
 
 LAUNCH = (
@@ -68,3 +70,8 @@ async def test_command_serves_until_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_replay_http_without_a_replay_is_refused() -> None:
+    with pytest.raises(SimExchangeError, match="add --replay"):
+        config_from_args(_parse("--replay-http", "snapshots.http"))

@@ -46,6 +46,7 @@ from typing import TextIO, cast
 from rich.console import Console
 from rich.table import Table
 
+from market_data.arg_types import positive_float
 from market_data.bench.e2e import RunResult, measure
 from market_data.embedded_redis import EmbeddedRedis
 
@@ -420,20 +421,16 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``market-data bench growth``."""
     parser.add_argument(
-        "--rate", type=_positive, default=DEFAULT_RATE, help="total diff frames/s (5000)"
+        "--rate", type=positive_float, default=DEFAULT_RATE, help="total diff frames/s (5000)"
     )
     parser.add_argument(
-        "--seconds", type=_positive, default=DEFAULT_SECONDS, help="measured seconds a point (4)"
+        "--seconds",
+        type=positive_float,
+        default=DEFAULT_SECONDS,
+        help="measured seconds a point (4)",
     )
     for flag, defaults, what in (
         ("--symbols", DEFAULT_SYMBOLS, "symbol counts of the symbols series"),

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from market_data import arg_types
 from market_data.client.shm import ShmRingReader
 from market_data.core.state import BookState
 from market_data.wire.ring import BookRecord, JsonRecord, Record, ShmRingError, TradeRecord
@@ -103,12 +104,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=DEFAULT_SHM_NAME, help="segment name under /dev/shm")
     parser.add_argument(
         "--symbol",
+        type=arg_types.symbol,
         help="the ring that carries this symbol (found through the index with --workers N)",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines instead of a table")
     parser.add_argument("--from-oldest", action="store_true", help="start at the oldest record")
-    parser.add_argument("--count", type=int, default=0, help="exit after N records (0: never)")
-    parser.add_argument("--duration", type=float, default=0.0, help="exit after S seconds")
+    parser.add_argument(
+        "--count",
+        type=arg_types.non_negative_int,
+        default=0,
+        help="exit after N records (0: never)",
+    )
+    parser.add_argument("--duration", type=arg_types.positive_float, help="exit after S seconds")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -31,6 +31,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from market_data import arg_types
 from market_data.client.redis import (
     ConnectionChange,
     Message,
@@ -631,9 +632,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url", help="the Redis the service publishes to (default: the config's redis_url)"
     )
-    parser.add_argument("--symbol", help="the symbol to show (default: the config's first symbol)")
-    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="levels per side")
-    parser.add_argument("--refresh-hz", type=float, default=8.0, help="redraws per second")
+    parser.add_argument(
+        "--symbol",
+        type=arg_types.symbol,
+        help="the symbol to show (default: the config's first symbol)",
+    )
+    parser.add_argument(
+        "--depth", type=arg_types.positive_int, default=DEFAULT_DEPTH, help="levels per side"
+    )
+    parser.add_argument(
+        "--refresh-hz", type=arg_types.positive_float, default=8.0, help="redraws per second"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

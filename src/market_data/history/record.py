@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 
+from market_data.arg_types import positive_float
 from market_data.errors import ConfigError
 from market_data.history.wiring import attach, build_history
 
@@ -21,7 +22,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", metavar="DIR", help="recording folder (default: recording_dir)")
     p.add_argument("--parquet-dir", metavar="DIR", help="also write the Parquet store here")
     p.add_argument(
-        "--duration", type=float, metavar="S", help="stop after this many seconds (default: never)"
+        "--duration",
+        type=positive_float,
+        metavar="S",
+        help="stop after this many seconds (default: never)",
     )
     p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from market_data.arg_types import http_url, positive_float
 from market_data.errors import MarketDataError
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2
@@ -143,6 +144,7 @@ _NON_BOOK = ("redis:", "feeds:", "service:", "shutting down")
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
+        type=http_url,
         help="base URL of the service's HTTP port (default: http_host and health_port "
         "of the config)",
     )
@@ -158,7 +160,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="only check that the process answers /health (for container health checks)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to wait for each answer (3)"
+        "--timeout", type=positive_float, default=3.0, help="seconds to wait for each answer (3)"
     )
 
 

@@ -12,6 +12,13 @@ import signal
 import sys
 from pathlib import Path
 
+from market_data.arg_types import (
+    non_negative_float,
+    port,
+    positive_float,
+    positive_int,
+    symbol_list,
+)
 from market_data.sim.capture_source import CaptureError
 from market_data.sim.exchange import PeriodicFaults, SimConfig, SimExchange, SimExchangeError
 from market_data.sim.market import MarketConfig
@@ -22,21 +29,26 @@ DEFAULT_PORT = 9443
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``sim`` options to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 9443)")
+    parser.add_argument("--port", type=port, default=DEFAULT_PORT, help="port (default 9443)")
     parser.add_argument(
         "--symbols",
-        default="BTCUSDT,ETHUSDT",
+        type=symbol_list,
+        default=["BTCUSDT", "ETHUSDT"],
         help="comma-separated symbols of the random market (default BTCUSDT,ETHUSDT)",
     )
-    parser.add_argument("--rate", type=float, default=10.0, help="depth diffs/s per symbol")
-    parser.add_argument("--trade-rate", type=float, default=2.0, help="aggTrades/s per symbol")
-    parser.add_argument("--levels", type=int, default=1000, help="book levels per side")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the market")
     parser.add_argument(
-        "--ping-interval", type=float, default=180.0, help="seconds between server pings"
+        "--rate", type=positive_float, default=10.0, help="depth diffs/s per symbol"
     )
     parser.add_argument(
-        "--weight-limit", type=int, default=2400, help="REST request weight per minute"
+        "--trade-rate", type=non_negative_float, default=2.0, help="aggTrades/s per symbol"
+    )
+    parser.add_argument("--levels", type=positive_int, default=1000, help="book levels per side")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the market")
+    parser.add_argument(
+        "--ping-interval", type=positive_float, default=180.0, help="seconds between server pings"
+    )
+    parser.add_argument(
+        "--weight-limit", type=positive_int, default=2400, help="REST request weight per minute"
     )
     parser.add_argument("--geo-blocked", action="store_true", help="answer 451 to every REST call")
     parser.add_argument("--replay", type=Path, help="replay this capture instead of a market")
@@ -56,8 +68,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The ``SimConfig`` described by parsed ``sim`` arguments."""
+    if args.replay_http and not args.replay:
+        raise SimExchangeError(
+            "--replay-http gives the snapshots of a --replay capture: add --replay"
+        )
     return SimConfig(
-        symbols=[name.strip().upper() for name in args.symbols.split(",") if name.strip()],
+        symbols=list(args.symbols),
         host=args.host,
         port=args.port,
         diff_rate_hz=args.rate,
