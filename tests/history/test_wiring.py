@@ -30,6 +30,22 @@ def test_a_missing_extra_is_a_config_error_naming_it(
         build_history(Config(parquet_dir=str(tmp_path)))
 
 
+@pytest.mark.parametrize("key", ["recording_dir", "parquet_dir"])
+def test_a_folder_history_cannot_write_to_stops_the_start(tmp_path: Path, key: str) -> None:
+    """Not a suspension logged every 30 s while the service keeps nothing."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=rf"{key}: {a_file}/rec is not a folder history can"):
+        build_history(Config(**{key: str(a_file / "rec")}))
+
+
+def test_a_missing_folder_is_made(tmp_path: Path) -> None:
+    pipeline = build_history(Config(recording_dir=str(tmp_path / "new" / "rec")))
+    assert pipeline is not None
+    pipeline.close()
+    assert (tmp_path / "new" / "rec").is_dir()
+
+
 def test_recording_only_needs_no_row_store(tmp_path: Path) -> None:
     pipeline = build_history(Config(recording_dir=str(tmp_path)))
     assert pipeline is not None and not pipeline.rows

@@ -294,7 +294,7 @@ def test_yaml_booleans_in_a_symbol_list_get_a_hint(tmp_path: Path) -> None:
         ("symbols", "", "at least one symbol is required"),
         ("symbols", "btcusdt,BTCUSDT", '"BTCUSDT" is listed twice'),
         ("symbols", "B", '"B" is not a valid symbol'),
-        ("shm_capacity_bytes", "100", "100 must be at least 4096"),
+        ("shm_capacity_bytes", "100", "100 is out of range 4096..1099511627776"),
     ],
 )
 def test_invalid_values_are_explained(key: str, value: str, reason: str) -> None:
@@ -446,3 +446,30 @@ def test_symbols_all_stands_alone(tmp_path: Path) -> None:
     assert problems_of(write(tmp_path, "unknown_symbols: ignore\n"))[0].endswith(
         'unknown_symbols: "ignore" is not one of fail, skip'
     )
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path: Path) -> None:
+    """PyYAML reads 1e3 as a string (YAML 1.1 wants 1.0e+3); a reader means a number."""
+    path = write(tmp_path, "silence_timeout_s: 1e3\nrecording_max_bytes: 5e9\n")
+    config = load_config(path, env={})
+    assert config.silence_timeout_s == 1000.0 and config.recording_max_bytes == 5_000_000_000
+    (problem,) = problems_of(write(tmp_path, "recording_max_bytes: 1.5e0\n"))
+    assert 'expected an integer, got "1.5e0"' in problem
+
+
+def test_history_folders_expand_home_and_must_be_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(write(tmp_path, "recording_dir: ~/rec\nparquet_dir: ~/pq\n"), env={})
+    assert config.recording_dir == f"{tmp_path}/rec" and config.parquet_dir == f"{tmp_path}/pq"
+    a_file = write(tmp_path, "", name="not-a-folder")
+    (problem,) = problems_of(write(tmp_path, f"parquet_dir: {a_file}\n"))
+    assert problem.endswith(f'parquet_dir: "{a_file}" is a file, not a folder')
+
+
+def test_the_ring_must_hold_two_records_of_the_published_depth(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, "shm_capacity_bytes: 4097\n"))
+    assert "shm_capacity_bytes (4097) holds fewer than 2 book records" in problem
+    assert "at least 4224" in problem  # 128 B of header + 2 slots of 2048 B
+    load_config(write(tmp_path, "shm_capacity_bytes: 4097\nshm_enabled: false\n"), env={})

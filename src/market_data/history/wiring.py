@@ -1,8 +1,11 @@
 """Build the history pipeline from the configuration and attach it to an engine."""
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from market_data.errors import ConfigError
 from market_data.history.extra import require
 from market_data.history.pipeline import HistoryPipeline
 from market_data.ops.config import Config
@@ -21,6 +24,9 @@ def build_history(config: Config) -> HistoryPipeline | None:
     """
     if not (config.recording_dir or config.parquet_dir or config.questdb_url):
         return None
+    for key in ("recording_dir", "parquet_dir"):
+        if folder := getattr(config, key):
+            writable_folder(key, folder)
     if config.parquet_dir:
         require("pyarrow.parquet", "parquet_dir")
     if config.questdb_url:
@@ -35,6 +41,19 @@ def build_history(config: Config) -> HistoryPipeline | None:
         extra={"recording_dir": config.recording_dir, "parquet_dir": config.parquet_dir},
     )
     return pipeline
+
+
+def writable_folder(key: str, folder: str) -> None:
+    """Make ``folder`` if missing and write a file in it: a folder history cannot use is
+    an error at start, not a suspension logged every 30 s while nothing is kept."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{key}: {folder} is not a folder history can write to ({exc.strerror or exc})"
+        ) from None
 
 
 def attach(service: "MarketDataService", pipeline: HistoryPipeline) -> None:

@@ -26,6 +26,7 @@ import yaml
 from market_data.core.weights import SNAPSHOT_LIMITS
 from market_data.errors import ConfigError
 from market_data.outputs.redis_url import RedisUrlError, parse_redis_url, redact_url
+from market_data.wire.ring import HEADER_SIZE, MIN_SLOT_COUNT, slot_size_for_depth
 
 ENV_PREFIX = "MARKET_DATA_"
 DEFAULT_PATHS = (Path("config.yaml"), Path("config.example.yaml"))
@@ -269,13 +270,30 @@ def _suggest(word: str, choices: Mapping[str, object]) -> str:
     return f" (did you mean {_show(close[0])}?)" if close else ""
 
 
+#: ``1e3``, ``1.5e-3``: numbers that YAML 1.1 (PyYAML) reads as strings, because its
+#: floats need a dot and a signed exponent (``1.0e+3``).
+_EXPONENT_FORM = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _exponent_number(value: object) -> float | None:
+    if isinstance(value, str) and _EXPONENT_FORM.match(value.strip()):
+        return float(value)
+    return None
+
+
 def _as_int(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    number = _exponent_number(value)
+    if number is not None and math.isfinite(number) and number.is_integer():
+        return int(number)
     raise _Invalid(f"expected an integer, got {_show(value)}")
 
 
 def _as_float(value: object) -> float:
+    number = _exponent_number(value)
+    if number is not None:
+        value = number
     if isinstance(value, int | float) and not isinstance(value, bool):
         if math.isfinite(value):
             return float(value)
@@ -503,6 +521,16 @@ def _no_check(value: object) -> object:
     return value
 
 
+def _folder(path: str) -> str:
+    """Empty (off) or a folder, made at start if missing; ``~`` is the user's home."""
+    if not path:
+        return path
+    expanded = os.path.expanduser(path)
+    if Path(expanded).exists() and not Path(expanded).is_dir():
+        raise _Invalid(f"{_show(path)} is a file, not a folder")
+    return expanded
+
+
 def _check_ca_file(path: str) -> str:
     """Empty (the system's CAs only) or a readable file of PEM certificates."""
     if not path:
@@ -571,7 +599,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "partial_depth_levels": _key("int", _one_of(*PARTIAL_DEPTH_LEVELS)),
     "cpu_affinity": _key("ints", _check_cpu_affinity),
     "shm_enabled": _key("bool"),
-    "shm_capacity_bytes": _key("int", _in_range(4096)),
+    "shm_capacity_bytes": _key("int", _in_range(4096, 1 << 40)),
     "shm_group_access": _key("bool"),
     "log_json": _key("bool"),
     "exchange_ca_file": _key("str", _check_ca_file),
@@ -585,14 +613,14 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "trade_stream_maxlen": _key("int", _in_range(0, 10**9)),
     "ha_group": _key("str", _check_ha_group),
     "ha_lease_ms": _key("int", _in_range(200, 60_000)),
-    "recording_dir": _key("str"),
+    "recording_dir": _key("str", _folder),
     "recording_rotate": _key("str", _one_of("hour", "day")),
     "recording_max_age_days": _key("float", _in_range(0, 36_500)),
     "recording_max_bytes": _key("int", _in_range(0)),
     "history_queue_max": _key("int", _in_range(1_000, 10**8)),
     "history_cpu_affinity": _key("ints", _check_cpu_affinity),
     "history_priority": _key("str", _one_of("idle", "background")),
-    "parquet_dir": _key("str"),
+    "parquet_dir": _key("str", _folder),
     "parquet_book_snapshot_levels": _key("int", _in_range(1, 1000)),
     "parquet_book_snapshot_interval_ms": _key("int", _in_range(0, 3_600_000)),
     "parquet_row_group_rows": _key("int", _in_range(100, 10_000_000)),
@@ -609,11 +637,23 @@ _AT_LEAST = (
 
 def _cross_check(values: Mapping[str, Any]) -> list[tuple[tuple[str, str], str]]:
     """Rules between keys, as ((keys involved), reason)."""
-    return [
+    problems = [
         ((larger, smaller), f"{larger} ({values[larger]}) is below {smaller} ({values[smaller]})")
         for larger, smaller in _AT_LEAST
         if values[larger] < values[smaller]
     ]
+    # The ring needs room for a few book records of the published depth.
+    smallest = HEADER_SIZE + MIN_SLOT_COUNT * slot_size_for_depth(values["order_book_depth"])
+    if values["shm_enabled"] and values["shm_capacity_bytes"] < smallest:
+        problems.append(
+            (
+                ("shm_capacity_bytes", "order_book_depth"),
+                f"shm_capacity_bytes ({values['shm_capacity_bytes']}) holds fewer than "
+                f"{MIN_SLOT_COUNT} book records of order_book_depth "
+                f"({values['order_book_depth']}): at least {smallest}",
+            )
+        )
+    return problems
 
 
 # --- reading the file --------------------------------------------------------------------
