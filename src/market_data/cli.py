@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from market_data import __version__, arg_types
 from market_data.errors import ConfigError, MarketDataError
+from market_data.ops.logs import LEVELS
 
 if TYPE_CHECKING:
     from market_data.ops.config import Config
@@ -199,7 +200,7 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
 def _add_log_level_option(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LEVELS,
         type=str.upper,
         help=f"log level (default: LOG_LEVEL, else {default})",
     )

@@ -76,3 +76,19 @@ async def test_streaming_logs_nothing_at_info(
     assert [r.getMessage() for r in during if r.name.startswith("market_data")] == []
     lifecycle = [r.getMessage() for r in caplog.records if r.name == "market_data.service.app"]
     assert lifecycle[0].startswith("starting") and lifecycle[-1].startswith("stopped")
+
+
+def test_a_log_setting_it_cannot_use_is_said_not_ignored(
+    root_logging: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    monkeypatch.setenv("LOG_JSON", "maybe")
+    setup_logging()
+    assert logging.getLogger().level == logging.INFO
+    err = capsys.readouterr().err
+    assert "LOG_LEVEL=LOUD is not one of DEBUG, INFO, WARNING, ERROR: INFO instead" in err
+    assert "LOG_JSON=maybe is neither 1/true/yes nor 0/false/no: text lines" in err
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("LOG_JSON", "no")
+    setup_logging()
+    assert logging.getLogger().level == logging.DEBUG and capsys.readouterr().err == ""

@@ -13,6 +13,7 @@ import signal
 from market_data.arg_types import positive_float
 from market_data.errors import ConfigError
 from market_data.history.wiring import attach, build_history
+from market_data.ops.logs import LEVELS
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="stop after this many seconds (default: never)",
     )
-    p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=str.upper, choices=LEVELS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+log = logging.getLogger(__name__)
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -51,14 +52,29 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+#: The levels a command line or ``LOG_LEVEL`` may name.
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_YES = ("1", "true", "yes")
+_NO = ("0", "false", "no")
+
+
 def setup_logging(json_lines: bool | None = None, level: str | None = None) -> None:
     """Configure the root logger from arguments, else ``LOG_JSON``/``LOG_LEVEL``."""
+    problems = []
     if json_lines is None:
-        json_lines = os.environ.get("LOG_JSON", "").lower() in ("1", "true", "yes")
-    level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+        setting = os.environ.get("LOG_JSON", "").strip().lower()
+        json_lines = setting in _YES
+        if setting and not json_lines and setting not in _NO:
+            problems.append(f"LOG_JSON={setting} is neither 1/true/yes nor 0/false/no: text lines")
+    level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level_name not in LEVELS:
+        problems.append(f"LOG_LEVEL={level_name} is not one of {', '.join(LEVELS)}: INFO instead")
+        level_name = "INFO"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level_name, logging.INFO))
+    root.setLevel(getattr(logging, level_name))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for problem in problems:  # said once logging works, not lost before it
+        log.warning(problem)
