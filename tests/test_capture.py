@@ -1,11 +1,14 @@
 """Reading a directory of recordings: one merged stream in receive-time order."""
 
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from market_data.capture import read_capture
+import pytest
+
+from market_data.capture import CaptureError, read_capture
 
 HOURS = 12
 SYMBOLS = 25  # 300 files: more than the lowered open-file limit below
@@ -83,3 +86,11 @@ def test_a_file_emptied_after_the_peek_ends_the_merge_cleanly(tmp_path: Path) ->
     rest = list(items)
     assert first.recv_ns == 0
     assert all(item.recv_ns < 3600 * 1_000_000_000 for item in rest)  # the first hour's
+
+
+def test_a_pipe_is_refused_with_what_to_do_instead(tmp_path: Path) -> None:
+    """Its first bytes, read to tell gzip from text, would be gone when it is read."""
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(CaptureError, match="not a regular file .*save the stream to a file"):
+        list(read_capture(fifo))

@@ -77,6 +77,11 @@ def read_capture(
             raise CaptureError(f"{path}: no *.gz recording in this directory")
         yield from _merged(files, symbol, events)
         return
+    if path.exists() and not path.is_file():  # a pipe: its first bytes, once read, are gone
+        raise CaptureError(
+            f"{path}: not a regular file (a pipe?): a capture is read twice, its format "
+            "first; save the stream to a file and give that"
+        )
     try:
         with path.open("rb") as probe:
             magic = probe.read(2)
