@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from rich.console import Console
 
-from market_data.client.redis import HEARTBEAT_CHANNEL
+from market_data.client.redis import HEARTBEAT_CHANNEL, PublisherStatus
 from market_data.client.watch import (
     STALE_AFTER_S,
+    UNSERVED_AFTER_S,
     Channels,
     RateMeter,
     ViewState,
@@ -507,3 +508,15 @@ def test_an_80x24_terminal_shows_whole_prices_and_as_many_bids_as_asks() -> None
     shown_asks = [p for p, _ in asks if f" {p:g} " in text]
     assert len(shown_bids) == len(shown_asks) == (24 - 10) // 2
     assert shown_bids == [p for p, _ in bids[: len(shown_bids)]]  # the best ones
+
+
+def test_a_symbol_the_service_does_not_serve_is_named_as_such() -> None:
+    """Heartbeats but never a book (not even a not-live one): probably not served."""
+    state = ViewState()
+    state.take(PublisherStatus(True), NOW)
+    assert "no book received yet" in plain_line(state, "XRPUSDT", now=NOW + 5)
+    line = plain_line(state, "XRPUSDT", now=NOW + UNSERVED_AFTER_S)
+    assert "no book of XRPUSDT in 10s while the service is alive" in line
+    state.take(PublisherStatus(False, "no heartbeat for 3.0s"), NOW + 11)
+    state.take(PublisherStatus(True), NOW + 20)  # heard again: its time starts again
+    assert "no book received yet" in plain_line(state, "XRPUSDT", now=NOW + 25)

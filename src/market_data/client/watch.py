@@ -131,6 +131,9 @@ class ViewState:
         self.connected = False
         self.connection_note = "connecting"
         self.source = ""  # the redacted Redis URL, for display
+        #: When the service's heartbeat was first heard since the last silence (None:
+        #: not heard): a book still missing long after is probably of a symbol not served.
+        self.publisher_heard_at: float | None = None
 
     # -- feeding ----------------------------------------------------------------
 
@@ -156,7 +159,9 @@ class ViewState:
         if isinstance(message, PublisherStatus):  # a dead publisher's last book is not live
             if message.alive:
                 self.set_connected()
+                self.publisher_heard_at = now
             else:
+                self.publisher_heard_at = None
                 self.set_disconnected(f"publisher silent ({message.reason})")
             return
         if isinstance(message, ConnectionChange):
@@ -300,12 +305,23 @@ def _trade_side(trade: TradeMessage) -> tuple[str, str]:
     return ("SELL", "red") if trade.is_buyer_maker else ("BUY", "green")
 
 
-def _not_live_reason(state: ViewState, symbol: str) -> str | None:
+#: Seconds of heartbeats without a book of the symbol before the view asks whether
+#: the service serves it (a book, even one not live, is published within seconds).
+UNSERVED_AFTER_S = 10.0
+
+
+def _not_live_reason(state: ViewState, symbol: str, now: float) -> str | None:
     """Why the book cannot be shown, or None when it can."""
     if not state.connected:
         return f"redis {state.connection_note}"
     book = state.books.get(symbol)
     if book is None:
+        heard = state.publisher_heard_at
+        if heard is not None and now - heard >= UNSERVED_AFTER_S:
+            return (
+                f"no book of {symbol} in {now - heard:.0f}s while the service is alive: "
+                "is it one of its symbols? (market-data health lists them)"
+            )
         return "no book received yet"
     if not book.trusted:
         return f"state {book.state}, levels hidden until it is live again"
@@ -470,7 +486,7 @@ def render(
     bars = width is None or width >= _WIDTH_FOR_BARS
     side_panels = width is None or width >= _WIDTH_FOR_SIDE_PANELS
     trades_shown = TRADES_SHOWN if height is None else max(1, min(TRADES_SHOWN, height - 15))
-    reason = _not_live_reason(state, symbol)
+    reason = _not_live_reason(state, symbol, now)
     book_part: RenderableType
     if reason is not None:
         book_part = _not_live_panel(reason)
@@ -509,7 +525,7 @@ def plain_line(state: ViewState, symbol: str, *, now: float | None = None) -> st
     figures, rates."""
     symbol = symbol.upper()
     now = time.monotonic() if now is None else now
-    reason = _not_live_reason(state, symbol)
+    reason = _not_live_reason(state, symbol, now)
     parts = [symbol]
     if reason is None:
         book = state.books[symbol]
