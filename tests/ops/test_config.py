@@ -473,3 +473,15 @@ def test_the_ring_must_hold_two_records_of_the_published_depth(tmp_path: Path) -
     assert "shm_capacity_bytes (4097) holds fewer than 2 book records" in problem
     assert "at least 4224" in problem  # 128 B of header + 2 slots of 2048 B
     load_config(write(tmp_path, "shm_capacity_bytes: 4097\nshm_enabled: false\n"), env={})
+
+
+def test_a_list_written_the_other_source_s_way_gets_a_hint(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, "symbols: BTCUSDT, ETHUSDT\n", name="list.yaml"))
+    assert problem.endswith("(a YAML list: [BTCUSDT, ETHUSDT])")
+    (problem,) = problems_of(env={ENV_PREFIX + "SYMBOLS": "[BTCUSDT, ETHUSDT]"})
+    assert "expected items separated by commas, no brackets" in problem
+
+
+def test_an_empty_config_path_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"the config's path is empty \(--config ''\)"):
+        load_config("", env={})

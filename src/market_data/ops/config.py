@@ -318,7 +318,10 @@ def _as_str(value: object) -> str:
 def _list_of(item: Callable[[object], object], what: str) -> Callable[[object], object]:
     def coerce(value: object) -> tuple[object, ...]:
         if not isinstance(value, list | tuple):
-            raise _Invalid(f"expected a list of {what}, got {_show(value)}")
+            hint = ""
+            if isinstance(value, str) and "," in value:  # a YAML list is [A, B]
+                hint = f" (a YAML list: [{', '.join(p.strip() for p in value.split(','))}])"
+            raise _Invalid(f"expected a list of {what}, got {_show(value)}{hint}")
         items: list[object] = []
         reasons: list[str] = []
         for element in value:
@@ -363,6 +366,8 @@ def _env_list(item: Callable[[str], object]) -> Callable[[str], object]:
     def parse(text: str) -> tuple[object, ...]:
         items: list[object] = []
         reasons: list[str] = []
+        if text.strip().startswith("["):  # a YAML list, where the environment takes A,B
+            raise _Invalid(f"expected items separated by commas, no brackets: got {_show(text)}")
         for part in text.split(","):
             if part.strip():
                 try:
@@ -677,6 +682,8 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _choose_file(path: str | Path | None) -> Path | None:
     if path is not None:
+        if not str(path).strip():
+            raise ConfigError("the config's path is empty (--config '')")
         chosen = Path(path)
         if not chosen.is_file():
             reason = "is not a file" if chosen.exists() else "no such config file"
