@@ -289,6 +289,7 @@ def test_yaml_booleans_in_a_symbol_list_get_a_hint(tmp_path: Path) -> None:
         ("connection_max_age_s", "90000", "90000.0 is out of range 1..86400"),
         ("http_host", "", '"" is not a host name or address'),
         ("cors_allow_origin", "example.com", "is not"),
+        ("questdb_url", "http::bogus_key=1;password=hunter2;", "names no addr"),
         ("cors_allow_origin", "https://example.com/path", "is not"),
         ("cpu_affinity", "1,1,-2", "core -2 must be at least 0"),
         ("symbols", "", "at least one symbol is required"),
@@ -485,3 +486,8 @@ def test_a_list_written_the_other_source_s_way_gets_a_hint(tmp_path: Path) -> No
 def test_an_empty_config_path_is_named() -> None:
     with pytest.raises(ConfigError, match=r"the config's path is empty \(--config ''\)"):
         load_config("", env={})
+
+
+def test_a_questdb_setting_s_secret_is_not_shown_in_its_error() -> None:
+    (problem,) = problems_of(env={ENV_PREFIX + "QUESTDB_URL": "tcp::addr=q:9009;token=s3cret;"})
+    assert "token=***" in problem and "s3cret" not in problem

@@ -160,9 +160,7 @@ class Config:
         if self.ui_token:
             described["ui_token"] = "***"
         if self.questdb_url:  # the client's settings may carry username/password/token
-            described["questdb_url"] = re.sub(
-                r"((?:password|token|token_x|token_y)=)(?:[^;]|;;)*", r"\1***", self.questdb_url
-            )
+            described["questdb_url"] = redact_questdb_conf(self.questdb_url)
         return described
 
 
@@ -549,11 +547,25 @@ def _check_ca_file(path: str) -> str:
     return path
 
 
+def redact_questdb_conf(conf: str) -> str:
+    """The QuestDB client's settings with their secrets (password, tokens) as ``***``."""
+    return re.sub(r"((?:password|token|token_x|token_y)=)(?:[^;]|;;)*", r"\1***", conf)
+
+
 def _check_questdb_conf(conf: str) -> str:
-    if conf and not conf.startswith(("http::", "https::")):
-        raise _Invalid(
-            f"{_show(conf)} is not a QuestDB ILP/HTTP configuration (http::addr=HOST:PORT;)"
-        )
+    """The client's own string; its ``addr`` at least (the client refuses it later, and
+    the output would retry for ever). Values may hold ``;;`` (an escaped ``;``)."""
+    if not conf:
+        return conf
+    shown = _show(redact_questdb_conf(conf))
+    if not conf.startswith(("http::", "https::")):
+        raise _Invalid(f"{shown} is not a QuestDB ILP/HTTP configuration (http::addr=HOST:PORT;)")
+    keys = {
+        part.partition("=")[0].strip()
+        for part in conf.partition("::")[2].replace(";;", "").split(";")
+    }
+    if "addr" not in keys:
+        raise _Invalid(f"{shown} names no addr (http::addr=HOST:PORT;)")
     return conf
 
 
