@@ -198,3 +198,29 @@ def test_replay_of_nothing_is_an_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_replay_says_a_snapshot_file_goes_with_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(CRYPTOFEED_HTTP)]) == 2
     assert "this is a file of REST snapshots: give it with --snapshot" in capsys.readouterr().err
+
+
+def test_a_hand_made_recording_s_bad_lines_are_counted_not_raised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot the service could not have read (float prices), and a connection event
+    whose symbols are a string, each count as malformed; the good lines still replay."""
+    good = b'{"lastUpdateId":5,"E":1,"T":1,"bids":[["1.5","2"]],"asks":[["1.6","1"]]}'
+    lines = [
+        b'1700000000000000000 {"snapshot":"BTCUSDT","data":'
+        b'{"lastUpdateId":5,"E":1,"T":1,"bids":[[1.5,2]],"asks":[]}}',
+        b'1700000000000000001 {"connection":"disconnected","name":"d","line":0,'
+        b'"symbols":"BTCUSDT","reason":"x"}',
+        b'1700000000000000002 {"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate",'
+        b'"E":2,"T":2,"s":"BTCUSDT","U":5,"u":6,"pu":4,"b":[["1.5","3"]],"a":[]}}',
+        b'1700000000000000003 {"snapshot":"BTCUSDT","data":' + good + b"}",
+    ]
+    recording = tmp_path / "BTCUSDT" / "BTCUSDT-20231114T22-0.gz"
+    recording.parent.mkdir()
+    recording.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    trace = tmp_path / "trace.jsonl"
+    assert main(["replay", str(tmp_path), "--book-trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert "snapshots: 1  malformed: 2" in out and "BTCUSDT: state=live" in out
+    (line,) = [json.loads(text) for text in trace.read_text().splitlines()]
+    assert line["u"] == 6 and line["bids"] == [["1.5", "3"]]

@@ -178,7 +178,10 @@ class Replayer:
         """A recorded connection event: what the service did with its books, done again."""
         try:
             fields = json.loads(body)
-            symbols = [str(s) for s in fields.get("symbols", ())]
+            listed = fields.get("symbols", [])
+            if not isinstance(listed, list):  # a string would read as one symbol a letter
+                raise TypeError("symbols is not a list")
+            symbols = [str(s) for s in listed]
             line = int(fields.get("line", 0))
             depth = bool(fields.get("depth", True))
         except (ValueError, TypeError, AttributeError):
@@ -200,11 +203,15 @@ class Replayer:
     def _on_snapshot(self, symbol: str, body: bytes, used: bool = False) -> None:
         if self.only_symbol and symbol != self.only_symbol:
             return
+        try:  # a snapshot the service could not have read: it could not have used it
+            snapshot = decode_snapshot(body)
+            text = _snapshot_text.decode(body) if self.trace is not None else None
+        except (DecodeError, msgspec.DecodeError):  # msgspec's ValidationError included
+            self.summary.malformed += 1
+            return
         self.summary.snapshots += 1
-        snapshot = decode_snapshot(body)
         state = self._symbol(symbol)
-        if self.trace is not None:
-            text = _snapshot_text.decode(body)
+        if text is not None:
             state.spellings.learn(text.bids)
             state.spellings.learn(text.asks)
         if used:  # the service fed it here: so does the replay, pending or not
