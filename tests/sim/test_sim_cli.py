@@ -36,13 +36,15 @@ def test_options_become_a_config() -> None:
     config = config_from_args(
         _parse(
             "--symbols", "solusdt, xrpusdt", "--rate", "500", "--levels", "200",
-            "--geo-blocked", "--replay", "capture.gz", "--speed", "0",
+            "--geo-blocked",
             "--drop-every", "5", "--pause-every", "7", "--pause-seconds", "3",
         )
     )  # fmt: skip
     assert config.symbols == ["SOLUSDT", "XRPUSDT"]
     assert config.diff_rate_hz == 500 and config.market.levels_per_side == 200
-    assert config.geo_blocked and config.replay == Path("capture.gz") and config.speed == 0
+    assert config.geo_blocked
+    replay = config_from_args(_parse("--replay", "capture.gz", "--speed", "0"))
+    assert replay.replay == Path("capture.gz") and replay.speed == 0
     assert config.periodic.drop_every_s == 5 and config.periodic.pause_seconds == 3
 
 
@@ -75,3 +77,5 @@ async def test_command_serves_until_sigterm() -> None:
 def test_replay_http_without_a_replay_is_refused() -> None:
     with pytest.raises(SimExchangeError, match="add --replay"):
         config_from_args(_parse("--replay-http", "snapshots.http"))
+    with pytest.raises(SimExchangeError, match="a --replay serves its own"):
+        config_from_args(_parse("--replay", "capture.gz", "--symbols", "BTCUSDT"))

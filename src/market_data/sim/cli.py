@@ -24,6 +24,7 @@ from market_data.sim.exchange import PeriodicFaults, SimConfig, SimExchange, Sim
 from market_data.sim.market import MarketConfig
 
 DEFAULT_PORT = 9443
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--symbols",
         type=symbol_list,
-        default=["BTCUSDT", "ETHUSDT"],
         help="comma-separated symbols of the random market (default BTCUSDT,ETHUSDT)",
     )
     parser.add_argument(
@@ -72,8 +72,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise SimExchangeError(
             "--replay-http gives the snapshots of a --replay capture: add --replay"
         )
+    if args.symbols and args.replay:
+        raise SimExchangeError("--symbols makes a random market; a --replay serves its own")
     return SimConfig(
-        symbols=list(args.symbols),
+        symbols=args.symbols or list(DEFAULT_SYMBOLS),
         host=args.host,
         port=args.port,
         diff_rate_hz=args.rate,
