@@ -35,6 +35,23 @@ def test_plain_tail_prints_records_and_stats(shm_name: str) -> None:
     assert "read 2" in lines[2] and "missed 0" in lines[2] and "generation 1" in lines[2]
 
 
+def test_symbol_shows_only_that_symbol_s_records(shm_name: str) -> None:
+    """One ring carries every symbol of a process: --symbol filters, --count counts them."""
+    out = io.StringIO()
+    with ShmRingWriter.create(shm_name, capacity_bytes=HEADER_SIZE + 8 * 2048) as writer:
+        writer.write_book("BTCUSDT", 2, 5, 1, 1, [(100.0, 1.5)], [(100.5, 2.0)])
+        writer.write_book("ETHUSDT", 2, 7, 1, 1, [(3000.0, 1.0)], [(3000.5, 2.0)])
+        writer.write_trade("ETHUSDT", 9, 3000.25, 0.5, 1, True, 1)
+        writer.write_trade("BTCUSDT", 10, 100.25, 0.5, 1, True, 1)
+        args = parse(
+            "--name", shm_name, "--plain", "--from-oldest", "--symbol", "ethusdt", "--count", "2"
+        )  # fmt: skip
+        assert shm_tail.run(args, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert [line.split()[2] for line in lines[:2]] == ["ETHUSDT", "ETHUSDT"]
+    assert "u=7" in lines[0] and "id=9" in lines[1] and "BTCUSDT" not in out.getvalue()
+
+
 def test_live_tail_renders_a_table(shm_name: str) -> None:
     out = io.StringIO()
     with ShmRingWriter.create(shm_name, capacity_bytes=HEADER_SIZE + 8 * 2048) as writer:

@@ -35,6 +35,9 @@ class TailStats:
     window_count: int = 0
     rate: float = 0.0
     last_trade: dict[str, TradeRecord] = field(default_factory=dict)
+    #: Show only this symbol's records (``--symbol``: a ring may carry others too).
+    only: str | None = None
+    shown: int = 0  # records shown, for --count
 
     def count(self, n: int, now: float) -> bool:
         """Add ``n`` records; True when a new rate figure is ready (once a second)."""
@@ -105,7 +108,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--symbol",
         type=arg_types.symbol,
-        help="the ring that carries this symbol (found through the index with --workers N)",
+        help="only this symbol's records, from the ring that carries it (found through the "
+        "index with --workers N)",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines instead of a table")
     parser.add_argument("--from-oldest", action="store_true", help="start at the oldest record")
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"shm-tail: {exc}", file=sys.stderr)
         return 1
     now = time.monotonic()
-    stats = TailStats(started=now, window_start=now)
+    stats = TailStats(started=now, window_start=now, only=args.symbol)
     deadline = now + args.duration if args.duration else None
     try:
         if args.plain:
@@ -151,12 +155,13 @@ def _records(
 ) -> tuple[list[Record], bool]:
     """Next batch and whether to stop; sleeps briefly when the ring is idle."""
     records = reader.poll()
+    if stats.only is not None:
+        records = [record for record in records if record.symbol == stats.only]
     if count:
-        records = records[: max(count - (reader.records_read - len(records)), 0)]
+        records = records[: max(count - stats.shown, 0)]
+    stats.shown += len(records)
     now = time.monotonic()
-    done = bool(count and reader.records_read >= count) or (
-        deadline is not None and now >= deadline
-    )
+    done = bool(count and stats.shown >= count) or (deadline is not None and now >= deadline)
     if not records and not done:
         time.sleep(_IDLE_SLEEP_S)
     for record in records:
