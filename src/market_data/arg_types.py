@@ -6,24 +6,23 @@ command checks them here instead, when the command line is read.
 """
 
 import argparse
-import re
+import math
 from pathlib import Path
 from urllib.parse import urlsplit
 
-#: What a symbol looks like on the exchange (upper-cased first: ``ethusdt`` is fine).
-_SYMBOL = re.compile(r"^[A-Z0-9_]{2,32}$")
+from market_data.ops.words import SYMBOL
 
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:  # also refuses nan
+    if not (value > 0 and math.isfinite(value)):  # nan and inf too
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
+    if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
@@ -52,7 +51,7 @@ def port(text: str) -> int:
 def symbol(text: str) -> str:
     """A symbol as the exchange spells it: ``ethusdt`` -> ``ETHUSDT``."""
     value = text.strip().upper()
-    if not _SYMBOL.match(value):
+    if not SYMBOL.match(value):
         raise argparse.ArgumentTypeError(f"not a symbol: {text!r} (e.g. BTCUSDT)")
     return value
 

@@ -290,6 +290,7 @@ def test_yaml_booleans_in_a_symbol_list_get_a_hint(tmp_path: Path) -> None:
         ("http_host", "", '"" is not a host name or address'),
         ("cors_allow_origin", "example.com", "is not"),
         ("questdb_url", "http::bogus_key=1;password=hunter2;", "names no addr"),
+        ("questdb_url", "http::addr;password=hunter2;", "names no addr"),
         ("cors_allow_origin", "https://example.com/path", "is not"),
         ("cpu_affinity", "1,1,-2", "core -2 must be at least 0"),
         ("symbols", "", "at least one symbol is required"),
@@ -454,8 +455,10 @@ def test_numbers_in_exponent_form_are_numbers(tmp_path: Path) -> None:
     path = write(tmp_path, "silence_timeout_s: 1e3\nrecording_max_bytes: 5e9\n")
     config = load_config(path, env={})
     assert config.silence_timeout_s == 1000.0 and config.recording_max_bytes == 5_000_000_000
-    (problem,) = problems_of(write(tmp_path, "recording_max_bytes: 1.5e0\n"))
+    (problem,) = problems_of(write(tmp_path, "recording_max_bytes: 1.5e0\n", name="bad.yaml"))
     assert 'expected an integer, got "1.5e0"' in problem
+    from_env = load_config(None, env={ENV_PREFIX + "RECORDING_MAX_BYTES": "5e9"})
+    assert from_env.recording_max_bytes == 5_000_000_000  # the same in the environment
 
 
 def test_history_folders_expand_home_and_must_be_folders(
@@ -486,6 +489,11 @@ def test_a_list_written_the_other_source_s_way_gets_a_hint(tmp_path: Path) -> No
 def test_an_empty_config_path_is_named() -> None:
     with pytest.raises(ConfigError, match=r"the config's path is empty \(--config ''\)"):
         load_config("", env={})
+
+
+def test_a_redis_password_is_not_shown_in_an_error() -> None:
+    (problem,) = problems_of(env={ENV_PREFIX + "REDIS_URL": "redis://:s3cret@host:xx/0"})
+    assert "is not a valid URL" in problem and "s3cret" not in problem
 
 
 def test_a_questdb_setting_s_secret_is_not_shown_in_its_error() -> None:

@@ -87,8 +87,11 @@ def test_a_log_setting_it_cannot_use_is_said_not_ignored(
     assert logging.getLogger().level == logging.INFO
     err = capsys.readouterr().err
     assert "LOG_LEVEL=LOUD is not one of DEBUG, INFO, WARNING, ERROR: INFO instead" in err
-    assert "LOG_JSON=maybe is neither 1/true/yes nor 0/false/no: text lines" in err
+    assert "LOG_JSON=maybe is neither true/1/yes/on nor false/0/no/off" in err
     monkeypatch.setenv("LOG_LEVEL", "debug")
-    monkeypatch.setenv("LOG_JSON", "no")
+    monkeypatch.setenv("LOG_JSON", "off")  # the config's own words
     setup_logging()
     assert logging.getLogger().level == logging.DEBUG and capsys.readouterr().err == ""
+    monkeypatch.setenv("LOG_LEVEL", "warn")  # logging's own names are levels too
+    setup_logging()
+    assert logging.getLogger().level == logging.WARNING and capsys.readouterr().err == ""

@@ -119,7 +119,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="exit after N records (0: never)",
     )
-    parser.add_argument("--duration", type=arg_types.positive_float, help="exit after S seconds")
+    parser.add_argument(
+        "--duration",
+        type=arg_types.non_negative_float,
+        default=0.0,
+        help="exit after S seconds (0: never)",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -25,6 +25,7 @@ import yaml
 
 from market_data.core.weights import SNAPSHOT_LIMITS
 from market_data.errors import ConfigError
+from market_data.ops.words import FALSE_WORDS, SYMBOL, TRUE_WORDS
 from market_data.outputs.redis_url import RedisUrlError, parse_redis_url, redact_url
 from market_data.wire.ring import HEADER_SIZE, MIN_SLOT_COUNT, slot_size_for_depth
 
@@ -36,14 +37,11 @@ PARTIAL_DEPTH_LEVELS = (5, 10, 20)
 MAX_STREAMS_PER_CONNECTION = 200  # Binance USD-M limit per WebSocket connection
 MAX_CONNECTION_AGE_S = 86_400  # Binance closes every connection after 24h
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 #: ``symbols: all`` (normalised): serve every TRADING perpetual of the exchange.
 ALL_SYMBOLS = "ALL"
 # A POSIX shared-memory name is one path component of /dev/shm; 200 leaves room
 # for suffixes the writer may add within NAME_MAX (255).
 _SHM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,7 +336,7 @@ def _env_int(text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise _Invalid(f"expected an integer, got {_show(text)}") from None
+        return _as_int(text)  # 5e9, as in a file; else its error
 
 
 def _env_float(text: str) -> float:
@@ -353,9 +351,9 @@ def _env_float(text: str) -> float:
 
 def _env_bool(text: str) -> bool:
     word = text.strip().lower()
-    if word in _TRUE:
+    if word in TRUE_WORDS:
         return True
-    if word in _FALSE:
+    if word in FALSE_WORDS:
         return False
     raise _Invalid(f"expected true/false/1/0/yes/no, got {_show(text)}")
 
@@ -428,10 +426,14 @@ _redis_address = _url("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def _redis_url(url: str) -> str:
-    """Every check ``run`` would make of it (its database too), at load, not at start."""
-    url = str(_redis_address(url))
+    """Every check ``run`` would make of it (its database too), at load, not at start;
+    the password never in the reasons."""
     try:
+        url = str(_redis_address(url))
         parse_redis_url(url)
+    except _Invalid as invalid:
+        shown, redacted = _show(url), _show(redact_url(url))
+        raise _Invalid(*(reason.replace(shown, redacted) for reason in invalid.reasons)) from None
     except RedisUrlError as error:
         raise _Invalid(str(error)) from None
     return url
@@ -456,7 +458,7 @@ def _check_symbols(symbols: tuple[str, ...]) -> tuple[str, ...]:
         symbol = written.strip().upper()
         if symbol == ALL_SYMBOLS:
             reasons.append('"all" stands alone: it means every trading perpetual')
-        elif not _SYMBOL.match(symbol):
+        elif not SYMBOL.match(symbol):
             reasons.append(f"{_show(written)} is not a valid symbol (2-20 letters or digits)")
         elif symbol in seen:
             reasons.append(f"{_show(symbol)} is listed twice")
@@ -529,7 +531,7 @@ def _folder(path: str) -> str:
     if not path:
         return path
     expanded = os.path.expanduser(path)
-    if Path(expanded).exists() and not Path(expanded).is_dir():
+    if os.path.isfile(expanded):  # (False, not an error, where a parent is not searchable)
         raise _Invalid(f"{_show(path)} is a file, not a folder")
     return expanded
 
@@ -560,11 +562,13 @@ def _check_questdb_conf(conf: str) -> str:
     shown = _show(redact_questdb_conf(conf))
     if not conf.startswith(("http::", "https::")):
         raise _Invalid(f"{shown} is not a QuestDB ILP/HTTP configuration (http::addr=HOST:PORT;)")
-    keys = {
-        part.partition("=")[0].strip()
-        for part in conf.partition("::")[2].replace(";;", "").split(";")
-    }
-    if "addr" not in keys:
+    settings = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (
+            part.partition("=") for part in conf.partition("::")[2].replace(";;", "").split(";")
+        )
+    )
+    if not settings.get("addr"):
         raise _Invalid(f"{shown} names no addr (http::addr=HOST:PORT;)")
     return conf
 

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from market_data.ops.words import FALSE_WORDS, TRUE_WORDS
+
 log = logging.getLogger(__name__)
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -54,8 +56,6 @@ class TextFormatter(logging.Formatter):
 
 #: The levels a command line or ``LOG_LEVEL`` may name.
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_YES = ("1", "true", "yes")
-_NO = ("0", "false", "no")
 
 
 def setup_logging(json_lines: bool | None = None, level: str | None = None) -> None:
@@ -63,11 +63,11 @@ def setup_logging(json_lines: bool | None = None, level: str | None = None) -> N
     problems = []
     if json_lines is None:
         setting = os.environ.get("LOG_JSON", "").strip().lower()
-        json_lines = setting in _YES
-        if setting and not json_lines and setting not in _NO:
-            problems.append(f"LOG_JSON={setting} is neither 1/true/yes nor 0/false/no: text lines")
+        json_lines = setting in TRUE_WORDS
+        if setting and not json_lines and setting not in FALSE_WORDS:
+            problems.append(f"LOG_JSON={setting} is neither true/1/yes/on nor false/0/no/off")
     level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
-    if level_name not in LEVELS:
+    if level_name not in logging.getLevelNamesMapping():  # WARN, CRITICAL too
         problems.append(f"LOG_LEVEL={level_name} is not one of {', '.join(LEVELS)}: INFO instead")
         level_name = "INFO"
     handler = logging.StreamHandler(sys.stderr)
