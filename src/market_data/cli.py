@@ -45,6 +45,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     json_lines = True if args.log_json else config.log_json or None
     setup_logging(json_lines=json_lines, level=args.log_level)
+    if config.recording_dir or config.parquet_dir:
+        from market_data.history.wiring import check_history_folders
+
+        check_history_folders(config)  # before the ring, the workers or anything else
     if args.workers > 1:
         from market_data.service.supervisor import run_workers
 

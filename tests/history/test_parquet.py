@@ -73,7 +73,7 @@ def test_history_command_leaves_out_temporary_and_unreadable_files(
     make_store(tmp_path, ("BTCUSDT",), minutes=1)
     folder = tmp_path / "trades" / "2026-01-01" / "BTCUSDT"
     (folder / ".1-2-3.parquet.tmp").write_bytes(b"PAR1")  # a write a crash cut short
-    (folder / ".tmp-1-2-3.parquet").write_bytes(b"")  # hidden: never part of the store
+    (folder / ".tmp-1-2-3.parquet").write_bytes(b"")  # the earlier naming: a reader's trap
     (folder / "broken.parquet").write_bytes(b"not parquet")
     assert main(["history", "--parquet-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -81,12 +81,16 @@ def test_history_command_leaves_out_temporary_and_unreadable_files(
     assert " 60 " in line and "      1 " in line  # one file, its 60 rows
     assert f"note: not readable, left out: {folder / 'broken.parquet'}" in out
     assert "note: 1 temporary file(s) (*.tmp)" in out
+    assert "note: 1 unfinished file(s) named .tmp-*.parquet" in out
 
 
 def test_history_command_refuses_a_folder_that_does_not_exist(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A mistyped folder is an error, not an empty summary."""
+    monkeypatch.chdir(tmp_path)  # no config.yaml here: the defaults, which store nothing
+    for key in ("PARQUET_DIR", "RECORDING_DIR"):
+        monkeypatch.delenv(f"MARKET_DATA_{key}", raising=False)
     missing = tmp_path / "typo"
     assert main(["history", "--parquet-dir", str(missing)]) == 2
     err = capsys.readouterr().err

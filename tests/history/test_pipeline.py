@@ -91,14 +91,14 @@ def test_only_book_states_and_24h_figures_that_make_a_row_are_queued(tmp_path: P
     pipeline = HistoryPipeline(
         Config(recording_dir=str(tmp_path), parquet_dir=str(tmp_path)), clock_ns=lambda: T0
     )
-    pipeline.publish(book(BookState.SYNCING, 0, event_ms=0))  # no event applied yet
+    pipeline.publish(book(BookState.SYNCING, 0))  # not following the exchange
     for u, state in enumerate([BookState.LIVE, BookState.LIVE], start=1):
         pipeline.publish(book(state, u))
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":1}'))
     pipeline.publish(MarketDataUpdate("BTCUSDT", b'{"updated_at":2}'))  # the same second
     queued = [msgspec.msgpack.decode(item) for item in pipeline._queue]
     assert [item[3] for item in queued[:2]] == ["syncing", "live"]
-    assert queued[0][4] == T0  # the receive time: the book has no exchange time yet
+    assert queued[0][4] == T0  # the local time: its last E may be long before the change
     # plain values; the row's time is the exchange's (E), in ns
     assert queued[1][2:] == ["BTCUSDT", "live", 1_700_000_000_123_000_000, 1, 99.0, 101.0]
     assert len(queued) == 3 and queued[2][3] == b'{"updated_at":1}'

@@ -6,8 +6,9 @@ from types import ModuleType
 
 import pytest
 
+from market_data.cli import main
 from market_data.errors import ConfigError
-from market_data.history.wiring import build_history
+from market_data.history.wiring import build_history, check_history_folders
 from market_data.ops.config import Config
 
 
@@ -31,18 +32,24 @@ def test_a_missing_extra_is_a_config_error_naming_it(
 
 
 @pytest.mark.parametrize("key", ["recording_dir", "parquet_dir"])
-def test_a_folder_history_cannot_write_to_stops_the_start(tmp_path: Path, key: str) -> None:
-    """Not a suspension logged every 30 s while the service keeps nothing."""
+def test_a_folder_history_cannot_write_to_is_an_error_before_the_start(
+    tmp_path: Path, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a suspension logged every 30 s while the service keeps nothing; and found
+    before the ring or any worker exists (nothing is left behind, nothing restarts)."""
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     with pytest.raises(ConfigError, match=rf"{key}: {a_file}/rec is not a folder history can"):
-        build_history(Config(**{key: str(a_file / "rec")}))
+        check_history_folders(Config(**{key: str(a_file / "rec")}))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{key}: {a_file / 'rec'}\nshm_name: md-test-never-made\n")
+    assert main(["run", "--config", str(config), "--workers", "2"]) == 2
+    assert f"{key}: {a_file}/rec is not a folder history can write to" in capsys.readouterr().err
+    assert not Path("/dev/shm/md-test-never-made").exists()
 
 
 def test_a_missing_folder_is_made(tmp_path: Path) -> None:
-    pipeline = build_history(Config(recording_dir=str(tmp_path / "new" / "rec")))
-    assert pipeline is not None
-    pipeline.close()
+    check_history_folders(Config(recording_dir=str(tmp_path / "new" / "rec")))
     assert (tmp_path / "new" / "rec").is_dir()
 
 

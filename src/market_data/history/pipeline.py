@@ -246,9 +246,11 @@ class HistoryPipeline:
                 return  # only a change of state makes a book_state row
             bids, asks = update.bids, update.asks
             now = self.clock_ns()
-            # The row's timestamp is the exchange's (the book's last event, E); a book
-            # that applied none yet (syncing from start) has only the local time.
-            event_ns = update.event_time_ms * 1_000_000 if update.event_time_ms else now
+            # The row's timestamp is the exchange's (the book's last event, E) while the
+            # book follows the exchange; a book that does not (syncing, stale, after a
+            # break) changed state at a local moment, maybe long after its last event.
+            followed = state.trusted and update.event_time_ms
+            event_ns = update.event_time_ms * 1_000_000 if followed else now
             item = (
                 BOOK,
                 now,

@@ -12,7 +12,7 @@ import signal
 
 from market_data.arg_types import positive_float
 from market_data.errors import ConfigError
-from market_data.history.wiring import attach, build_history
+from market_data.history.wiring import attach, build_history, check_history_folders
 from market_data.ops.logs import LEVELS
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = config.with_overrides(**changes)
     if not config.recording_dir:
         raise ConfigError("recording_dir: empty: give --dir DIR or set recording_dir")
+    check_history_folders(config)
     setup_logging(json_lines=config.log_json or None, level=args.log_level)
     return asyncio.run(record(config, args.duration))
 

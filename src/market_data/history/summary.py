@@ -36,10 +36,11 @@ def parquet_summary(directory: Path) -> tuple[dict[tuple[str, str], Entry], list
     left (a process that died mid-write), files that are not readable Parquet."""
     pq = require("pyarrow.parquet", "market-data history")
     out: dict[tuple[str, str], Entry] = defaultdict(Entry)
-    temporary, unreadable = 0, []
+    temporary, old_temporary, unreadable = 0, 0, []
     for path in sorted(directory.glob("*/*/*/*")):
         if path.name.startswith(".") or not path.name.endswith(".parquet"):
             temporary += path.name.endswith(TEMPORARY_SUFFIX)
+            old_temporary += path.name.startswith(".tmp-") and path.name.endswith(".parquet")
             continue
         try:
             rows = pq.read_metadata(path).num_rows
@@ -49,6 +50,11 @@ def parquet_summary(directory: Path) -> tuple[dict[tuple[str, str], Entry], list
         symbol, date, kind = path.parent.name, path.parent.parent.name, path.parents[2].name
         out[(kind, symbol)].add(date, rows, path.stat().st_size)
     notes = unreadable
+    if old_temporary:
+        notes.append(
+            f"{old_temporary} unfinished file(s) named .tmp-*.parquet (the store's earlier "
+            "naming): DuckDB's and polars' *.parquet globs read them and fail; delete them"
+        )
     if temporary:
         notes.append(
             f"{temporary} temporary file(s) (*{TEMPORARY_SUFFIX}) of writes that never finished "

@@ -24,9 +24,6 @@ def build_history(config: Config) -> HistoryPipeline | None:
     """
     if not (config.recording_dir or config.parquet_dir or config.questdb_url):
         return None
-    for key in ("recording_dir", "parquet_dir"):
-        if folder := getattr(config, key):
-            writable_folder(key, folder)
     if config.parquet_dir:
         require("pyarrow.parquet", "parquet_dir")
     if config.questdb_url:
@@ -43,17 +40,22 @@ def build_history(config: Config) -> HistoryPipeline | None:
     return pipeline
 
 
-def writable_folder(key: str, folder: str) -> None:
-    """Make ``folder`` if missing and write a file in it: a folder history cannot use is
-    an error at start, not a suspension logged every 30 s while nothing is kept."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"{key}: {folder} is not a folder history can write to ({exc.strerror or exc})"
-        ) from None
+def check_history_folders(config: Config) -> None:
+    """Make each history folder if missing and write a file in it, before anything starts
+    (``run``, ``record``): a folder history cannot use is an error then, not a suspension
+    logged every 30 s while nothing is kept. Later failures (a disk that fills) suspend."""
+    for key in ("recording_dir", "parquet_dir"):
+        folder = getattr(config, key)
+        if not folder:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{key}: {folder} is not a folder history can write to ({exc.strerror or exc})"
+            ) from None
 
 
 def attach(service: "MarketDataService", pipeline: HistoryPipeline) -> None:
