@@ -203,12 +203,13 @@ def test_replay_says_a_snapshot_file_goes_with_snapshot(capsys: pytest.CaptureFi
 def test_a_hand_made_recording_s_bad_lines_are_counted_not_raised(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A snapshot the service could not have read (float prices), and a connection event
-    whose symbols are a string, each count as malformed; the good lines still replay."""
-    good = b'{"lastUpdateId":5,"E":1,"T":1,"bids":[["1.5","2"]],"asks":[["1.6","1"]]}'
+    """A snapshot the service could not have read (no lastUpdateId), and a connection
+    event whose symbols are a string, each count as malformed; the good lines still
+    replay, a snapshot of numbers for prices included (the service reads it too)."""
+    good = b'{"lastUpdateId":5,"E":1,"T":1,"bids":[[1.5,2]],"asks":[["1.6","1"]]}'
     lines = [
         b'1700000000000000000 {"snapshot":"BTCUSDT","data":'
-        b'{"lastUpdateId":5,"E":1,"T":1,"bids":[[1.5,2]],"asks":[]}}',
+        b'{"E":1,"T":1,"bids":[["1.5","2"]],"asks":[]}}',
         b'1700000000000000001 {"connection":"disconnected","name":"d","line":0,'
         b'"symbols":"BTCUSDT","reason":"x"}',
         b'1700000000000000002 {"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate",'

@@ -203,12 +203,15 @@ class Replayer:
     def _on_snapshot(self, symbol: str, body: bytes, used: bool = False) -> None:
         if self.only_symbol and symbol != self.only_symbol:
             return
-        try:  # a snapshot the service could not have read: it could not have used it
+        try:  # the service's own reading: what it could not read, it could not have used
             snapshot = decode_snapshot(body)
-            text = _snapshot_text.decode(body) if self.trace is not None else None
-        except (DecodeError, msgspec.DecodeError):  # msgspec's ValidationError included
+        except DecodeError:
             self.summary.malformed += 1
             return
+        try:  # the trace's spelling of prices, if they are strings as the exchange sends
+            text = _snapshot_text.decode(body) if self.trace is not None else None
+        except msgspec.DecodeError:
+            text = None  # the trace spells those prices as numbers read back
         self.summary.snapshots += 1
         state = self._symbol(symbol)
         if text is not None:
