@@ -147,6 +147,50 @@ def test_stale_duplicates_are_dropped_without_reset() -> None:
     assert sync.is_live and sync.stale == 2 and sync.book.top(10) == before
 
 
+def test_an_event_between_the_last_two_applied_ids_is_a_gap_not_a_copy() -> None:
+    """One event whose u jumped ahead (its pu right) is applied; the stream's next event
+    (its u below the jump, above the event before) is no copy of anything applied: the
+    chain is broken, the book resets at once instead of sitting live and frozen."""
+    sync = DepthSync("X")
+    _live(sync)
+    sync.on_depth(Ev(106, 108, 105, [(8.0, 1.0)]))
+    sync.on_depth(Ev(109, 100_110, 108, [(7.0, 50.0)]))  # u should have been 110
+    assert sync.is_live and sync.book.last_update_id == 100_110
+    sync.drain()
+    assert not sync.on_depth(Ev(111, 112, 110, [(7.0, 2.0)]))  # the stream's next event
+    assert sync.gaps == 1 and not sync.is_live and sync.stale == 0
+    assert sync.drain()[0] == BookReset("X", "gap")
+    assert sync.buffered == 1  # the stream's event starts the new buffer
+
+
+def test_a_bad_event_that_revealed_a_gap_never_bridges_the_next_sync() -> None:
+    """Its pu is wrong (a gap) and its u far ahead: it starts the buffer of the reset,
+    and would bridge any snapshot (U <= L <= u). The stream's events that follow do not
+    continue it (their pu is not its u): only that newest unbroken run may bridge."""
+    sync = DepthSync("X")
+    _live(sync)
+    sync.on_depth(Ev(106, 108, 105, [(8.0, 1.0)]))
+    sync.on_depth(Ev(109, 10**9, 107, [(9.5, 50.0)]))  # wrong pu, absurd u: a gap
+    assert sync.gaps == 1 and sync.buffered == 1
+    sync.on_depth(Ev(109, 110, 108, [(8.0, 2.0)]))  # the stream goes on from 108
+    sync.on_depth(Ev(111, 114, 110, [(7.5, 1.0)]))
+    sync.on_snapshot(Snap(112, [(8.0, 2.0), (5.0, 1.0)], [(12.0, 1.0)]))
+    assert sync.is_live and sync.book.last_update_id == 114
+    assert sync.book.top(5) == ([(8.0, 2.0), (7.5, 1.0), (5.0, 1.0)], [(12.0, 1.0)])
+
+
+def test_a_gap_inside_the_buffer_bridges_with_the_run_after_it() -> None:
+    """Without the cut, the snapshot bridged on the first run and the gap reset it again
+    (or, with the bad event far ahead, every snapshot was refused as too old)."""
+    sync = DepthSync("X")
+    sync.on_depth(Ev(10**6, 10**6 + 10, 10**6 - 1))  # pu far ahead of the stream's
+    sync.on_depth(Ev(95, 105, 90, [(10.0, 1.0)]))
+    sync.on_depth(Ev(106, 108, 105, [(8.0, 1.0)]))
+    sync.on_snapshot(Snap(100, [(10.0, 5.0)], [(12.0, 1.0)]))
+    assert sync.is_live and sync.book.last_update_id == 108
+    assert sync.snapshots_rejected == 0 and sync.dropped_before_sync == 1
+
+
 def test_a_stream_whose_ids_went_backwards_resets_instead_of_freezing() -> None:
     sync = DepthSync("X")
     _live(sync)

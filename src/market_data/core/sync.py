@@ -16,7 +16,12 @@ for USD-M futures (BINANCE_FUTURES.md §1), with no I/O and no clock:
    new snapshot is requested while buffering continues from the event that
    revealed the gap. Events with ``u`` at or below the last applied ``u`` are
    stale re-deliveries of what the book already holds: dropped and counted
-   (a long run of nothing else means the ids went backwards: a reset).
+   (a long run of nothing else means the ids went backwards: a reset), except
+   one whose ``u`` lies between the last two applied ones, which copies no
+   applied event: the last ``u`` was not the stream's (a gap). The same rule
+   holds inside the buffer: a snapshot bridges only with its newest unbroken
+   run, so an event before a break (one that revealed a gap included) is never
+   the first applied.
 6. Quantities are absolute; zero removes a level; removing an absent level is
    normal (``book.py``).
 
@@ -287,6 +292,14 @@ class DepthSync:
             if self.lines > 1:
                 return self._arbitrate(ev, line)
             if ev.u <= last_u:  # holds nothing new (whatever its pu says)
+                applied = self.last_applied
+                if applied is not None and applied.u == last_u and applied.pu < ev.u < last_u:
+                    # No event with an id between the last two applied ones was applied:
+                    # not a copy of one. The last applied u is not the stream's (one bad
+                    # event jumped it ahead): the chain is broken (step 5).
+                    self.gaps += 1
+                    self._reset("gap", restart_from=ev)
+                    return False
                 return self._on_stale()
             if ev.pu != last_u:
                 self.gaps += 1
@@ -336,6 +349,12 @@ class DepthSync:
         if len(near) != len(buffer):  # events far from a snapshot the others agree with
             self.implausible += len(buffer) - len(near)
             buffer[:] = near
+        if self.lines == 1 and (broken := _last_break(buffer)):
+            # Step 5 inside the buffer: only the newest unbroken run can reach the stream
+            # that follows; what came before a break (a gap, or one bad event kept as the
+            # restart of the last reset) must not become the bridge.
+            self.dropped_before_sync += broken
+            del buffer[:broken]
         keep = 0
         while keep < len(buffer) and buffer[keep].u < last_id:
             keep += 1
@@ -699,6 +718,15 @@ def _differences(live: BookSide, fresh: BookSide, touched: set[float], depth: in
         prices = {p for p, _ in live.top(depth)} | {p for p, _ in fresh.top(depth)}
     live_qty, fresh_qty = live.qty, fresh.qty
     return sum(1 for p in prices - touched if live_qty.get(p) != fresh_qty.get(p))
+
+
+def _last_break(buffer: list[DepthDiff]) -> int:
+    """Index of the first event of the buffer's newest unbroken run (``pu`` = the
+    previous ``u``); 0 when the whole buffer is one run."""
+    for index in range(len(buffer) - 1, 0, -1):
+        if buffer[index].pu != buffer[index - 1].u:
+            return index
+    return 0
 
 
 def _bridges(ev: DepthDiff, snapshot_id: int) -> bool:
