@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market_data.core.book import BookSide, OrderBook, format_decimal
+from market_data.core.book import BULK_LEVELS, BookSide, OrderBook, format_decimal
 
 
 def test_zero_in_any_spelling_deletes_and_absent_delete_is_fine() -> None:
@@ -95,6 +95,44 @@ def test_side_matches_a_dict_and_sort(batches: list[list[tuple[float, float]]], 
         assert side.top(5) == sorted(reference.items(), reverse=True)[:5]
         assert len(capped) <= cap and set(capped.qty) == set(capped.prices)
         assert capped.prices == sorted(capped.qty)
+
+
+bulk_levels = st.lists(
+    st.tuples(
+        st.integers(1, 2_000).map(lambda t: t / 4),
+        st.sampled_from([0.0, 0.5, 1.25, 3.0]),
+    ),
+    min_size=BULK_LEVELS + 1,
+    max_size=BULK_LEVELS + 60,
+)
+
+
+@given(st.lists(st.one_of(levels, bulk_levels), max_size=8), st.integers(2, 400))
+def test_huge_events_give_the_book_small_ones_give(
+    batches: list[list[tuple[float, float]]], cap: int
+) -> None:
+    """Events past BULK_LEVELS are sorted once instead of inserted level by level: the
+    same book (a price repeated in one event: its last quantity), the same bound."""
+    side = BookSide(is_bid=False, max_levels=10_000)
+    capped = BookSide(is_bid=False, max_levels=cap)
+    one_by_one = BookSide(is_bid=False, max_levels=cap)
+    reference: dict[float, float] = {}
+    for batch in batches:
+        side.apply(batch)
+        capped.apply(batch)
+        for start in range(0, len(batch), 16):  # the same event in small pieces...
+            chunk = batch[start : start + 16]
+            one_by_one.max_levels = 10_000  # ...bounded once the whole event is in
+            one_by_one.apply(chunk)
+        one_by_one.max_levels = cap
+        one_by_one.apply([])
+        for price, qty in batch:
+            if qty:
+                reference[price] = qty
+            else:
+                reference.pop(price, None)
+        assert side.qty == reference and side.prices == sorted(reference)
+        assert capped.qty == one_by_one.qty and capped.prices == one_by_one.prices
 
 
 def test_the_depth_bound_applies_to_the_whole_event_not_each_insert() -> None:

@@ -25,10 +25,15 @@ the audit at that re-base measures (``core/sync.py``).
 """
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 Level = tuple[float, float]
+
+#: Levels in one event beyond which a side is re-sorted once instead of taking each
+#: level by binary insertion: an insertion moves the prices after it, so a huge event
+#: (200,000 levels, best first, took 6 s) would hold the event loop for seconds.
+BULK_LEVELS = 256
 
 #: The depth window the exchange maintains per side (BINANCE_FUTURES.md §5): see above.
 DEFAULT_MAX_LEVELS = 1000
@@ -62,7 +67,7 @@ class BookSide:
         self.qty.clear()
         self.prices.clear()
 
-    def apply(self, levels: Iterable[Level]) -> None:
+    def apply(self, levels: Sequence[Level]) -> None:
         """Apply absolute quantities; zero removes, removing an absent level is fine.
 
         The depth bound is enforced once the whole event is applied, never in
@@ -72,13 +77,21 @@ class BookSide:
         """
         qty = self.qty
         prices = self.prices
-        for price, size in levels:
-            if size:
-                if price not in qty:
-                    insort(prices, price)
-                qty[price] = size
-            elif qty.pop(price, None) is not None:
-                del prices[bisect_left(prices, price)]
+        if len(levels) > BULK_LEVELS:  # one sort, not an insertion each (quadratic)
+            for price, size in levels:
+                if size:
+                    qty[price] = size
+                else:
+                    qty.pop(price, None)
+            prices[:] = sorted(qty)
+        else:
+            for price, size in levels:
+                if size:
+                    if price not in qty:
+                        insort(prices, price)
+                    qty[price] = size
+                elif qty.pop(price, None) is not None:
+                    del prices[bisect_left(prices, price)]
         excess = len(prices) - self.max_levels
         if excess > 0:
             dropped = prices[:excess] if self.is_bid else prices[-excess:]
@@ -133,7 +146,7 @@ class OrderBook:
         self.asks.apply(asks)
         self.last_update_id = last_update_id
 
-    def apply(self, bids: Iterable[Level], asks: Iterable[Level], update_id: int) -> None:
+    def apply(self, bids: Sequence[Level], asks: Sequence[Level], update_id: int) -> None:
         self.bids.apply(bids)
         self.asks.apply(asks)
         self.last_update_id = update_id
