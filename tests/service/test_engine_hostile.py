@@ -30,12 +30,25 @@ def _depth(U: int, u: int, pu: int, bids: object, asks: object, e_ms: int) -> by
     return json.dumps({"stream": "btcusdt@depth@100ms", "data": data}).encode()
 
 
-def _trade(a: int, price: str, t_ms: int, f: int | None = None, last: int | None = None) -> bytes:
+def _trade(
+    a: int,
+    price: str,
+    t_ms: int,
+    f: int | None = None,
+    last: int | None = None,
+    quantity: str = "0.25",
+) -> bytes:
     first = a * 3 if f is None else f
     final = first + 2 if last is None else last
-    data = {"e": "aggTrade", "E": t_ms, "s": "BTCUSDT", "a": a, "p": price, "q": "0.25",
+    data = {"e": "aggTrade", "E": t_ms, "s": "BTCUSDT", "a": a, "p": price, "q": quantity,
             "f": first, "l": final, "T": t_ms, "m": a % 2 == 0}  # fmt: skip
     return json.dumps({"stream": "btcusdt@aggTrade", "data": data}).encode()
+
+
+def _ticker(e_ms: int, low: str = "90.5", high: str = "120.5", last: str = "97.5") -> bytes:
+    data = {"e": "24hrTicker", "E": e_ms, "s": "BTCUSDT", "c": last, "o": "96.5", "h": high,
+            "l": low, "v": "10", "q": "975", "O": e_ms - 86_400_000, "C": e_ms, "n": 40}  # fmt: skip
+    return json.dumps({"stream": "btcusdt@ticker", "data": data}).encode()
 
 
 class Stream:
@@ -99,6 +112,9 @@ def hostile_frame(kind: str, stream: Stream) -> bytes:
         + b"]" * 5000
         + b"}}",
         "not_json": b"\x00\xff{",
+        "trade_zero_quantity": _trade(stream.last_trade_id + 1, "97.5", NOW_MS, quantity="0"),
+        "ticker_low_above_high": _ticker(NOW_MS, low="120.5", high="90.5"),
+        "ticker_last_outside": _ticker(NOW_MS, last="9e14"),
         "unknown_symbol": _trade(1, "1.5", NOW_MS).replace(b"BTCUSDT", b"XYZUSDT"),
     }[kind]
 
@@ -140,6 +156,9 @@ HOSTILE_KINDS = [
     "nested_brackets",
     "not_json",
     "unknown_symbol",
+    "trade_zero_quantity",
+    "ticker_low_above_high",
+    "ticker_last_outside",
 ]
 
 
@@ -150,3 +169,14 @@ def test_one_hostile_frame_changes_no_publication(seed: int, position: int, kind
     clean = run(stream, None)
     assert any(b'"trade_id"' in p for p in clean) and any(b'"bids"' in p for p in clean)
     assert run(stream, (position, hostile_frame(kind, stream))) == clean
+
+
+def test_a_late_older_ticker_does_not_replace_the_newest() -> None:
+    service = MarketDataService(Config(symbols=("BTCUSDT",), health_port=0), [MemorySink()])
+    service.on_frame(_ticker(NOW_MS + 2_000, last="98.5"))
+    service.on_frame(_ticker(NOW_MS, last="97.5"))  # two seconds older, arriving after
+    ticker = service.symbols["BTCUSDT"].ticker
+    assert ticker is not None and ticker.E == NOW_MS + 2_000 and ticker.c == 98.5
+    service.on_frame(_ticker(NOW_MS + 4_000, last="99.5"))
+    assert service.symbols["BTCUSDT"].ticker is not None
+    assert service.symbols["BTCUSDT"].ticker.c == 99.5

@@ -16,6 +16,8 @@ import msgspec
 # (zero deletes a level). The upper bound rejects "inf" and absurd values.
 Price = Annotated[float, msgspec.Meta(gt=0.0, lt=1e15)]
 Qty = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
+#: A trade's quantity: something changed hands (a zero is a broken frame, not a trade).
+TradeQty = Annotated[float, msgspec.Meta(gt=0.0, lt=1e15)]
 Level = tuple[Price, Qty]
 # Ids and millisecond times are non-negative and below 2**53: the exchange's
 # ids are ~10**13 today and JSON consumers (JavaScript) lose integers above
@@ -45,7 +47,7 @@ class AggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
     s: str  # symbol
     a: Id  # aggregate trade id
     p: Price  # price
-    q: Qty  # quantity
+    q: TradeQty  # quantity
     f: Id  # first trade id
     l: Id  # last trade id  # noqa: E741 - the exchange's field name
     T: Millis  # trade time, ms
@@ -79,6 +81,12 @@ class Ticker24h(msgspec.Struct, tag_field="e", tag="24hrTicker", gc=False):
     O: Millis  # noqa: E741 - statistics open time, ms
     C: Millis  # statistics close time, ms
     n: Annotated[int, msgspec.Meta(ge=0, lt=2**53)]  # raw trades in the window
+
+    def __post_init__(self) -> None:
+        # The window's low and high bound its last price (the exchange's figures always
+        # do): a ticker where they do not is broken, and is never published.
+        if not self.l <= self.c <= self.h:
+            raise ValueError("expected low <= last price <= high")
 
 
 class Kline(msgspec.Struct, array_like=True, gc=False):

@@ -516,9 +516,12 @@ class MarketDataService(ListingMixin):
                 self.publisher.mark(state)
         elif frame[0] is StreamKind.TICKER:
             counters.by_type["ticker"] += 1
-            state.ticker = frame[1]
-            if not state.stats.complete_now:
-                self._stats_changed(state)  # its figures are the ones published
+            ticker = frame[1]
+            # An older one, arriving late, is not taken: the figures shown stay the newest.
+            if state.ticker is None or ticker.E >= state.ticker.E:
+                state.ticker = ticker
+                if not state.stats.complete_now:
+                    self._stats_changed(state)  # its figures are the ones published
         else:
             counters.by_type["book_ticker"] += 1
         counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
