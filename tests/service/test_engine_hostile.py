@@ -46,8 +46,9 @@ def _trade(
 
 
 def _ticker(e_ms: int, low: str = "90.5", high: str = "120.5", last: str = "97.5") -> bytes:
-    data = {"e": "24hrTicker", "E": e_ms, "s": "BTCUSDT", "c": last, "o": "96.5", "h": high,
-            "l": low, "v": "10", "q": "975", "O": e_ms - 86_400_000, "C": e_ms, "n": 40}  # fmt: skip
+    data = {"e": "24hrTicker", "E": e_ms, "s": "BTCUSDT", "c": last, "o": "96.5",
+            "h": high, "l": low, "v": "10", "q": "975", "O": e_ms - 86_400_000, "C": e_ms,
+            "n": 40}  # fmt: skip
     return json.dumps({"stream": "btcusdt@ticker", "data": data}).encode()
 
 
