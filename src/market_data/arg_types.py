@@ -8,9 +8,8 @@ command checks them here instead, when the command line is read.
 import argparse
 import math
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from market_data.ops.words import SYMBOL
+from market_data.ops.words import SYMBOL, url_problem
 
 
 def positive_float(text: str) -> float:
@@ -65,14 +64,12 @@ def symbol_list(text: str) -> list[str]:
 
 
 def http_url(text: str) -> str:
-    """An ``http://`` or ``https://`` address with a host."""
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT (or https://), got {text!r}")
+    """An ``http://`` or ``https://`` address with a host (checked as config URLs are)."""
+    problem = url_problem(text, ("http", "https"))
+    if problem is not None:
+        raise argparse.ArgumentTypeError(
+            f"expected http://HOST:PORT (or https://): {text!r} {problem}"
+        )
     return text
 
 

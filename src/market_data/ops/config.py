@@ -25,7 +25,7 @@ import yaml
 
 from market_data.core.weights import SNAPSHOT_LIMITS
 from market_data.errors import ConfigError
-from market_data.ops.words import FALSE_WORDS, SYMBOL, TRUE_WORDS
+from market_data.ops.words import FALSE_WORDS, SYMBOL, TRUE_WORDS, url_problem
 from market_data.outputs.redis_url import RedisUrlError, parse_redis_url, redact_url
 from market_data.wire.ring import HEADER_SIZE, MIN_SLOT_COUNT, slot_size_for_depth
 
@@ -405,38 +405,29 @@ def _one_of(*choices: object) -> Callable[[Any], object]:
 
 
 def _url(*schemes: str) -> Callable[[Any], object]:
-    expected = " or ".join(schemes)
-
     def check(url: str) -> str:
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError as error:
-            raise _Invalid(f"{_show(url)} is not a valid URL ({error})") from None
-        if parts.scheme not in schemes:
-            raise _Invalid(f"{_show(url)} has scheme {_show(parts.scheme)}, expected {expected}")
-        if not parts.hostname:
-            raise _Invalid(f"{_show(url)} names no host")
+        problem = url_problem(url, schemes)
+        if problem is not None:
+            raise _Invalid(f"{_show(url)} {problem}")
         return url.rstrip("/")
 
     return check
 
 
-_redis_address = _url("redis", "rediss", "redis+cluster", "rediss+cluster")
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def _redis_url(url: str) -> str:
     """Every check ``run`` would make of it (its database too), at load, not at start;
     the password never in the reasons."""
+    problem = url_problem(url, _REDIS_SCHEMES)
+    if problem is not None:
+        raise _Invalid(f"{_show(redact_url(url))} {problem}")
     try:
-        url = str(_redis_address(url))
         parse_redis_url(url)
-    except _Invalid as invalid:
-        shown, redacted = _show(url), _show(redact_url(url))
-        raise _Invalid(*(reason.replace(shown, redacted) for reason in invalid.reasons)) from None
     except RedisUrlError as error:
         raise _Invalid(str(error)) from None
-    return url
+    return url.rstrip("/")
 
 
 def _as_symbols(value: object) -> tuple[object, ...]:
@@ -549,6 +540,10 @@ def _check_ca_file(path: str) -> str:
     return path
 
 
+#: ``addr=<something>`` as one of the settings (``;;``, an escaped ``;``, taken out first).
+_QUESTDB_ADDR = re.compile(r"(?:^|;)\s*addr\s*=\s*[^;\s]")
+
+
 def redact_questdb_conf(conf: str) -> str:
     """The QuestDB client's settings with their secrets (password, tokens) as ``***``."""
     return re.sub(r"((?:password|token|token_x|token_y)=)(?:[^;]|;;)*", r"\1***", conf)
@@ -562,13 +557,7 @@ def _check_questdb_conf(conf: str) -> str:
     shown = _show(redact_questdb_conf(conf))
     if not conf.startswith(("http::", "https::")):
         raise _Invalid(f"{shown} is not a QuestDB ILP/HTTP configuration (http::addr=HOST:PORT;)")
-    settings = dict(
-        (key.strip(), value.strip())
-        for key, _, value in (
-            part.partition("=") for part in conf.partition("::")[2].replace(";;", "").split(";")
-        )
-    )
-    if not settings.get("addr"):
+    if not _QUESTDB_ADDR.search(conf.partition("::")[2].replace(";;", "")):
         raise _Invalid(f"{shown} names no addr (http::addr=HOST:PORT;)")
     return conf
 
