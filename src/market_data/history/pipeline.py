@@ -103,6 +103,8 @@ class HistoryCounters:
 class HistoryPipeline:
     """Bounded queue in, batches to the history process out, on one thread."""
 
+    fenced = False  # as an output: this instance's own history, a standby's too
+
     def __init__(
         self,
         config: Config,

@@ -64,7 +64,14 @@ Update = BookUpdate | TradeUpdate | MarketDataUpdate | HeartbeatUpdate
 
 
 class Sink(Protocol):
-    """An output. ``publish`` is synchronous and must not block."""
+    """An output. ``publish`` is synchronous and must not block.
+
+    ``fenced``: every instance of an ``ha_group`` writes the same one (Redis), so
+    only the lease holder may; an instance's own outputs (its ring, its page, its
+    history) are not fenced and keep being fed on a standby.
+    """
+
+    fenced: bool
 
     def publish(self, update: Update) -> None: ...
 
@@ -73,6 +80,8 @@ class Sink(Protocol):
 
 class RedisOutput:
     """Redis channels and keys, through the conflating :class:`RedisSink`."""
+
+    fenced = True
 
     def __init__(self, sink: RedisSink) -> None:
         self.sink = sink
@@ -93,6 +102,8 @@ class RedisOutput:
 
 class ShmOutput:
     """The shared-memory ring: binary book and trade records for local readers."""
+
+    fenced = False
 
     def __init__(self, writer: ShmRingWriter) -> None:
         self.writer = writer
@@ -125,6 +136,8 @@ class ShmOutput:
 
 class MemorySink:
     """Keeps everything published, in order: the test double."""
+
+    fenced = False
 
     def __init__(self) -> None:
         self.updates: list[Update] = []

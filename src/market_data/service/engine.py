@@ -408,7 +408,7 @@ class MarketDataService(ListingMixin):
                 },
                 separators=(",", ":"),
             ).encode()
-            self.publisher.publish(HeartbeatUpdate(payload))  # gated like everything else
+            self.publisher.publish(HeartbeatUpdate(payload))  # to Redis from the active only
             self._release_overdue_trades()
             await asyncio.sleep(HEARTBEAT_S)
 

@@ -45,7 +45,7 @@ class Publisher:
         self.wall_clock = wall_clock
         self.clock_ns = clock_ns
         self.sink_errors = sink_errors
-        #: Active/standby: publish only while this says so (None: always).
+        #: Active/standby: publish to ``fenced`` outputs only while this says so (None: always).
         self.gate: Callable[[], bool] | None = None
         #: Active/standby: the fencing epoch every payload carries (None: no field).
         self.epoch: Callable[[], int] | None = None
@@ -173,11 +173,17 @@ class Publisher:
         self.publish(MarketDataUpdate(state.symbol, payload))
 
     def publish(self, update: Update) -> None:
-        """Hand an update to every output; one failing output never stops the others."""
+        """Hand an update to every output; one failing output never stops the others.
+
+        A standby (``gate`` closed) skips the outputs every instance of its group
+        shares (``fenced``: Redis), where another instance publishes; its own
+        outputs (the shared-memory ring, the web view, history) keep every update.
+        """
         gate = self.gate
-        if gate is not None and not gate():
-            return  # a standby: its books stay live, another instance publishes
+        standby = gate is not None and not gate()
         for sink in self.sinks:
+            if standby and sink.fenced:
+                continue
             try:
                 sink.publish(update)
             except Exception as exc:  # an output bug or a full ring: count, log rarely

@@ -28,6 +28,8 @@ class TapeTrade:
 class TradeTape:
     """Sink that remembers the last trades of each symbol (newest last)."""
 
+    fenced = False
+
     def __init__(self, length: int = TAPE_LENGTH) -> None:
         self.length = length
         self._trades: dict[str, deque[TapeTrade]] = {}
