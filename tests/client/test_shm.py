@@ -14,6 +14,7 @@ from market_data.client.shm import (
     TradeRecord,
 )
 from market_data.outputs.shm import ShmRingWriter, segment_path
+from market_data.outputs.sinks import HeartbeatUpdate, ShmOutput
 from market_data.wire.ring import HEADER_SIZE
 
 SMALL = HEADER_SIZE + 8 * 2048
@@ -83,3 +84,42 @@ def test_reader_follows_a_restarted_writer_and_counts_lost_records(shm_name: str
             assert reader.missed == 2
     finally:
         reader.close()
+
+
+def test_a_restarted_writer_forgets_the_old_generations_books(shm_name: str) -> None:
+    """Until the new writer publishes a symbol, the reader has no book of it: the old
+    generation's live book is not current (the new writer may never serve it)."""
+    first = ShmRingWriter.create(shm_name, capacity_bytes=SMALL)
+    reader = ShmRingReader.attach(shm_name)
+    try:
+        first.write_book("BTCUSDT", 2, 10, 100, 5, [(1.0, 2.0)], [(3.0, 4.0)])
+        first.close(unlink=False)  # a crash: nothing retired the book
+        with ShmRingWriter.create(shm_name, capacity_bytes=SMALL) as second:
+            second.write_book("ETHUSDT", 2, 20, 100, 5, [(1.0, 2.0)], [(3.0, 4.0)])
+            deadline = time.monotonic() + 2.0
+            seen: list[str] = []
+            while reader.generation != 2 and time.monotonic() < deadline:
+                seen.extend(r.symbol for r in reader.poll())
+            assert seen == ["BTCUSDT", "ETHUSDT"]  # the old record is still delivered
+            assert reader.latest_book("BTCUSDT") is None
+            eth = reader.latest_book("ETHUSDT")
+            assert eth is not None and eth.last_update_id == 20
+    finally:
+        reader.close()
+
+
+def test_the_writers_heartbeat_tells_a_dead_writer_from_a_quiet_one(shm_name: str) -> None:
+    with ShmRingWriter.create(shm_name, capacity_bytes=SMALL) as writer:
+        with ShmRingReader.attach(shm_name) as reader:
+            silent = reader.writer_silent_s
+            assert silent is not None and silent < 1.0  # it beat when it made the segment
+            assert reader.writer_alive
+            # What a writer killed (or hung) 4 s ago leaves: an old beat, not closed.
+            writer._ring.beat(time.monotonic_ns() - 4_000_000_000)
+            silent = reader.writer_silent_s
+            assert silent is not None and silent >= 4.0
+            assert not reader.writer_alive
+            ShmOutput(writer).publish(HeartbeatUpdate(b"{}"))  # the service's beat
+            assert reader.writer_alive
+            writer.close(unlink=False)
+            assert not reader.writer_alive  # closed: alive no more, however recent the beat

@@ -7,6 +7,7 @@ import io
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from market_data.client import shm_tail
@@ -59,6 +60,17 @@ def test_live_tail_renders_a_table(shm_name: str) -> None:
         assert shm_tail.run(parse("--name", shm_name, "--from-oldest", "--count", "1"), out) == 0
     text = out.getvalue()
     assert "ETHUSDT" in text and "syncing" in text and "3000 x 1" in text
+
+
+def test_a_silent_writer_s_live_books_are_shown_as_not_current(shm_name: str) -> None:
+    """A writer killed with SIGKILL leaves its books saying live: its beat tells."""
+    out = io.StringIO()
+    with ShmRingWriter.create(shm_name, capacity_bytes=HEADER_SIZE + 8 * 2048) as writer:
+        writer.write_book("ETHUSDT", 2, 5, 1, 1, [(3000.0, 1.0)], [(3000.5, 2.0)])
+        writer._ring.beat(time.monotonic_ns() - 10_000_000_000)  # its last beat, 10 s ago
+        assert shm_tail.run(parse("--name", shm_name, "--from-oldest", "--count", "1"), out) == 0
+    text = out.getvalue()
+    assert "writer gone" in text and "live" not in text and "writer silent for 10 s" in text
 
 
 def test_tail_reports_a_missing_segment(shm_name: str) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from market_data.outputs.shm import segment_path
 from market_data.wire.ring import (
+    WRITER_SILENT_AFTER_S,
     BookRecord,
     JsonRecord,
     Record,
@@ -172,8 +173,37 @@ class ShmRingReader:
         """The writer of the attached segment closed it cleanly."""
         return self._att.cursor.writer_closed
 
+    @property
+    def writer_silent_s(self) -> float | None:
+        """Seconds since the writer last said it is alive (None: a writer that never does).
+
+        The service's writer beats every second; a crashed or hung one leaves every
+        book it wrote looking ``live``, so trust them only while this stays small.
+        """
+        beat = self._att.cursor.writer_beat_ns
+        if not beat:
+            return None
+        return max(0.0, (time.monotonic_ns() - beat) / 1e9)
+
+    @property
+    def writer_alive(self) -> bool:
+        """The writer is running and beating: its live books are current.
+
+        False once it closed the ring, or has been silent for
+        :data:`~market_data.wire.ring.WRITER_SILENT_AFTER_S` (dead or hung). A writer
+        that never beats counts as alive until it closes.
+        """
+        if self.writer_closed:
+            return False
+        silent = self.writer_silent_s
+        return silent is None or silent < WRITER_SILENT_AFTER_S
+
     def latest_book(self, symbol: str) -> BookRecord | None:
-        """The last book of ``symbol`` this reader has read, if any."""
+        """The last book of ``symbol`` this reader has read in the segment it is attached to.
+
+        Its ``state`` is what the writer last said: check :attr:`writer_alive` before
+        taking a ``live`` one as current.
+        """
         return self._books.get(symbol)
 
     # --- reading ------------------------------------------------------------
@@ -185,13 +215,13 @@ class ShmRingReader:
             self._pending.clear()
             return records
         records = self._att.cursor.poll()
-        if not records:
+        if records:
+            self._account(records)
+        else:
             now = time.monotonic()
             if now >= self._next_check:
                 self._next_check = now + REATTACH_CHECK_S
                 records = self._check_segment()
-        if records:
-            self._account(records)
         return records
 
     def read(self, timeout: float | None = None, busy_poll: bool = False) -> Record | None:
@@ -257,9 +287,15 @@ class ShmRingReader:
             drained.extend(batch)
         self._missed_before += old.cursor.missed
         old.close()
+        self._account(drained)
+        # The new writer's books start from nothing: an old generation's live book,
+        # kept until the new one publishes that symbol (or for ever), would be stale.
+        self._books.clear()
         self._att = fresh
         self.reattaches += 1
-        return drained + fresh.cursor.poll()
+        records = fresh.cursor.poll()
+        self._account(records)
+        return drained + records
 
     # --- lifecycle ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from market_data import arg_types
 from market_data.client.shm import ShmRingReader
@@ -79,21 +80,31 @@ def format_record(record: Record) -> str:
 def format_stats(reader: ShmRingReader, stats: TailStats) -> str:
     return (
         f"rate {stats.rate:,.0f} rec/s  read {reader.records_read:,}  missed {reader.missed:,}  "
-        f"generation {reader.generation}  reattaches {reader.reattaches}"
-        + ("  [writer closed]" if reader.writer_closed else "")
+        f"generation {reader.generation}  reattaches {reader.reattaches}" + _writer_note(reader)
     )
 
 
+def _writer_note(reader: ShmRingReader) -> str:
+    """Why the books shown may not be current: the writer closed, or stopped beating."""
+    if reader.writer_closed:
+        return "  [writer closed]"
+    if not reader.writer_alive:  # on a line of its own: a table caption is cut, not wrapped
+        return f"\n[writer silent for {reader.writer_silent_s:.0f} s: dead or hung]"
+    return ""
+
+
 def build_table(reader: ShmRingReader, symbols: list[str], stats: TailStats) -> Table:
-    table = Table(title=f"shm ring {reader.path}", caption=format_stats(reader, stats))
+    table = Table(title=f"shm ring {reader.path}", caption=Text(format_stats(reader, stats)))
     for column in ("symbol", "state", "bid", "ask", "update id", "last trade"):
         table.add_column(column)
+    current = reader.writer_alive  # else a "live" book is only what a dead writer last said
     for symbol in sorted(symbols):
         book = reader.latest_book(symbol)
         trade = stats.last_trade.get(symbol)
+        state = _state_label(book.state) if book else "-"
         table.add_row(
             symbol,
-            _state_label(book.state) if book else "-",
+            state if current or not book else "writer gone",
             f"{book.bids[0][0]:g} x {book.bids[0][1]:g}" if book and book.bids else "-",
             f"{book.asks[0][0]:g} x {book.asks[0][1]:g}" if book and book.asks else "-",
             str(book.last_update_id) if book else "-",

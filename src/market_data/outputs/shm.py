@@ -172,11 +172,18 @@ class ShmRingWriter:
             raise
         with memoryview(mapping) as view:
             encode_header(view, header)
-        return cls(path, fd, mapping, header, temp)
+        writer = cls(path, fd, mapping, header, temp)
+        writer.beat()
+        return writer
 
     def _discard(self) -> None:
         self._release()
         self._temp_path.unlink(missing_ok=True)
+
+    def beat(self) -> None:
+        """Tell readers this writer is alive (the service does every second): a reader
+        whose writer stopped beating knows its last books are no longer current."""
+        self._ring.beat(time.monotonic_ns())
 
     @property
     def records_written(self) -> int:

@@ -129,6 +129,8 @@ class ShmOutput:
                 update.is_buyer_maker,
                 update.local_ts_ns,
             )
+        elif type(update) is HeartbeatUpdate:
+            self.writer.beat()
 
     async def aclose(self) -> None:
         self.writer.close(unlink=True)

@@ -51,11 +51,16 @@ OFF_GENERATION: Final = 24  # u64    bumped each time a writer replaces the segm
 OFF_WRITER_PID: Final = 32  # u64    pid of the writer (informational)
 OFF_CREATED_NS: Final = 40  # u64    wall-clock creation time, ns since the epoch
 OFF_CLOSED: Final = 48  # u64    1 once the writer closed cleanly
+OFF_BEAT: Final = 56  # u64    writer's CLOCK_MONOTONIC ns at its last beat (~1 s; 0: none)
 OFF_HEAD: Final = 64  # u64    last completed record number (own cache line)
 
 _STATIC_HEADER = struct.Struct("<8sIIIIQQQ")  # magic .. created_ns
 HEAD_WORD: Final = OFF_HEAD // 8
 CLOSED_WORD: Final = OFF_CLOSED // 8
+BEAT_WORD: Final = OFF_BEAT // 8
+#: A writer that has not beaten for this long is dead or hung (it beats every second,
+#: as the service's Redis heartbeat does): its last books are not current any more.
+WRITER_SILENT_AFTER_S: Final = 3.0
 
 # --- slots --------------------------------------------------------------------
 
@@ -431,6 +436,10 @@ class RingWriter:
     def mark_closed(self) -> None:
         self._words[CLOSED_WORD] = 1
 
+    def beat(self, monotonic_ns: int) -> None:
+        """Say the writer is alive: a crash or a hung writer leaves this word old."""
+        self._words[BEAT_WORD] = monotonic_ns
+
     def _claim(self) -> tuple[int, int]:
         """Number the next record and mark its slot odd; return (seq, slot offset)."""
         seq = self.head + 1
@@ -630,6 +639,11 @@ class RingCursor:
     @property
     def writer_closed(self) -> bool:
         return bool(self._words[CLOSED_WORD])
+
+    @property
+    def writer_beat_ns(self) -> int:
+        """The writer's CLOCK_MONOTONIC ns at its last beat (0: a writer that never beats)."""
+        return int(self._words[BEAT_WORD])
 
     def poll_raw(self, limit: int | None = None) -> list[tuple[int, bytes]]:
         """Copy out up to ``limit`` (default: one ring's worth) new intact records.
