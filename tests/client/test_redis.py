@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from market_data.client.redis import (
     ConnectionChange,
     Message,
+    PublisherStatus,
     RedisSubscriber,
     TradeGap,
     consume,
@@ -83,7 +84,9 @@ def test_no_symbol_is_an_error() -> None:
 async def test_typed_messages_from_a_real_redis(redis_server: EmbeddedRedis) -> None:
     client = aioredis.Redis.from_url(redis_server.url)
     try:
-        async with RedisSubscriber(redis_server.url, ["BTCUSDT"]) as feed:
+        async with RedisSubscriber(
+            redis_server.url, ["BTCUSDT"], connection_events=False, publisher_events=False
+        ) as feed:
             await _subscribed(client, "trades:BTCUSDT")
             await client.publish("orderbook:BTCUSDT", _book(BookState.SYNCING, levels=False))
             await client.publish("orderbook:BTCUSDT", _book(BookState.LIVE, levels=True))
@@ -100,8 +103,26 @@ async def test_typed_messages_from_a_real_redis(redis_server: EmbeddedRedis) -> 
     assert isinstance(second, TradeMessage) and second.trade_id == 12
 
 
+async def test_by_default_a_consumer_hears_that_nobody_publishes(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """The README's plain subscriber: with no service beating, it is told so at once
+    (a consumer that never hears it would keep a dead publisher's last book as live)."""
+    seen: list[Message] = []
+    stop = asyncio.Event()
+
+    def on_message(message: Message) -> None:
+        seen.append(message)
+        if len(seen) == 2:
+            stop.set()
+
+    await asyncio.wait_for(consume(redis_server.url, ["BTCUSDT"], on_message, stop=stop), 10)
+    assert seen[0] == ConnectionChange(True)
+    assert isinstance(seen[1], PublisherStatus) and not seen[1].alive
+
+
 async def test_reconnects_after_a_redis_restart(redis_server: EmbeddedRedis) -> None:
-    feed = RedisSubscriber(redis_server.url, ["BTCUSDT"], connection_events=True)
+    feed = RedisSubscriber(redis_server.url, ["BTCUSDT"], publisher_events=False)
     async with feed:
         assert await _take(feed, 1) == [ConnectionChange(True)]
         redis_server.kill()
@@ -128,7 +149,8 @@ async def test_the_callback_form_stops_when_told(redis_server: EmbeddedRedis) ->
 
     def on_message(message: Message) -> None:
         seen.append(message)
-        stop.set()
+        if isinstance(message, TradeMessage):
+            stop.set()
 
     client = aioredis.Redis.from_url(redis_server.url)
     try:
@@ -155,3 +177,22 @@ def test_messages_of_an_older_publisher_epoch_are_dropped() -> None:
     assert len(feed.decode("orderbook:BTCUSDT", new)) == 1
     assert feed.decode("orderbook:BTCUSDT", old) == []
     assert (feed.epoch, feed.stale_epoch) == (5, 1)
+
+
+def test_each_workers_epochs_are_its_own() -> None:
+    """``run --workers 2`` with ha_group: each worker has its own group and epochs, so
+    worker 0's failover (epoch 2) must not make worker 1's symbols (epoch 1) stale."""
+    feed = RedisSubscriber("redis://127.0.0.1:1/0", ["BTCUSDT", "ETHUSDT"])
+
+    def book(symbol: str, update_id: int, epoch: int) -> bytes:
+        return orderbook_payload(
+            symbol, [], [], last_update_id=update_id, event_time_ms=0, now_ms=1,
+            state=BookState.LIVE, epoch=epoch,
+        )  # fmt: skip
+
+    assert len(feed.decode("orderbook:BTCUSDT", book("BTCUSDT", 1, 2))) == 1
+    assert len(feed.decode("orderbook:ETHUSDT", book("ETHUSDT", 1, 1))) == 1
+    trade = b'{"symbol":"ETHUSDT","trade_id":7,"price":1.0,"quantity":1.0,"timestamp":1,"epoch":1}'
+    assert len(feed.decode("trades:ETHUSDT", trade)) == 1
+    assert feed.decode("orderbook:BTCUSDT", book("BTCUSDT", 0, 1)) == []  # BTC's own past
+    assert (feed.epoch, feed.stale_epoch) == (2, 1)

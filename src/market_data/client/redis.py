@@ -8,18 +8,22 @@
                 case TradeMessage(): ...                          # in trade-id order
                 case TradeGap(): ...                              # trades that were missed
                 case MarketDataMessage(): ...                     # best prices, 24h figures
+                case PublisherStatus(alive=False): ...  # the service is gone: no book is live
+                case ConnectionChange(): ...            # Redis lost (or back): nothing arrives
 
 Messages are decoded with the Structs of :mod:`market_data.wire.messages`, the
 schema the service encodes. With active/standby, messages carry the publisher's
 fencing epoch and those of an epoch older than one already seen are dropped
-(``stale_epoch``); ``publisher_events`` adds :class:`PublisherStatus` messages
-from the service's heartbeat. A book that is not live arrives as such, without
-levels. Trades come in id order: a trade at or below the last id seen is a
-re-delivery and is dropped; a jump in ids is reported as a :class:`TradeGap`
-before the trade that follows it. The subscriber reconnects by itself
-(backoff 0.2 s to 3 s) and first reads the stored ``market_data:`` key of each
-symbol, so a fresh consumer starts with 24h figures. :func:`consume` is the
-plain callback form.
+(``stale_epoch``). :class:`PublisherStatus` messages come from the service's
+heartbeat and :class:`ConnectionChange` from the subscriber's own connection:
+both on by default (``publisher_events``, ``connection_events``), since a
+consumer that hears of neither keeps a dead publisher's last book as live. A
+book that is not live arrives as such, without levels. Trades come in id order:
+a trade at or below the last id seen is a re-delivery and is dropped; a jump in
+ids is reported as a :class:`TradeGap` before the trade that follows it. The
+subscriber reconnects by itself (backoff 0.2 s to 3 s) and first reads the
+stored ``market_data:`` key of each symbol, so a fresh consumer starts with 24h
+figures. :func:`consume` is the plain callback form.
 """
 
 from __future__ import annotations
@@ -114,8 +118,8 @@ class RedisSubscriber:
         books: bool = True,
         trades: bool = True,
         market_data: bool = True,
-        connection_events: bool = False,
-        publisher_events: bool = False,
+        connection_events: bool = True,
+        publisher_events: bool = True,
         silent_after_s: float = SILENT_AFTER_S,
     ) -> None:
         parse_redis_url(redis_url)  # fail fast on an unusable URL
@@ -128,8 +132,12 @@ class RedisSubscriber:
         self.silent_after_s = silent_after_s
         self._last_beat: float | None = None  # loop time of the last heartbeat
         self._publisher_alive: bool | None = None
-        #: The newest publisher epoch seen: messages of an older one are dropped.
+        #: The newest publisher epoch seen, of any symbol.
         self.epoch = 0
+        #: Per symbol, the newest epoch seen: its messages of an older one are dropped.
+        #: Per symbol, because ``run --workers N`` gives each worker its own group, and
+        #: so its own epochs: one worker's failover must not silence the others' symbols.
+        self._epochs: dict[str, int] = {}
         self.stale_epoch = 0  # messages dropped for coming from an older epoch
         self.malformed = 0
         self.duplicate_trades = 0
@@ -231,14 +239,16 @@ class RedisSubscriber:
             self.malformed += 1
             log.warning("skipped a malformed %s message: %s", channel, exc)
             return []
+        symbol = message.symbol or channel.partition(":")[2]
         epoch = message.epoch
         if epoch:  # active/standby: a deposed publisher's late messages are not current
-            if epoch < self.epoch:
+            if epoch < self._epochs.get(symbol, 0):
                 self.stale_epoch += 1
                 return []
-            self.epoch = epoch
+            self._epochs[symbol] = epoch
+            self.epoch = max(self.epoch, epoch)
         if isinstance(message, TradeMessage):
-            return self._in_order(message.symbol or channel.partition(":")[2], message)
+            return self._in_order(symbol, message)
         return [message]
 
     def _in_order(self, symbol: str, trade: TradeMessage) -> list[Message]:
@@ -387,10 +397,14 @@ async def consume(
     callback: Callable[[Message], Awaitable[None] | None],
     *,
     stop: asyncio.Event | None = None,
+    **options: Any,
 ) -> None:
-    """Call ``callback`` with every message until ``stop`` is set (the callback form)."""
+    """Call ``callback`` with every message until ``stop`` is set (the callback form).
+
+    ``options`` are :class:`RedisSubscriber`'s (``books``, ``publisher_events``...).
+    """
     stop = stop if stop is not None else asyncio.Event()
-    async with RedisSubscriber(redis_url, symbols) as feed:
+    async with RedisSubscriber(redis_url, symbols, **options) as feed:
         async for message in feed.until(stop):
             result = callback(message)
             if result is not None:
