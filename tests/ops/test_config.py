@@ -129,6 +129,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         "MARKET_DATA_HEALTH_PORT": "9000",
         "MARKET_DATA_SYMBOLS": "btcusdt, ethusdt,,solusdt",
         "MARKET_DATA_USE_SPLIT_ROUTES": "No",
+        "MARKET_DATA_EXCHANGE_WS_URL": "ws://127.0.0.1:9001",
         "MARKET_DATA_LOG_JSON": "1",
         "MARKET_DATA_SILENCE_TIMEOUT_S": "2.5",
         "MARKET_DATA_CPU_AFFINITY": "0,1",
@@ -192,7 +193,9 @@ def test_every_key_has_an_environment_override(key: str, tmp_path: Path) -> None
         text = "true" if value else "false"
     else:
         text = str(value)
-    config = load_config(write(tmp_path, ""), env={ENV_PREFIX + key.upper(): text})
+    # Unrouted streams exist only on stand-ins now (see the test below): point at one.
+    file_text = "exchange_ws_url: ws://localhost:1\n" if key == "use_split_routes" else ""
+    config = load_config(write(tmp_path, file_text), env={ENV_PREFIX + key.upper(): text})
     assert value != default
     assert getattr(config, key) == value
 
@@ -470,6 +473,15 @@ def test_history_folders_expand_home_and_must_be_folders(
     a_file = write(tmp_path, "", name="not-a-folder")
     (problem,) = problems_of(write(tmp_path, f"parquet_dir: {a_file}\n"))
     assert problem.endswith(f'parquet_dir: "{a_file}" is a file, not a folder')
+
+
+def test_binance_has_no_unrouted_stream_for_trades_any_more(tmp_path: Path) -> None:
+    """Since 2026-04-23 its /stream serves depth only: trades would never arrive."""
+    (problem,) = problems_of(write(tmp_path, "use_split_routes: false\n"))
+    assert "use_split_routes is false for fstream.binance.com" in problem
+    assert "trades and 24h figures would never arrive" in problem
+    stand_in = "use_split_routes: false\nexchange_ws_url: ws://127.0.0.1:9001\n"
+    assert load_config(write(tmp_path, stand_in), env={}).use_split_routes is False
 
 
 def test_the_ring_must_hold_two_records_of_the_published_depth(tmp_path: Path) -> None:

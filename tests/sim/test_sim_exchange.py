@@ -95,20 +95,13 @@ async def test_partial_depth_and_book_ticker_show_the_top_of_the_true_book(
 async def test_agg_trades_trade_at_the_best_bid_or_ask(
     sim: SimExchange, session: aiohttp.ClientSession
 ) -> None:
-    streams = "ethusdt@depth@100ms/ethusdt@aggTrade"
-    async with session.ws_connect(f"{sim.ws_base_url}/stream?streams={streams}") as ws:
-        last_u = None
+    base = sim.ws_base_url
+    async with session.ws_connect(f"{base}/market/stream?streams=ethusdt@aggTrade") as ws:
         trades = 0
         while trades < 10:
-            frame = await receive_json(ws)
-            data = frame["data"]
-            if data["e"] == "depthUpdate":
-                last_u = data["u"]
-                continue
-            if last_u is None:
-                continue
+            data = (await receive_json(ws))["data"]
             assert {"e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "nq"} <= data.keys()
-            bids, asks = sim.market.true_book("ETHUSDT", last_u)
+            bids, asks = sim.market.true_book("ETHUSDT", sim.market.current_update_id("ETHUSDT"))
             # an earlier trade may have used up the best level: then the next one
             side = bids if data["m"] else asks
             assert data["p"] in [price for price, _ in side[:3]]
@@ -219,6 +212,10 @@ async def test_routes_split_depth_from_trades(
         await ws.send_json({"method": "SUBSCRIBE", "params": ["ethusdt@aggTrade"], "id": 2})
         assert await receive_json(ws) == {"result": None, "id": 2}
         assert await _frames_within(ws, 1.2) == []
+    # No route (retired 2026-04-23): /public data only; trades acknowledged, never sent.
+    streams = "ethusdt@depth@100ms/ethusdt@aggTrade/ethusdt@ticker"
+    async with session.ws_connect(f"{base}/stream?streams={streams}") as ws:
+        assert set(await _frames_within(ws, 2.5)) == {"ethusdt@depth@100ms"}
     async with session.ws_connect(f"{base}/public/ws/ethusdt@depth") as ws:
         data = await receive_json(ws)  # raw stream: the payload without the envelope
         assert data["e"] == "depthUpdate" and "stream" not in data

@@ -36,7 +36,7 @@ def test_routes_split_depth_from_trades() -> None:
     depth, trade = parse_stream("btcusdt@depth@100ms"), parse_stream("btcusdt@aggTrade")
     ticker = parse_stream("btcusdt@bookTicker")
     assert depth is not None and trade is not None and ticker is not None
-    assert route_allows("", depth) and route_allows("", trade)
+    assert route_allows("", depth) and not route_allows("", trade)  # retired: /public only
     assert route_allows("/public", depth) and route_allows("/public", ticker)
     assert not route_allows("/public", trade)
     assert route_allows("/market", trade) and not route_allows("/market", depth)

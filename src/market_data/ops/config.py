@@ -663,6 +663,19 @@ def _cross_check(values: Mapping[str, Any]) -> list[tuple[tuple[str, str], str]]
                 f"({values['order_book_depth']}): at least {smallest}",
             )
         )
+    # Binance retired the unrouted URLs on 2026-04-23: /stream now serves /public data
+    # only, so trades and 24h tickers would be acknowledged and never arrive, with
+    # every book live (BINANCE_FUTURES.md section 2). Other hosts (a stand-in) may
+    # still serve everything there.
+    host = urlsplit(str(values["exchange_ws_url"])).hostname or ""
+    if not values["use_split_routes"] and (host == "binance.com" or host.endswith(".binance.com")):
+        problems.append(
+            (
+                ("use_split_routes", "exchange_ws_url"),
+                f"use_split_routes is false for {host}, whose unrouted /stream serves depth "
+                "only since 2026-04-23: trades and 24h figures would never arrive",
+            )
+        )
     return problems
 
 

@@ -2,7 +2,8 @@
 
 Binance names streams ``<symbol>@<kind>[@<speed>]``, always lowercase. Since
 2026 the futures endpoint is split: ``/public`` serves depth and bookTicker,
-``/market`` serves trades, klines and tickers; ``/stream`` here serves all.
+``/market`` serves trades, klines and tickers; the unrouted ``/stream`` serves
+``/public`` data only (below).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ MARKET_KINDS = frozenset(
     }
 )
 
-# route prefix -> the kinds it serves (None: everything, the pre-2026 endpoint)
+# route prefix -> the kinds it serves (None: everything). The unrouted URLs were
+# retired on 2026-04-23: a connection with no route gets only /public data, and an
+# aggTrade subscription there is acknowledged but never arrives (BINANCE_FUTURES.md
+# §2; cryptofeed #1128, binance-futures-connector-python #261).
 ROUTE_KINDS: dict[str, frozenset[StreamKind] | None] = {
-    "": None,
+    "": PUBLIC_KINDS,
     "/public": PUBLIC_KINDS,
     "/market": MARKET_KINDS,
 }
