@@ -35,7 +35,10 @@ DEFAULT_PATHS = (Path("config.yaml"), Path("config.example.yaml"))
 DEPTH_STREAMS = ("depth", "depth@100ms", "depth@500ms", "depth@0ms")
 PARTIAL_DEPTH_LEVELS = (5, 10, 20)
 MAX_STREAMS_PER_CONNECTION = 200  # Binance USD-M limit per WebSocket connection
-MAX_CONNECTION_AGE_S = 86_400  # Binance closes every connection after 24h
+#: Binance closes every connection after 24 h (BINANCE_FUTURES.md section 2); the
+#: make-before-break rotation takes seconds after the handshake, so it must start a
+#: margin before the cut or the exchange wins the race every day.
+MAX_CONNECTION_AGE_S = 86_400 - 300
 
 #: ``symbols: all`` (normalised): serve every TRADING perpetual of the exchange.
 ALL_SYMBOLS = "ALL"
