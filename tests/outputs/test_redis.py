@@ -288,6 +288,24 @@ async def test_two_outages_are_two_warnings(
     assert len([r for r in sink_records(caplog, logging.INFO) if "back" in r.getMessage()]) == 2
 
 
+async def test_the_end_of_an_outage_names_the_trades_it_dropped(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=SINK_LOGGER)
+    async with fast_reconnect_sink(redis_server.url, max_pending_trades=5) as sink:
+        await wait_until(lambda: sink.connected)
+        redis_server.kill()
+        sink.publish_book("BTCUSDT", b"x")
+        await wait_until(lambda: not sink.connected)
+        for trade_id in range(12):
+            sink.publish_trade("BTCUSDT", b"%d" % trade_id)
+        redis_server.start()
+        await wait_until(lambda: sink.connected and sink.queue_depth == 0)
+    back = [r for r in caplog.records if "back at" in r.getMessage()]
+    assert len(back) == 1 and back[0].levelno == logging.WARNING
+    assert "7 trades were dropped (the trade queue was full)" in back[0].getMessage()
+
+
 async def test_starting_without_redis_then_redis_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -344,6 +362,24 @@ async def test_wrong_password_is_an_outage_without_the_password(
     assert any("closed with 1 items unsent" in message for message in warnings)
 
 
+async def test_an_outage_that_turns_into_a_refusal_says_so(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis comes back with a password the URL lacks: the log names NOAUTH, not only
+    the first cause ("connection closed") of what looks like one long outage."""
+    caplog.set_level(logging.INFO, logger=SINK_LOGGER)
+    async with fast_reconnect_sink(redis_server.url) as sink:
+        await wait_until(lambda: sink.connected)
+        redis_server.kill()
+        sink.publish_book("BTCUSDT", b"x")  # an idle writer learns of the outage by sending
+        await wait_until(lambda: sink.stats.outages == 1 and sink.stats.errors >= 2)
+        with EmbeddedRedis(port=redis_server.port, password="now-required-1"):
+            await wait_until(lambda: "NOAUTH" in (sink.stats.last_error or ""))
+            warnings = [r.getMessage() for r in sink_records(caplog, logging.WARNING)]
+    assert len(warnings) == 2 and "unavailable" in warnings[0]
+    assert "still unavailable" in warnings[1] and "handshake refused: NOAUTH" in warnings[1]
+
+
 async def test_acl_user_and_database_from_the_url(redis_server: EmbeddedRedis) -> None:
     async with aioredis.Redis.from_url(redis_server.url) as admin:
         await admin.execute_command(
@@ -359,7 +395,7 @@ async def test_acl_user_and_database_from_the_url(redis_server: EmbeddedRedis) -
         assert sink.stats.errors == 0
 
 
-async def test_refused_commands_are_counted_and_logged_once(
+async def test_refused_commands_are_counted_not_published_and_logged_once(
     redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=SINK_LOGGER)
@@ -377,7 +413,46 @@ async def test_refused_commands_are_counted_and_logged_once(
     assert sink.stats.errors == 5  # each SET refused, each PUBLISH accepted
     assert sink.stats.last_error is not None and "NOPERM" in sink.stats.last_error
     assert sink.stats.published_books == 5
+    # Its key was never stored: refused, so not published (nor kept to republish).
+    assert (sink.stats.published_market_data, sink.stats.refused_market_data) == (0, 5)
+    assert sink.stats.refusing is not None and "NOPERM" in sink.stats.refusing
     assert len(sink_records(caplog, logging.WARNING)) == 1
+
+
+async def test_a_redis_out_of_memory_is_not_ready_until_it_takes_writes_again(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PING still answers while SET and XADD are refused: the key goes stale and the
+    trade stream gets holes. Counted, logged at start and end, and /ready says so."""
+    caplog.set_level(logging.INFO, logger=SINK_LOGGER)
+    async with (
+        aioredis.Redis.from_url(redis_server.url) as admin,
+        RedisSink(redis_server.url) as sink,
+    ):
+        sink.publish_trade("BTCUSDT", b'{"trade_id":1}')
+        sink.publish_market_data("BTCUSDT", b"first")
+        await wait_until(lambda: sink.stats.published_market_data == 1)
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", "1")
+        sink.publish_trade("BTCUSDT", b'{"trade_id":2}')
+        sink.publish_market_data("BTCUSDT", b"second")
+        sink.publish_book("BTCUSDT", b"book")  # PUBLISH needs no memory: it goes out
+        await wait_until(lambda: sink.stats.refused_market_data == 1)
+        stats = sink.stats
+        assert (stats.refused_trades, stats.published_trades) == (1, 1)
+        assert (stats.published_market_data, stats.published_books) == (1, 1)
+        problem = await sink.ping()
+        assert problem is not None and problem.startswith("refusing writes: OOM")
+        assert await sink.ping() == problem  # however many PINGs it answers
+        await admin.config_set("maxmemory", "0")
+        sink.publish_market_data("BTCUSDT", b"third")
+        await wait_until(lambda: sink.stats.published_market_data == 2)
+        assert await sink.ping() is None and sink.stats.refusing is None
+        assert await admin.get("market_data:BTCUSDT") == b"third"
+    warnings = [r.getMessage() for r in sink_records(caplog, logging.WARNING)]
+    assert len(warnings) == 2
+    assert "refuses commands: OOM" in warnings[0]
+    assert "takes writes again (2 payloads refused" in warnings[1]
 
 
 async def test_ping_reports_health(redis_server: EmbeddedRedis) -> None:

@@ -402,6 +402,18 @@ class ServiceCollector(Collector):
         yield CounterMetricFamily(
             "redis_errors", "Redis connection failures and refused commands", value=stats.errors
         )
+        refused = CounterMetricFamily(
+            "redis_refused",
+            "Payloads Redis refused (OOM, READONLY...), so not published, by kind",
+            labels=["kind"],
+        )
+        refused.add_metric(["book"], stats.refused_books)
+        refused.add_metric(["market_data"], stats.refused_market_data)
+        refused.add_metric(["trade"], stats.refused_trades)
+        yield refused
+        yield GaugeMetricFamily(
+            "redis_refusing", "1 while Redis refuses writes", value=int(stats.refusing is not None)
+        )
         yield CounterMetricFamily("redis_outages", "Redis outages begun", value=stats.outages)
         yield CounterMetricFamily(
             "redis_cluster_redirects",

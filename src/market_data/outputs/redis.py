@@ -44,6 +44,9 @@ from market_data.outputs.redis_url import RedisEndpoint, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)
 
+#: How a server that answers and refuses the connection's set-up (AUTH, SELECT) is named.
+_REFUSED_HANDSHAKE = "handshake refused"
+
 MARKET_DATA_TTL_S = 300
 _READ_CHUNK = 1 << 16
 
@@ -83,6 +86,14 @@ class RedisSinkStats:
     #: Trades appended to their stream (``XADD trades:{SYMBOL}``), for consumers to resume.
     streamed_trades: int = 0
     errors: int = 0
+    #: Payloads Redis refused to take (OOM, READONLY, NOREPLICAS, NOPERM...): not
+    #: published, never sent again (a newer book or 24h figure follows; a trade is lost).
+    refused_books: int = 0
+    refused_market_data: int = 0
+    refused_trades: int = 0
+    #: Why Redis refuses writes now (None: it takes them): from its first refusal until
+    #: a batch of writes goes through whole.
+    refusing: str | None = None
     #: Redis Cluster: commands refused for routing (MOVED, ASK, TRYAGAIN, CLUSTERDOWN), sent again.
     redirects: int = 0
     outages: int = 0
@@ -230,7 +241,7 @@ class _Connection:
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 await connection.close()
-                raise RedisUnavailableError(f"handshake refused: {reply}")
+                raise RedisUnavailableError(f"{_REFUSED_HANDSHAKE}: {reply}")
         return connection
 
     async def exchange(
@@ -317,7 +328,9 @@ class RedisSink:
         self._running = False
         self._outage_started: float | None = None
         self._outage_errors = 0
-        self._logged_reply_errors: set[str] = set()
+        self._outage_reason = ""
+        self._outage_dropped_from = 0  # dropped_trades when the outage began
+        self._refused_in_episode = 0
         self.stats = RedisSinkStats()
 
     # -- hot path: synchronous, never awaits, never raises -------------------
@@ -401,9 +414,12 @@ class RedisSink:
         self._wake.set()
         try:
             async with asyncio.timeout(within_s):
-                return await asyncio.shield(waiter)
+                problem = await asyncio.shield(waiter)
         except TimeoutError:
             return "ping timed out"
+        if problem is None and self.stats.refusing is not None:  # it answers, takes nothing
+            return f"refusing writes: {self.stats.refusing}"
+        return problem
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -617,13 +633,17 @@ class RedisSink:
                 batch, replies, again = _partition(batch, replies, retry, self._per_trade)
                 self._requeue(again)
                 errors = [i for i, reply in enumerate(replies) if isinstance(reply, ReplyError)]
+        self._count_unheard(batch, replies)  # by reply position: before refusals are taken out
+        if errors:
+            batch = self._drop_refused(batch, errors)
+        elif self.stats.refusing is not None and batch.commands > len(batch.pings):
+            self._refusals_ended()
         stats = self.stats
         stats.published_trades += len(batch.trades)
         stats.published_books += len(batch.books)
         stats.published_market_data += len(batch.market_data)
         self._sent_books.update(batch.books)
         self._sent_market_data.update(batch.market_data)
-        self._count_unheard(batch, replies)
         first_ping = batch.commands - len(batch.pings)
         for index in errors:
             reply = replies[index]
@@ -635,6 +655,38 @@ class RedisSink:
         for waiter in batch.pings:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _drop_refused(self, batch: _Batch, errors: list[int]) -> _Batch:
+        """What Redis took of ``batch`` (same replies order), counting the refused payloads.
+
+        A refused payload is not published: it is neither counted so nor kept as the
+        symbol's latest for a republish. It is not sent again either: Redis refuses for
+        a reason that lasts (memory, a replica, an ACL), and a newer book and 24h
+        figures follow anyway.
+        """
+        per_trade = self._per_trade
+        trades_end = len(batch.trades) * per_trade
+        books_end = trades_end + len(batch.books)
+        market_end = books_end + 2 * len(batch.market_data)
+        bad_trades = {i // per_trade for i in errors if i < trades_end}
+        bad_books = {i - trades_end for i in errors if trades_end <= i < books_end}
+        bad_market = {(i - books_end) // 2 for i in errors if books_end <= i < market_end}
+        if not (bad_trades or bad_books or bad_market):
+            return batch
+        stats = self.stats
+        stats.refused_trades += len(bad_trades)
+        stats.refused_books += len(bad_books)
+        stats.refused_market_data += len(bad_market)
+        self._refused_in_episode += len(bad_trades) + len(bad_books) + len(bad_market)
+        taken = _Batch(
+            {s: p for n, (s, p) in enumerate(batch.books.items()) if n not in bad_books},
+            {s: p for n, (s, p) in enumerate(batch.market_data.items()) if n not in bad_market},
+            deque(t for n, t in enumerate(batch.trades) if n not in bad_trades),
+            batch.pings,
+            batch.heartbeat,
+        )
+        taken.commands = batch.commands
+        return taken
 
     def _count_unheard(self, batch: _Batch, replies: list[object]) -> None:
         """PUBLISH answers how many subscribers got the message: count those nobody got."""
@@ -726,6 +778,8 @@ class RedisSink:
         if self._outage_started is None:
             self._outage_started = time.monotonic()
             self._outage_errors = 1
+            self._outage_reason = reason
+            self._outage_dropped_from = stats.dropped_trades
             stats.outages += 1
             logger.warning(
                 "Redis unavailable at %s: %s; publishing paused, latest state per symbol kept",
@@ -735,6 +789,16 @@ class RedisSink:
             )
         else:
             self._outage_errors += 1
+            # A server that answers but refuses us (NOAUTH after a restart with a password)
+            # is a new cause worth a line; "closed" then "refused" is one plain outage.
+            if reason != self._outage_reason and reason.startswith(_REFUSED_HANDSHAKE):
+                self._outage_reason = reason
+                logger.warning(
+                    "Redis still unavailable at %s, now: %s",
+                    self._shown_url,
+                    reason,
+                    extra={"event": "redis_outage_reason", "reason": reason},
+                )
 
     def _record_connected(self) -> None:
         self.stats.connected = True
@@ -742,18 +806,22 @@ class RedisSink:
             logger.debug("Redis connected at %s", self._shown_url)
             return
         duration = time.monotonic() - self._outage_started
-        logger.info(
+        dropped = self.stats.dropped_trades - self._outage_dropped_from
+        logger.log(
+            logging.WARNING if dropped else logging.INFO,
             "Redis back at %s after %.1fs (%d errors during the outage); "
-            "republishing the latest state of %d symbols",
+            "republishing the latest state of %d symbols%s",
             self._shown_url,
             duration,
             self._outage_errors,
             len(self._sent_books.keys() | self._sent_market_data.keys()),
+            f"; {dropped} trades were dropped (the trade queue was full)" if dropped else "",
             extra={
                 "event": "redis_outage_end",
                 "redis": self._shown_url,
                 "outage_s": round(duration, 3),
                 "errors": self._outage_errors,
+                "dropped_trades": dropped,
             },
         )
         self._outage_started = None
@@ -761,11 +829,30 @@ class RedisSink:
         self._republish_latest()
 
     def _record_reply_error(self, message: str) -> None:
-        self.stats.errors += 1
-        self.stats.last_error = message
-        if message not in self._logged_reply_errors and len(self._logged_reply_errors) < 100:
-            self._logged_reply_errors.add(message)
-            logger.warning("Redis at %s refused a command: %s", self._shown_url, message)
+        """Count a refused command; log once when Redis starts refusing (and at its end)."""
+        stats = self.stats
+        stats.errors += 1
+        stats.last_error = message
+        if stats.refusing is None:
+            stats.refusing = message
+            logger.warning(
+                "Redis at %s refuses commands: %s; what it refuses is not published "
+                "(counted in redis_refused) and /ready says so until it takes writes again",
+                self._shown_url,
+                message,
+                extra={"event": "redis_refusing", "redis": self._shown_url, "reason": message},
+            )
+
+    def _refusals_ended(self) -> None:
+        logger.warning(
+            "Redis at %s takes writes again (%d payloads refused: %s)",
+            self._shown_url,
+            self._refused_in_episode,
+            self.stats.refusing,
+            extra={"event": "redis_refusing_end", "refused": self._refused_in_episode},
+        )
+        self.stats.refusing = None
+        self._refused_in_episode = 0
 
 
 def _partition(
