@@ -132,6 +132,7 @@ class RedisSubscriber:
         self.silent_after_s = silent_after_s
         self._last_beat: float | None = None  # loop time of the last heartbeat
         self._publisher_alive: bool | None = None
+        self._connected: bool | None = None  # as last told: None before the first attempt
         #: The newest publisher epoch seen, of any symbol.
         self.epoch = 0
         #: Per symbol, the newest epoch seen: its messages of an older one are dropped.
@@ -287,6 +288,12 @@ class RedisSubscriber:
             self._publisher_alive = False
             await self._put(PublisherStatus(False, f"no heartbeat for {silent:.1f}s"))
 
+    async def _connection_changed(self, change: ConnectionChange) -> None:
+        """Say it when the connection comes or goes, not at every failed retry."""
+        if self.connection_events and change.connected != self._connected:
+            await self._put(change)
+        self._connected = change.connected
+
     async def _put(self, message: Message) -> None:
         await self._queue.put(message)  # a slow consumer slows this reader, never the service
 
@@ -317,8 +324,7 @@ class RedisSubscriber:
                         if stored is not None:
                             for message in self.decode(f"market_data:{symbol}", stored):
                                 await self._put(message)
-                if self.connection_events:
-                    await self._put(ConnectionChange(True))
+                await self._connection_changed(ConnectionChange(True))
                 if self.publisher_events:  # the beat's key expires 3 s after the last beat
                     beat = await client.get(HEARTBEAT_CHANNEL)
                     await self._beat(beat if isinstance(beat, bytes) else None)
@@ -346,8 +352,7 @@ class RedisSubscriber:
                     reason,
                     backoff,
                 )
-                if self.connection_events:
-                    await self._put(ConnectionChange(False, reason))
+                await self._connection_changed(ConnectionChange(False, reason))
             finally:
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
