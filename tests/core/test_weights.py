@@ -56,3 +56,14 @@ def test_half_used_counts_our_share_and_the_address() -> None:
 @pytest.mark.parametrize(("limit", "weight"), [(100, 1), (101, 2), (500, 2), (1000, 5), (1441, 10)])
 def test_klines_weight_by_rows(limit: int, weight: int) -> None:
     assert klines_weight(limit) == weight
+
+
+def test_a_429_holds_every_request_until_its_retry_after_even_in_a_new_minute() -> None:
+    budget = WeightBudget(2400)
+    budget.hold(90.0, now_s=30.0)  # a ban's Retry-After outlasts the minute
+    assert budget.try_acquire(1, 31.0) == pytest.approx(89.0)
+    assert budget.try_acquire(1, 100.0) == pytest.approx(20.0)  # the next minute, still held
+    assert budget.half_used(100.0) and budget.held_for(100.0) == pytest.approx(20.0)
+    budget.hold(5.0, now_s=100.0)  # a shorter one never shortens it
+    assert budget.held_for(100.0) == pytest.approx(20.0)
+    assert budget.try_acquire(1, 120.0) == 0 and budget.held_for(120.0) == 0

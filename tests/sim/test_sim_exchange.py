@@ -258,6 +258,33 @@ async def test_rest_depth_limits_weights_and_errors(session: aiohttp.ClientSessi
             assert r.status == 451
 
 
+async def test_asking_again_before_a_429_runs_out_is_an_ip_ban(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A client that ignores Retry-After gets 418 on every endpoint, and longer each time."""
+    now = [120.0]
+    config = SimConfig(symbols=["BTCUSDT"], rest_weight_limit=30, clock=lambda: now[0])
+    async with SimExchange(config) as sim:
+        depth = f"{sim.rest_base_url}/fapi/v1/depth"
+        params = {"symbol": "BTCUSDT", "limit": "1000"}  # weight 20
+
+        async def status(url: str) -> tuple[int, int]:
+            async with session.get(url, params=params if url == depth else None) as r:
+                return r.status, int(r.headers.get("Retry-After", "0"))
+
+        assert (await status(depth))[0] == 200
+        limited, retry_after = await status(depth)
+        assert limited == 429 and 0 < retry_after <= 60
+        now[0] += 1  # did not wait
+        assert await status(depth) == (418, 120)
+        assert (await status(f"{sim.rest_base_url}/fapi/v1/time"))[0] == 418  # the whole IP
+        now[0] += 121  # served; a new minute, a new budget
+        assert (await status(depth))[0] == 200
+        assert (await status(depth))[0] == 429
+        assert await status(depth) == (418, 240)  # again: twice as long
+        assert sim.bans == 2
+
+
 async def test_default_snapshot_has_500_levels(session: aiohttp.ClientSession) -> None:
     async with SimExchange(SimConfig(symbols=["ETHUSDT"])) as sim:
         async with session.get(f"{sim.rest_base_url}/fapi/v1/depth?symbol=ETHUSDT") as r:

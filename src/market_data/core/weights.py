@@ -42,6 +42,7 @@ class WeightBudget:
         self.address_used = 0  # the whole address's, as the exchange last told us
         self.total = 0
         self._window = -1
+        self._held_until = 0.0
 
     def _roll(self, now_s: float) -> None:
         window = int(now_s // 60)
@@ -50,8 +51,20 @@ class WeightBudget:
             self.used = 0
             self.address_used = 0
 
+    def hold(self, seconds: float, now_s: float) -> None:
+        """The exchange answered 429 or 418 with Retry-After ``seconds``: no request of
+        this address may go out before then, whoever makes it, or a 429 becomes a ban
+        (418), and a ban grows (2 minutes to 3 days, the exchange's rule)."""
+        self._held_until = max(self._held_until, now_s + seconds)
+
+    def held_for(self, now_s: float) -> float:
+        """Seconds until the exchange's Retry-After runs out (0: not held)."""
+        return max(0.0, self._held_until - now_s)
+
     def try_acquire(self, weight: int, now_s: float) -> float:
         """Take ``weight`` and return 0, or return how long to wait before asking again."""
+        if now_s < self._held_until:
+            return self._held_until - now_s
         self._roll(now_s)
         if self.used + weight > self.allowance or self.address_used + weight > self.per_minute:
             return (self._window + 1) * 60.0 - now_s
@@ -71,6 +84,8 @@ class WeightBudget:
         Lower-priority requests (book re-bases, 24h backfills) wait while it is,
         so resync snapshots always find weight.
         """
+        if now_s < self._held_until:
+            return True
         self._roll(now_s)
         return self.used >= self.allowance / 2 or self.address_used >= self.per_minute / 2
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from market_data.binance.decode import DecodeError, decode_klines
-from market_data.binance.rest import RestError, rest_get
+from market_data.binance.rest import RateLimitedError, RestError, rest_get
 from market_data.binance.schemas import Kline
 from market_data.core.backoff import backoff
 from market_data.core.stats import DAY_MS, MINUTE_MS, MinuteTotals
@@ -156,6 +156,9 @@ class StatsBackfill:
             except (RestError, DecodeError) as exc:
                 self.failures += 1
                 delay = next(delays)
+                if isinstance(exc, RateLimitedError):  # asking before Retry-After: a ban
+                    self.weights.hold(exc.retry_after_s, self.wall_clock())
+                    delay = max(delay, exc.retry_after_s)
                 log.warning("%s: %s; retrying in %.1fs", state.symbol, exc, delay)
                 await asyncio.sleep(delay)
                 continue

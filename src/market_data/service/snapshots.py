@@ -106,7 +106,8 @@ class SnapshotFetcher:
                     kind = "rate_limited" if isinstance(exc, RateLimitedError) else "error"
                     self.failures[kind] += 1
                     delay = next(delays)
-                    if isinstance(exc, RateLimitedError):
+                    if isinstance(exc, RateLimitedError):  # every request waits, not this one
+                        self.weights.hold(exc.retry_after_s, self.wall_clock())
                         delay = max(delay, exc.retry_after_s)
                     log.warning(
                         "%s: %s; retrying in %.2fs",

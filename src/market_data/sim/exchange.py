@@ -216,6 +216,9 @@ class SimExchange:
         self._ticker_due = 0.0
         self.replay_finished = asyncio.Event()
         self._budget = WeightBudget(self.config.rest_weight_limit)
+        self._limited_until = 0.0  # the last 429's Retry-After runs until then
+        self._banned_until = 0.0
+        self.bans = 0  # 418s given (clients that did not back off after a 429)
         self._connections: dict[int, _Connection] = {}
         self._ids = itertools.count(1)
         self._subscribers: dict[str, set[_Connection]] = {}
@@ -729,11 +732,43 @@ class SimExchange:
             headers={USED_WEIGHT_HEADER: str(self._budget.used_now(now))},
         )
 
+    def _too_many(self, now: float, wait_s: float, msg: str) -> web.Response:
+        """429 with its Retry-After, or 418 (a ban) for asking again before it ran out.
+
+        Binance: "Repeatedly violating rate limits and/or failing to back off after
+        receiving 429s will result in an automated IP ban (HTTP status 418)"; "IP bans
+        are tracked and scale in duration for repeat offenders, from 2 minutes to 3
+        days"; both carry a Retry-After header (USD-M Futures API docs, General Info,
+        Limits; BINANCE_FUTURES.md section 1: "418/429 rate limits").
+        """
+        if now < self._limited_until:
+            self.bans += 1
+            self._banned_until = now + min(120.0 * 2 ** (self.bans - 1), 3 * 86_400.0)
+            banned = self._banned(now)
+            assert banned is not None
+            return banned
+        self._limited_until = now + max(1, math.ceil(wait_s))
+        response = self._rest_error(429, -1003, msg, now)
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+        return response
+
+    def _banned(self, now: float) -> web.Response | None:
+        """The 418 answer while a ban runs (None when there is none)."""
+        if now >= self._banned_until:
+            return None
+        response = self._rest_error(
+            418, -1003, "Way too many requests; IP banned until further notice.", now
+        )
+        response.headers["Retry-After"] = str(max(1, math.ceil(self._banned_until - now)))
+        return response
+
     async def _rest_depth(self, request: web.Request) -> web.Response:
         now = self.config.clock()
         self.rest_requests += 1
         if self.geo_blocked:
             return self._rest_error(451, 0, GEO_BLOCKED_MSG, now)
+        if (banned := self._banned(now)) is not None:
+            return banned
         symbol = request.query.get("symbol", "").upper()
         if not symbol:
             msg = "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
@@ -748,15 +783,12 @@ class SimExchange:
             return self._rest_error(400, -1121, "Invalid symbol.", now)
         wait_s = self._budget.try_acquire(snapshot_weight(limit), now)
         if wait_s > 0:
-            response = self._rest_error(
-                429,
-                -1003,
+            return self._too_many(
+                now,
+                wait_s,
                 f"Too many requests; current limit of IP is {self.config.rest_weight_limit} "
                 "request weight per 1 MINUTE.",
-                now,
             )
-            response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
-            return response
         if self.config.rest_delay_s > 0:
             await asyncio.sleep(self.config.rest_delay_s)
         if self._market is not None:
@@ -837,8 +869,10 @@ class SimExchange:
         self.rest_requests += 1
         if self.geo_blocked:
             return self._rest_error(451, 0, GEO_BLOCKED_MSG, now)
-        if self._budget.try_acquire(weight, now) > 0:
-            return self._rest_error(429, -1003, "Too many requests.", now)
+        if (banned := self._banned(now)) is not None:
+            return banned
+        if (wait_s := self._budget.try_acquire(weight, now)) > 0:
+            return self._too_many(now, wait_s, "Too many requests.")
         return web.Response(
             body=_encode(body),
             content_type="application/json",
