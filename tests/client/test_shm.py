@@ -16,6 +16,7 @@ from market_data.client.shm import (
 from market_data.outputs.shm import ShmRingWriter, segment_path
 from market_data.outputs.sinks import HeartbeatUpdate, ShmOutput
 from market_data.wire.ring import HEADER_SIZE
+from market_data.wire.ring_index import remove_index, write_index
 
 SMALL = HEADER_SIZE + 8 * 2048
 
@@ -123,3 +124,30 @@ def test_the_writers_heartbeat_tells_a_dead_writer_from_a_quiet_one(shm_name: st
             assert reader.writer_alive
             writer.close(unlink=False)
             assert not reader.writer_alive  # closed: alive no more, however recent the beat
+
+
+def test_a_reader_on_an_old_single_ring_moves_to_the_workers_ring(shm_name: str) -> None:
+    """A single process killed with SIGKILL leaves ``name``; ``run --workers 2`` then
+    publishes the index before its workers' rings exist, so ``attach_symbol`` finds the
+    old ring first. It must move to the worker's ring once the index names one."""
+    old = ShmRingWriter.create(shm_name, capacity_bytes=SMALL)
+    old.write_book("BTCUSDT", 2, 100, 1, 1, [(1.0, 1.0)], [(2.0, 1.0)])
+    old.close(unlink=False)  # the crash: the name stays
+    worker_ring = f"{shm_name}-0"
+    write_index(shm_name, {"BTCUSDT": worker_ring})
+    try:
+        reader = ShmRingReader.attach_symbol(shm_name, "BTCUSDT", from_oldest=True)
+        assert reader.path == segment_path(shm_name)
+        with reader, ShmRingWriter.create(worker_ring, capacity_bytes=SMALL) as worker:
+            worker.write_book("BTCUSDT", 2, 900, 1, 1, [(1.5, 1.0)], [(2.0, 1.0)])
+            deadline = time.monotonic() + 2.0
+            ids: list[int] = []
+            while 900 not in ids and time.monotonic() < deadline:
+                ids.extend(r.last_update_id for r in reader.poll() if isinstance(r, BookRecord))
+            assert ids == [100, 900]
+            assert reader.path == segment_path(worker_ring)
+            latest = reader.latest_book("BTCUSDT")
+            assert latest is not None and latest.last_update_id == 900
+    finally:
+        remove_index(shm_name)
+        segment_path(worker_ring).unlink(missing_ok=True)

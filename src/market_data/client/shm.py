@@ -25,7 +25,7 @@ import mmap
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from market_data.outputs.shm import segment_path
@@ -109,9 +109,14 @@ class _Attachment:
 class ShmRingReader:
     """A consumer of the ring: poll, read or iterate records; any number may attach."""
 
-    def __init__(self, path: Path, attachment: _Attachment) -> None:
+    def __init__(
+        self, path: Path, attachment: _Attachment, resolve: Callable[[], Path] | None = None
+    ) -> None:
         self.path = path
         self._att = attachment
+        #: Where the records are now (``attach_symbol``: through the workers' index),
+        #: looked up again while idle; None: always ``path``.
+        self._resolve = resolve
         self._pending: deque[Record] = deque()
         self._books: dict[str, BookRecord] = {}
         self._missed_before = 0  # records lost in earlier generations
@@ -138,9 +143,17 @@ class ShmRingReader:
 
         With ``run --workers N`` the ring is found through the index the
         supervisor publishes (:mod:`market_data.wire.ring_index`); with one
-        process it is ``name`` itself. The ring may carry other symbols too.
+        process it is ``name`` itself. The ring may carry other symbols too. The
+        index is read again while idle: a reader that found ``name`` (an old single
+        process's ring, or workers still starting) moves to the worker's ring once
+        the index names one.
         """
-        return cls.attach(ring_for(name, symbol), from_oldest=from_oldest)
+
+        def resolve() -> Path:
+            return segment_path(ring_for(name, symbol))
+
+        path = resolve()
+        return cls(path, _Attachment(path, from_oldest=from_oldest), resolve)
 
     # --- state --------------------------------------------------------------
 
@@ -266,19 +279,24 @@ class ShmRingReader:
     # --- generation change ----------------------------------------------------
 
     def _check_segment(self) -> list[Record]:
-        """Re-attach if the name now points at a new segment; return records drained."""
+        """Re-attach if the name now points at a new segment, or the symbol at another
+        ring; return records drained."""
+        path = self._resolve() if self._resolve is not None else self.path
         try:
-            inode = os.stat(self.path).st_ino
+            inode = os.stat(path).st_ino
         except FileNotFoundError:
             self.segment_present = False
             return []
         except OSError:
             return []
         self.segment_present = True
-        if inode == self._att.inode:
+        moved = path != self.path
+        if inode == self._att.inode and not moved:
             return []
         try:
-            fresh = _Attachment(self.path, from_first=True)
+            # A new generation of the same ring: from its record 1 (what it overwrote
+            # already is missed); another ring: from its oldest record still held.
+            fresh = _Attachment(path, from_first=not moved, from_oldest=moved)
         except ShmRingError:
             return []  # replaced by something we cannot read (yet): keep looking
         old = self._att
@@ -292,6 +310,7 @@ class ShmRingReader:
         # kept until the new one publishes that symbol (or for ever), would be stale.
         self._books.clear()
         self._att = fresh
+        self.path = path
         self.reattaches += 1
         records = fresh.cursor.poll()
         self._account(records)
