@@ -2,10 +2,12 @@
 
 import asyncio
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from market_data.client.redis import (
+    HEARTBEAT_CHANNEL,
     ConnectionChange,
     Message,
     PublisherStatus,
@@ -194,3 +196,37 @@ def test_each_workers_epochs_are_its_own() -> None:
     assert len(feed.decode("trades:ETHUSDT", trade)) == 1
     assert feed.decode("orderbook:BTCUSDT", book("BTCUSDT", 0, 1)) == []  # BTC's own past
     assert (feed.epoch, feed.stale_epoch) == (2, 1)
+
+
+async def test_one_silent_worker_is_told_while_the_others_beat(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """``run --workers 2``: both workers beat on the one channel, each naming the symbols
+    it serves; when the ETHUSDT worker hangs, the BTCUSDT worker's beats must not
+    keep ETHUSDT's last book looking live."""
+
+    def beat(served: list[str]) -> bytes:
+        body = {"timestamp": 1, "group": "", "epoch": 0, "symbols": 1, "served": served}
+        return msgspec.json.encode(body)
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    seen: list[Message] = []
+    try:
+        async with RedisSubscriber(
+            redis_server.url, ["BTCUSDT", "ETHUSDT"], connection_events=False, silent_after_s=0.6
+        ) as feed:
+            await _subscribed(client, HEARTBEAT_CHANNEL)
+            for _ in range(3):  # both alive
+                await client.publish(HEARTBEAT_CHANNEL, beat(["BTCUSDT"]))
+                await client.publish(HEARTBEAT_CHANNEL, beat(["ETHUSDT", "SOLUSDT"]))
+                await asyncio.sleep(0.2)
+            for _ in range(8):  # the ETHUSDT worker hangs
+                await client.publish(HEARTBEAT_CHANNEL, beat(["BTCUSDT"]))
+                await asyncio.sleep(0.2)
+            seen = await _take(feed, 3)
+    finally:
+        await client.aclose()
+    assert seen[0] == PublisherStatus(False, "no heartbeat from the service")  # no key yet
+    assert seen[1] == PublisherStatus(True)
+    assert isinstance(seen[2], PublisherStatus) and not seen[2].alive
+    assert seen[2].silent == ("ETHUSDT",) and "ETHUSDT" in seen[2].reason

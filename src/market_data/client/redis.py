@@ -90,11 +90,14 @@ class PublisherStatus:
 
     A publisher that died (``kill -9``) leaves its last books saying ``live``; its
     silence says otherwise: treat every book as not live while ``alive`` is False.
+    With ``run --workers N`` each worker beats for its own symbols: ``silent`` names
+    the symbols whose worker went quiet (empty: every one's).
     """
 
     alive: bool
     reason: str = ""
     epoch: int = 0
+    silent: tuple[str, ...] = ()
 
 
 #: The service beats every second; this much silence means it is gone.
@@ -131,6 +134,10 @@ class RedisSubscriber:
         self.publisher_events = publisher_events
         self.silent_after_s = silent_after_s
         self._last_beat: float | None = None  # loop time of the last heartbeat
+        #: Per symbol, the loop time of the last beat that named it as served (a beat
+        #: of a service that names none counts for every symbol, as before).
+        self._beat_at: dict[str, float] = {}
+        self._served_since: float | None = None  # the first beat that named symbols
         self._publisher_alive: bool | None = None
         self._connected: bool | None = None  # as last told: None before the first attempt
         #: The newest publisher epoch seen, of any symbol.
@@ -271,22 +278,45 @@ class RedisSubscriber:
                 self._publisher_alive = False
                 await self._put(PublisherStatus(False, "no heartbeat from the service"))
             return
-        self._last_beat = asyncio.get_running_loop().time()
+        now = self._last_beat = asyncio.get_running_loop().time()
         epoch = 0
+        served: object = None
         with contextlib.suppress(msgspec.DecodeError, AttributeError, TypeError, ValueError):
-            epoch = int(msgspec.json.decode(payload).get("epoch", 0))
-        if self._publisher_alive is not True:
+            beat = msgspec.json.decode(payload)
+            epoch = int(beat.get("epoch", 0))
+            served = beat.get("served")
+        if isinstance(served, list):  # one worker's beat: it vouches for its symbols only
+            if self._served_since is None:
+                self._served_since = now
+            mine = set(self.symbols)
+            for symbol in served:
+                if symbol in mine:
+                    self._beat_at[symbol] = now
+        if self._publisher_alive is not True and not self._silent_symbols(now):
             self._publisher_alive = True
             await self._put(PublisherStatus(True, epoch=epoch))
+
+    def _silent_symbols(self, now: float) -> list[str]:
+        """The symbols no beat has vouched for within ``silent_after_s`` (per-worker beats)."""
+        since = self._served_since
+        if since is None:
+            return []
+        limit = self.silent_after_s
+        return [s for s in self.symbols if now - self._beat_at.get(s, since) > limit]
 
     async def _check_silence(self) -> None:
         last = self._last_beat
         if last is None or self._publisher_alive is False:
             return
-        silent = asyncio.get_running_loop().time() - last
+        now = asyncio.get_running_loop().time()
+        silent = now - last
         if silent > self.silent_after_s:
             self._publisher_alive = False
             await self._put(PublisherStatus(False, f"no heartbeat for {silent:.1f}s"))
+        elif quiet := self._silent_symbols(now):
+            self._publisher_alive = False
+            reason = f"no heartbeat from the publisher of {', '.join(quiet)}"
+            await self._put(PublisherStatus(False, reason, silent=tuple(quiet)))
 
     async def _connection_changed(self, change: ConnectionChange) -> None:
         """Say it when the connection comes or goes, not at every failed retry."""

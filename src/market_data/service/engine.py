@@ -405,6 +405,9 @@ class MarketDataService(ListingMixin):
                     "group": self.config.ha_group,
                     "epoch": lease.epoch if lease is not None else 0,
                     "symbols": len(self.symbols),
+                    # With --workers N, N beats share the channel: each names its own
+                    # symbols, so a reader tells one dead worker from the others.
+                    "served": sorted(self.symbols),
                 },
                 separators=(",", ":"),
             ).encode()
