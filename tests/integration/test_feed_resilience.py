@@ -25,7 +25,11 @@ async def test_silent_stream_is_reconnected_by_the_watchdog(redis_server: Embedd
 
 
 async def test_rotation_is_make_before_break_with_no_gap(redis_server: EmbeddedRedis) -> None:
-    sim_config = SimConfig(symbols=["BTCUSDT", "ETHUSDT"], diff_rate_hz=40, trade_rate_hz=20)
+    # The exchange cuts a connection at its age limit (24 h; here 2.5 s): the rotation
+    # (from 1 s) must have replaced it by then.
+    sim_config = SimConfig(
+        symbols=["BTCUSDT", "ETHUSDT"], diff_rate_hz=40, trade_rate_hz=20, max_connection_age_s=2.5
+    )
     async with running_service(
         redis_server.url, ("BTCUSDT", "ETHUSDT"), sim_config=sim_config, connection_max_age_s=1.0
     ) as (app, sim, received):
@@ -42,6 +46,7 @@ async def test_rotation_is_make_before_break_with_no_gap(redis_server: EmbeddedR
         assert all(c.handover_timeouts == 0 for c in service.connections)  # all confirmed
         assert sum(service.counters.resets.values()) == 0
         assert all(s.state is BookState.LIVE for s in service.symbols.values())
+        assert sim.counters.age_closes == 0  # no connection lived to be cut
     for symbol in ("BTCUSDT", "ETHUSDT"):
         books = received.books[symbol]
         first_live = next(i for i, b in enumerate(books) if b["initialized"])

@@ -307,6 +307,19 @@ async def test_dropped_diff_shows_as_a_pu_gap(
     assert sim.counters.dropped_diffs == 1
 
 
+async def test_a_connection_is_cut_at_its_age_limit(session: aiohttp.ClientSession) -> None:
+    """The exchange's 24 h limit (here 0.5 s): the server closes, whatever it carries."""
+    config = SimConfig(symbols=["ETHUSDT"], max_connection_age_s=0.5)
+    async with SimExchange(config) as sim:
+        url = f"{sim.ws_base_url}/public/stream?streams=ethusdt@depth"
+        async with session.ws_connect(url) as ws:
+            async with asyncio.timeout(5):
+                while (message := await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+                    pass
+            assert message.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1000
+        assert sim.counters.age_closes == 1
+
+
 async def test_disconnect_cuts_the_socket(sim: SimExchange, session: aiohttp.ClientSession) -> None:
     url = f"{sim.ws_base_url}/stream?streams=ethusdt@depth"
     async with session.ws_connect(url) as first, session.ws_connect(url) as second:

@@ -98,7 +98,10 @@ class SimConfig:
     trade_rate_hz: float = 2.0  # aggTrades per second, per symbol
     seed: int = 0
     market: MarketConfig = field(default_factory=MarketConfig)
-    ping_interval_s: float | None = 180.0  # Binance pings every 3 minutes
+    ping_interval_s: float | None = 180.0  # Binance pings every 3 minutes (§2)
+    # BINANCE_FUTURES.md §2: "A connection lives at most 24 hours: plan a rotation
+    # before the server cuts it." (the close code is not documented: 1000 here).
+    max_connection_age_s: float = 86_400.0
     # BINANCE_FUTURES.md §2 (polyoxide's measurement of the live host, 2026-10): 1024
     # streams are accepted, the 1025th is refused and the connection closed with 1008.
     max_streams_per_connection: int = 1024
@@ -230,6 +233,7 @@ class SimExchange:
         self._paused_until: dict[str, float] = {}  # symbol ("" = all) -> loop time
         self._first_subscriber = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[bool]] = set()  # closes under way
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._capture: Capture | None = None
@@ -590,6 +594,9 @@ class SimExchange:
         )
         self._connections[conn.cid] = conn
         conn.writer = asyncio.create_task(conn.write_forever(), name=f"sim-writer-{conn.cid}")
+        cut = asyncio.get_running_loop().call_later(
+            self.config.max_connection_age_s, self._cut_for_age, conn
+        )
         try:
             names = request.match_info.get("streams") or request.query.get("streams", "")
             initial = [name for name in names.split("/") if name]
@@ -603,8 +610,16 @@ class SimExchange:
             if close is not None:
                 await self._close_after_writes(conn, close)
         finally:
+            cut.cancel()
             self._drop_connection(conn)
         return ws
+
+    def _cut_for_age(self, conn: _Connection) -> None:
+        """The exchange's 24 h limit (``max_connection_age_s``): the server closes."""
+        self.counters.age_closes += 1
+        task = asyncio.ensure_future(conn.ws.close(code=1000, message=b"connection too old"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _close_after_writes(self, conn: _Connection, reason: str) -> None:
         """Let the writer send what is queued (the error reply), then close with 1008."""

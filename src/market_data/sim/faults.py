@@ -34,6 +34,7 @@ class FaultCounters:
     slow_consumers_closed: int = 0
     silent_subscriptions: int = 0  # acknowledged names that carry nothing
     policy_closes: int = 0  # connections closed with 1008 (stream or message limit)
+    age_closes: int = 0  # connections closed at max_connection_age_s (the 24 h limit)
     skipped_trades: int = 0  # trades made and not sent (a trade-stream gap)
 
     @property
