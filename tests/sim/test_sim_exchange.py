@@ -76,6 +76,22 @@ async def test_snapshot_plus_stream_reproduces_true_book_at_every_u(
         assert compared >= 55
 
 
+async def test_a_snapshot_is_ahead_of_the_stream_and_its_bridge_comes_after(
+    session: aiohttp.ClientSession,
+) -> None:
+    """As in the real capture: the answer includes a change whose diff arrives later."""
+    async with SimExchange(SimConfig(symbols=["ETHUSDT"], diff_rate_hz=2)) as sim:
+        url = f"{sim.ws_base_url}/public/stream?streams=ethusdt@depth"
+        async with session.ws_connect(url) as ws:
+            (seen,) = await receive_until(ws, 1, "ethusdt@depth")
+            # At 2 diffs a second none comes between that one and the answer, so:
+            snapshot = await _snapshot(session, sim, "ETHUSDT")
+            last_id = snapshot["lastUpdateId"]
+            assert last_id > seen["u"]  # ahead of everything sent so far
+            (bridge,) = await receive_until(ws, 1, "ethusdt@depth")
+    assert bridge["pu"] == seen["u"] and bridge["U"] <= last_id == bridge["u"]
+
+
 async def test_partial_depth_and_book_ticker_show_the_top_of_the_true_book(
     sim: SimExchange, session: aiohttp.ClientSession
 ) -> None:
