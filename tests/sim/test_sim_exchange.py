@@ -251,13 +251,18 @@ async def test_rest_depth_limits_weights_and_errors(session: aiohttp.ClientSessi
                 assert r.headers["X-MBX-USED-WEIGHT-1M"] == str(expected_used)
                 assert len(body["bids"]) == len(body["asks"]) == min(limit, 1000)
                 assert {"lastUpdateId", "E", "T"} <= body.keys()
-        async with session.get(url, params={"symbol": "BTCUSDT"}) as r:  # default 500: 10
+        async with session.get(url, params={"symbol": "BTCUSDT", "limit": 20}) as r:  # 43 + 2
+            assert r.status == 200
+        async with session.get(url, params={"symbol": "BTCUSDT", "limit": 100}) as r:  # 45 + 5
+            assert r.status == 200 and r.headers["X-MBX-USED-WEIGHT-1M"] == "50"
+        async with session.get(url, params={"symbol": "BTCUSDT"}) as r:  # 500 levels: 1
             assert r.status == 429 and (await r.json())["code"] == -1003
-            assert r.headers["X-MBX-USED-WEIGHT-1M"] == str(expected_used)
+            assert r.headers["X-MBX-USED-WEIGHT-1M"] == "50"
             assert int(r.headers["Retry-After"]) > 0
         now[0] += 60  # next minute: the budget is back
         async with session.get(url, params={"symbol": "BTCUSDT"}) as r:
-            assert r.status == 200 and r.headers["X-MBX-USED-WEIGHT-1M"] == "10"
+            assert r.status == 200 and r.headers["X-MBX-USED-WEIGHT-1M"] == "1"
+            assert len((await r.json())["bids"]) == 500
         for params, code in [
             ({"symbol": "BTCUSDT", "limit": "7"}, -1100),
             ({"symbol": "NOPEUSDT"}, -1121),
@@ -306,7 +311,7 @@ async def test_default_snapshot_has_500_levels(session: aiohttp.ClientSession) -
         async with session.get(f"{sim.rest_base_url}/fapi/v1/depth?symbol=ETHUSDT") as r:
             body = await r.json()
             assert len(body["bids"]) == len(body["asks"]) == 500
-            assert r.headers["X-MBX-USED-WEIGHT-1M"] == "10"
+            assert r.headers["X-MBX-USED-WEIGHT-1M"] == "1"  # no limit: weight 1 (BINANCE_FUTURES.md §4)
             assert body["lastUpdateId"] == sim.market.current_update_id("ETHUSDT")
 
 

@@ -18,10 +18,14 @@ From the client side it looks like ``fstream.binance.com`` + ``fapi.binance.com`
   (``sim/capture_source.py``) at its recorded pace or a speed factor.
 
 Every diff-depth speed variant (``@depth``, ``@100ms``, ``@500ms``, ``@0ms``)
-carries every diff: the pace is set by ``diff_rate_hz``, not by the name.
-Frames are encoded once per event and shared by all subscribed connections;
-each connection has its own writer task and queue, and a connection whose queue
-passes ``max_queued_frames`` is closed as a slow consumer, as Binance does.
+carries every diff: the pace is set by ``diff_rate_hz``, not by the name. That
+is a simplification: on the exchange each speed aggregates its own interval
+into a chain of its own (BINANCE_FUTURES.md §4); the service subscribes one
+speed only. Frames are encoded once per event and shared by all subscribed
+connections; each connection has its own writer task and queue, and a
+connection whose queue passes ``max_queued_frames`` is closed as a slow
+consumer (the exchange also drops clients that do not read, at a limit it does
+not publish: this bound is the simulator's own).
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ from market_data.sim.streams import StreamKind, StreamName, parse_stream, route_
 log = logging.getLogger(__name__)
 
 _DEFAULT_DEPTH_LIMIT = 500  # the exchange's default for GET /fapi/v1/depth
+#: Weight of a depth request without ``limit`` (500 levels): 1, measured 2026-10
+#: (BINANCE_FUTURES.md §4), though 500 levels asked for cost 10.
+_NO_LIMIT_WEIGHT = 1
 
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 GEO_BLOCKED_MSG = (
@@ -803,7 +810,8 @@ class SimExchange:
         limit = int(limit_text)
         if symbol not in self._symbols():
             return self._rest_error(400, -1121, "Invalid symbol.", now)
-        wait_s = self._budget.try_acquire(snapshot_weight(limit), now)
+        weight = snapshot_weight(limit) if "limit" in request.query else _NO_LIMIT_WEIGHT
+        wait_s = self._budget.try_acquire(weight, now)
         if wait_s > 0:
             return self._too_many(
                 now,

@@ -65,7 +65,9 @@ class StreamName:
     symbol: str  # uppercase, as in payloads
     kind: StreamKind
     levels: int = 0  # partial depth only
-    interval_ms: int = 0  # partial depth only (250 when not given, like Binance)
+    # Partial depth only: 250 when not given (Binance USD-M Futures WebSocket docs,
+    # "Partial Book Depth Streams": update speed 250ms, 500ms or 100ms).
+    interval_ms: int = 0
 
     @property
     def channel(self) -> tuple[str, str]:
