@@ -311,7 +311,7 @@ async def test_default_snapshot_has_500_levels(session: aiohttp.ClientSession) -
         async with session.get(f"{sim.rest_base_url}/fapi/v1/depth?symbol=ETHUSDT") as r:
             body = await r.json()
             assert len(body["bids"]) == len(body["asks"]) == 500
-            assert r.headers["X-MBX-USED-WEIGHT-1M"] == "1"  # no limit: weight 1 (BINANCE_FUTURES.md §4)
+            assert r.headers["X-MBX-USED-WEIGHT-1M"] == "1"  # no limit: weight 1 (§4)
             assert body["lastUpdateId"] == sim.market.current_update_id("ETHUSDT")
 
 
