@@ -31,6 +31,8 @@
 #define OFF_GENERATION 24
 #define OFF_WRITER_PID 32
 #define OFF_CLOSED 48
+#define OFF_BEAT 56 /* the writer's CLOCK_MONOTONIC ns at its last beat, every second */
+#define WRITER_SILENT_NS 3000000000ULL
 #define OFF_HEAD 64
 #define SLOT_HEADER_SIZE 48
 #define KIND_BOOK 1
@@ -160,6 +162,7 @@ int main(int argc, char **argv) {
     if (from_oldest) next = head >= slot_count ? head - slot_count + 1 : 1;
     uint64_t missed = 0;
     long long printed = 0;
+    int silent_told = 0; /* a dead or hung writer leaves its books saying live: say so once */
     double deadline = timeout >= 0 ? now_s() + timeout : 0;
 
     while (count < 0 || printed < count) {
@@ -167,6 +170,17 @@ int main(int argc, char **argv) {
         if (next > head) {
             if (timeout >= 0 && now_s() > deadline) return 2;
             if (load_acquire(base, OFF_CLOSED)) { printf("writer closed\n"); break; }
+            uint64_t beat = load_acquire(base, OFF_BEAT);
+            struct timespec mono;
+            clock_gettime(CLOCK_MONOTONIC, &mono);
+            uint64_t now_ns = (uint64_t)mono.tv_sec * 1000000000ULL + (uint64_t)mono.tv_nsec;
+            int silent = beat != 0 && now_ns > beat + WRITER_SILENT_NS;
+            if (silent && !silent_told) {
+                printf("writer silent for %.0fs: its books are not current\n",
+                       (double)(now_ns - beat) / 1e9);
+                fflush(stdout);
+            }
+            silent_told = silent;
             struct timespec pause = {0, 50000};
             nanosleep(&pause, NULL);
             continue;

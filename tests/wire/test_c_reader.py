@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 import subprocess
 from pathlib import Path
 
@@ -88,3 +89,19 @@ def test_c_reader_finds_a_symbols_ring_through_the_index(shm_name: str, c_reader
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"attached /dev/shm/{ring} ")
     assert lines[1].startswith("trade seq=1 symbol=ETHUSDT id=5")
+
+
+def test_c_reader_says_when_the_writer_stopped_beating(shm_name: str, c_reader: Path) -> None:
+    """A writer killed with SIGKILL leaves its name and its books: its beat tells."""
+    with ShmRingWriter.create(shm_name, capacity_bytes=HEADER_SIZE + 16 * 2048) as writer:
+        writer.write_book("BTCUSDT", 2, 7, 1, 1, [(100.0, 1.0)], [(101.0, 1.0)])
+        writer._ring.beat(time.monotonic_ns() - 5_000_000_000)  # its last beat, 5 s ago
+        result = subprocess.run(
+            [str(c_reader), "--name", shm_name, "--from-oldest", "--count", "2",
+             "--timeout", "0.5"],
+            capture_output=True, text=True, timeout=15,
+        )  # fmt: skip
+    assert result.returncode == 2  # the timeout: nothing more came
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("book seq=1 symbol=BTCUSDT")
+    assert lines[2] == "writer silent for 5s: its books are not current"
