@@ -270,9 +270,10 @@ async def test_an_active_that_loses_its_lease_publishes_its_own_unsent_trades_on
     assert redis.queue_depth == 3
     _lapse(svc)
     assert (redis.queue_depth, redis.stats.discarded_trades) == (0, 3)
-    svc._take_trade(state, agg_trade(4))  # a standby: held, not published
+    svc._take_trade(state, agg_trade(4))  # a standby: held for Redis, its own outputs now
     svc.publisher.flush()
-    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3]
+    assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3, 4]
+    assert not redis._trades
     await _retake(svc, monkeypatch, 1)  # only trade 1 reached Redis before the lapse
     assert [t.trade_id for t in sink.trades("BTCUSDT")] == [1, 2, 3, 4]  # none twice here
     assert [json.loads(p)["trade_id"] for _, p in redis._trades] == [2, 3, 4]  # Redis: 2, 3 again

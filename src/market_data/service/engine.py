@@ -336,18 +336,18 @@ class MarketDataService(ListingMixin):
                 last_id = 0
                 if self._held_trades.get(symbol):
                     last_id = await _last_streamed_trade(client, symbol)
-                # Nothing to go by (an empty or unreadable stream): this instance's own
-                # trades are not sent again, a standby's held ones all go out.
-                own = state.published_trade_id
-                last_id = last_id or own
+                # Nothing to go by (an empty or unreadable stream): what this instance
+                # sent to Redis is not sent again, the rest of the held ones all go out.
+                last_id = last_id or state.published_trade_id
                 # No await from here on: every held trade after last_id goes out in order,
                 # then this symbol's trades are published as they come.
                 for trade in self._held_trades.pop(symbol, ()):
                     if trade.a <= last_id:
                         continue
-                    # encoded now, with this instance's epoch; an own trade that its lapsed
-                    # lease kept from Redis goes to Redis only: the other outputs have it
-                    self._publish_trade(state, trade, redis_only=trade.a <= own)
+                    # encoded now, with this instance's epoch; to Redis only when this
+                    # instance's own outputs had it already (as a standby, or while its
+                    # lease had lapsed)
+                    self._publish_trade(state, trade, local=trade.a > state.local_trade_id)
                 self._resuming.discard(symbol)
                 self.publisher.mark(state)
         finally:
@@ -364,7 +364,8 @@ class MarketDataService(ListingMixin):
                     if (owner := self.symbols.get(symbol)) is not None:
                         for trade in held:
                             if trade.a > owner.published_trade_id:  # not its own again
-                                self._publish_trade(owner, trade)
+                                local = trade.a > owner.local_trade_id
+                                self._publish_trade(owner, trade, local=local)
 
     def _start_backfill(self, state: SymbolState) -> None:
         """Fill the 24h window from klines; market_data waits for it (STATS_WAIT_S at most)."""
@@ -614,12 +615,17 @@ class MarketDataService(ListingMixin):
             if held is None:
                 held = self._held_trades[state.symbol] = deque(maxlen=HELD_TRADES)
             held.append(trade)
-            if lease.active and state.symbol not in self._resuming:
-                self._publish_trade(state, trade)
+            # A standby (or a symbol being taken over): its own outputs now, Redis at the
+            # take-over, from where the previous active stopped.
+            to_redis = lease.active and state.symbol not in self._resuming
+            self._publish_trade(state, trade, redis=to_redis)
         if not state.market_dirty:
             self.publisher.mark(state, book=False)
 
-    def _publish_trade(self, state: SymbolState, trade: AggTrade, redis_only: bool = False) -> None:
+    def _publish_trade(
+        self, state: SymbolState, trade: AggTrade, *, redis: bool = True, local: bool = True
+    ) -> None:
+        """To Redis (if the lease allows) and to this instance's own outputs, or to one."""
         payload = trade_payload(
             state.symbol,
             trade_id=trade.a,
@@ -632,13 +638,10 @@ class MarketDataService(ListingMixin):
         update = TradeUpdate(
             state.symbol, trade.a, trade.p, trade.q, trade.T, trade.m, self.clock_ns(), payload
         )
-        if redis_only:  # the other outputs took it before the lease lapsed
-            for output in self.publisher.sinks:
-                if isinstance(output, RedisOutput):
-                    output.publish(update)
-            return
-        self.publisher.publish(update)
-        state.published_trade_id = max(state.published_trade_id, trade.a)
+        if self.publisher.publish(update, fenced=redis, local=local):
+            state.published_trade_id = max(state.published_trade_id, trade.a)
+        if local:
+            state.local_trade_id = max(state.local_trade_id, trade.a)
 
     def _handle_outputs(self, state: SymbolState) -> None:
         for output in state.book.drain():

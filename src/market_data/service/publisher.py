@@ -172,17 +172,23 @@ class Publisher:
         )
         self.publish(MarketDataUpdate(state.symbol, payload))
 
-    def publish(self, update: Update) -> None:
+    def fenced_open(self) -> bool:
+        """Whether the outputs every instance of a group shares (Redis) may be written."""
+        gate = self.gate
+        return gate is None or gate()
+
+    def publish(self, update: Update, fenced: bool = True, local: bool = True) -> bool:
         """Hand an update to every output; one failing output never stops the others.
 
         A standby (``gate`` closed) skips the outputs every instance of its group
         shares (``fenced``: Redis), where another instance publishes; its own
         outputs (the shared-memory ring, the web view, history) keep every update.
+        ``fenced=False`` or ``local=False`` leaves out that kind of output. Returns
+        whether the fenced outputs were written.
         """
-        gate = self.gate
-        standby = gate is not None and not gate()
+        to_fenced = fenced and self.fenced_open()
         for sink in self.sinks:
-            if standby and sink.fenced:
+            if not (to_fenced if sink.fenced else local):
                 continue
             try:
                 sink.publish(update)
@@ -198,3 +204,4 @@ class Publisher:
                         exc,
                         extra={"sink": name, "errors": errors[name]},
                     )
+        return to_fenced

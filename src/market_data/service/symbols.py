@@ -141,8 +141,10 @@ class SymbolState:
     stats: Rolling24h = field(default_factory=Rolling24h)
     updated_at: float = 0.0  # local monotonic time the changed book was last published
     trades: int = 0
-    #: The highest trade id this instance handed to its outputs.
+    #: The highest trade id this instance sent to Redis (while its lease allowed).
     published_trade_id: int = 0
+    #: The highest trade id this instance handed to its own outputs (ring, page).
+    local_trade_id: int = 0
     #: Which trades to take (duplicates, late fills, hostile frames, restarts).
     trade_ids: TradeSequence[AggTrade] = field(default_factory=TradeSequence)
     #: A/B lines: trades passed on in id order across the lines (None with one line).

@@ -3,8 +3,8 @@
 A sink like Redis and shared memory (``publish`` is synchronous and O(1)): it
 keeps the last :data:`TAPE_LENGTH` published trades per symbol in a bounded
 deque, so the page shows trades without a Redis client and without ever
-growing. A standby instance (``ha_group``) publishes no trades, so its tape is
-empty until it takes over.
+growing. It is this instance's own output (not ``fenced``): a standby
+(``ha_group``) fills it too, while it holds its trades back from Redis.
 """
 
 from collections import deque
