@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from market_data.embedded_redis import EmbeddedRedis
-from market_data.outputs.redis import RedisSink
+from market_data.outputs.redis import REFUSALS_END_AFTER_S, RedisSink
 from tests.support import wait_for
 
 SINK_LOGGER = "market_data.outputs.redis"
@@ -444,11 +444,23 @@ async def test_a_redis_out_of_memory_is_not_ready_until_it_takes_writes_again(
         problem = await sink.ping()
         assert problem is not None and problem.startswith("refusing writes: OOM")
         assert await sink.ping() == problem  # however many PINGs it answers
+        for n in range(3):  # books alone (PUBLISH needs no memory) go through: still refusing
+            sink.publish_book("BTCUSDT", b"book %d" % n)
+            await wait_until(lambda: sink.queue_depth == 0)
+        assert await sink.ping() == problem
+        sink.gate = lambda: False  # a standby writes nothing: nothing to say about writes
+        assert await sink.ping() is None
+        sink.gate = None
         await admin.config_set("maxmemory", "0")
         sink.publish_market_data("BTCUSDT", b"third")
         await wait_until(lambda: sink.stats.published_market_data == 2)
-        assert await sink.ping() is None and sink.stats.refusing is None
         assert await admin.get("market_data:BTCUSDT") == b"third"
+        # It takes writes again: the episode ends once nothing was refused for a while.
+        async with asyncio.timeout(REFUSALS_END_AFTER_S + 3):
+            while sink.stats.refusing is not None:
+                sink.publish_market_data("BTCUSDT", b"more")
+                await asyncio.sleep(0.2)
+        assert await sink.ping() is None
     warnings = [r.getMessage() for r in sink_records(caplog, logging.WARNING)]
     assert len(warnings) == 2
     assert "refuses commands: OOM" in warnings[0]

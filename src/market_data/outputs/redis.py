@@ -15,8 +15,10 @@ Redis down or restarted: publishing pauses, memory stays bounded by conflation,
 the writer reconnects with capped exponential backoff plus jitter and then
 publishes the latest book and market data of every symbol again (a restarted
 Redis has lost its ``market_data:`` keys, a new subscriber wants a snapshot).
-An outage is logged once at warning when it starts and once at info when it
-ends, never once per message.
+An outage is logged once at warning when it starts (and again if its cause
+becomes a refused handshake, e.g. NOAUTH) and once when it ends (a warning if
+trades were dropped meanwhile), never once per message. A Redis that answers
+but refuses writes (OOM, READONLY) is logged at the start and the end of it.
 
 Channels: ``orderbook:{SYMBOL}``, ``market_data:{SYMBOL}`` (also stored with
 ``SET market_data:{SYMBOL} payload EX 300``), ``trades:{SYMBOL}``.
@@ -44,6 +46,10 @@ from market_data.outputs.redis_url import RedisEndpoint, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)
 
+#: A refusal episode ends when writes go through and nothing was refused for this long:
+#: books are PUBLISHes, which Redis takes even out of memory or as a replica, and each
+#: cluster node answers for itself, so one clean batch does not mean writes work again.
+REFUSALS_END_AFTER_S = 2.0
 #: How a server that answers and refuses the connection's set-up (AUTH, SELECT) is named.
 _REFUSED_HANDSHAKE = "handshake refused"
 
@@ -331,6 +337,7 @@ class RedisSink:
         self._outage_reason = ""
         self._outage_dropped_from = 0  # dropped_trades when the outage began
         self._refused_in_episode = 0
+        self._last_refusal = 0.0  # monotonic time of the last refused command
         self.stats = RedisSinkStats()
 
     # -- hot path: synchronous, never awaits, never raises -------------------
@@ -417,8 +424,11 @@ class RedisSink:
                 problem = await asyncio.shield(waiter)
         except TimeoutError:
             return "ping timed out"
-        if problem is None and self.stats.refusing is not None:  # it answers, takes nothing
-            return f"refusing writes: {self.stats.refusing}"
+        refusing = self.stats.refusing
+        # It answers and takes nothing; not on a standby, which writes nothing: what it
+        # was refused then says nothing about now.
+        if problem is None and refusing is not None and (self.gate is None or self.gate()):
+            return f"refusing writes: {refusing}"
         return problem
 
     # -- lifecycle -------------------------------------------------------------
@@ -636,7 +646,11 @@ class RedisSink:
         self._count_unheard(batch, replies)  # by reply position: before refusals are taken out
         if errors:
             batch = self._drop_refused(batch, errors)
-        elif self.stats.refusing is not None and batch.commands > len(batch.pings):
+        elif (
+            self.stats.refusing is not None
+            and self._has_writes(batch)
+            and time.monotonic() - self._last_refusal >= REFUSALS_END_AFTER_S
+        ):
             self._refusals_ended()
         stats = self.stats
         stats.published_trades += len(batch.trades)
@@ -655,6 +669,11 @@ class RedisSink:
         for waiter in batch.pings:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _has_writes(self, batch: _Batch) -> bool:
+        """Whether ``batch`` stored anything (SET, XADD): PUBLISH alone needs no memory."""
+        streamed = self._per_trade == 2 and bool(batch.trades)
+        return bool(batch.market_data) or batch.heartbeat is not None or streamed
 
     def _drop_refused(self, batch: _Batch, errors: list[int]) -> _Batch:
         """What Redis took of ``batch`` (same replies order), counting the refused payloads.
@@ -791,7 +810,7 @@ class RedisSink:
             self._outage_errors += 1
             # A server that answers but refuses us (NOAUTH after a restart with a password)
             # is a new cause worth a line; "closed" then "refused" is one plain outage.
-            if reason != self._outage_reason and reason.startswith(_REFUSED_HANDSHAKE):
+            if reason != self._outage_reason and _REFUSED_HANDSHAKE in reason:  # cluster: "node"
                 self._outage_reason = reason
                 logger.warning(
                     "Redis still unavailable at %s, now: %s",
@@ -833,6 +852,7 @@ class RedisSink:
         stats = self.stats
         stats.errors += 1
         stats.last_error = message
+        self._last_refusal = time.monotonic()
         if stats.refusing is None:
             stats.refusing = message
             logger.warning(
