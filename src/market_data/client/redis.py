@@ -100,6 +100,8 @@ class PublisherStatus:
     silent: tuple[str, ...] = ()
 
 
+#: How often the per-symbol silence (one worker's) is looked at, at most.
+_SYMBOL_CHECK_S = 0.25
 #: The service beats every second; this much silence means it is gone.
 SILENT_AFTER_S = 3.0
 HEARTBEAT_CHANNEL = "market_data:heartbeat"
@@ -137,7 +139,8 @@ class RedisSubscriber:
         #: Per symbol, the loop time of the last beat that named it as served (a beat
         #: of a service that names none counts for every symbol, as before).
         self._beat_at: dict[str, float] = {}
-        self._served_since: float | None = None  # the first beat that named symbols
+        self._mine = frozenset(self.symbols)
+        self._next_symbol_check = 0.0  # the per-symbol look runs a few times a second
         self._publisher_alive: bool | None = None
         self._connected: bool | None = None  # as last told: None before the first attempt
         #: The newest publisher epoch seen, of any symbol.
@@ -286,9 +289,7 @@ class RedisSubscriber:
             epoch = int(beat.get("epoch", 0))
             served = beat.get("served")
         if isinstance(served, list):  # one worker's beat: it vouches for its symbols only
-            if self._served_since is None:
-                self._served_since = now
-            mine = set(self.symbols)
+            mine = self._mine
             for symbol in served:
                 if symbol in mine:
                     self._beat_at[symbol] = now
@@ -297,12 +298,13 @@ class RedisSubscriber:
             await self._put(PublisherStatus(True, epoch=epoch))
 
     def _silent_symbols(self, now: float) -> list[str]:
-        """The symbols no beat has vouched for within ``silent_after_s`` (per-worker beats)."""
-        since = self._served_since
-        if since is None:
-            return []
+        """The symbols whose beats stopped (``run --workers N``: one worker's).
+
+        Only symbols a beat has named count: one the service does not serve (or not
+        yet) has no publisher to be silent.
+        """
         limit = self.silent_after_s
-        return [s for s in self.symbols if now - self._beat_at.get(s, since) > limit]
+        return [s for s, at in self._beat_at.items() if now - at > limit]
 
     async def _check_silence(self) -> None:
         last = self._last_beat
@@ -313,10 +315,12 @@ class RedisSubscriber:
         if silent > self.silent_after_s:
             self._publisher_alive = False
             await self._put(PublisherStatus(False, f"no heartbeat for {silent:.1f}s"))
-        elif quiet := self._silent_symbols(now):
-            self._publisher_alive = False
-            reason = f"no heartbeat from the publisher of {', '.join(quiet)}"
-            await self._put(PublisherStatus(False, reason, silent=tuple(quiet)))
+        elif now >= self._next_symbol_check:
+            self._next_symbol_check = now + _SYMBOL_CHECK_S
+            if quiet := self._silent_symbols(now):
+                self._publisher_alive = False
+                reason = f"no heartbeat from the publisher of {', '.join(quiet)}"
+                await self._put(PublisherStatus(False, reason, silent=tuple(quiet)))
 
     async def _connection_changed(self, change: ConnectionChange) -> None:
         """Say it when the connection comes or goes, not at every failed retry."""
@@ -343,6 +347,7 @@ class RedisSubscriber:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 next_message = await _subscribe(client, pubsub, self._channels)
+                self._beat_at.clear()  # beats missed while away say nothing of the workers
                 if isinstance(client, aioredis.RedisCluster):
                     nodes = [ClusterNode(node.host, node.port) for node in client.get_nodes()]
                     known_nodes = {"startup_nodes": nodes}
