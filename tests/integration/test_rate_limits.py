@@ -9,6 +9,7 @@ listing share one budget, so one 429 makes all of them wait.
 import time
 
 from market_data.embedded_redis import EmbeddedRedis
+from market_data.service.rest_hold import RestHoldFile
 from market_data.sim.exchange import SimConfig
 from tests.integration.service_harness import running_service
 from tests.support import wait_for
@@ -19,10 +20,11 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 async def test_a_429_holds_every_request_until_retry_after_so_no_ban(
     redis_server: EmbeddedRedis,
 ) -> None:
-    # The exchange's minute ends 8 s from now (its clock is shifted so that it does):
+    # The exchange's minute ends 12 s from now (its clock is shifted so that it does):
     # exchangeInfo (1) and two snapshots (5 each) fit its 20 a minute; the two 24h
-    # backfills (10 each) do not, and get a 429 with Retry-After of about 8 s.
-    shift = 52.0 - time.time() % 60
+    # backfills (10 each), asked for within a few seconds, do not: a 429 with a
+    # Retry-After of up to 12 s.
+    shift = 48.0 - time.time() % 60
     sim_config = SimConfig(
         symbols=list(SYMBOLS),
         diff_rate_hz=20,
@@ -37,10 +39,11 @@ async def test_a_429_holds_every_request_until_retry_after_so_no_ban(
         await wait_for(
             lambda: all(received.live_books(s) for s in SYMBOLS), within=15, what="live books"
         )
-        await wait_for(lambda: service.backfill.failures >= 1, within=15, what="a 429")
+        await wait_for(lambda: service.backfill.failures >= 1, within=12, what="a 429")
         await wait_for(
             lambda: all(service.symbols[s].stats_ready for s in SYMBOLS),
             within=25,
             what="both 24h backfills, after the Retry-After",
         )
-        assert sim.bans == 0  # nobody asked again before the Retry-After ran out
+        assert sim.bans == 0  # nobody asked for anything before the Retry-After ran out
+    RestHoldFile.for_url(sim.rest_base_url).path.unlink(missing_ok=True)  # this port's

@@ -8,7 +8,20 @@ waits when it says so. The exchange's own count (``X-MBX-USED-WEIGHT-1M``)
 corrects ours when it is higher.
 """
 
+from typing import Protocol
+
 SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+class SharedHold(Protocol):
+    """Where every process of one address keeps the exchange's Retry-After (the I/O is
+    the caller's: ``service/rest_hold.py``)."""
+
+    def read(self) -> float:
+        """The time (as ``now_s``) until which requests are held; 0 if none."""
+        ...
+
+    def write(self, until_s: float) -> None: ...
 
 
 def snapshot_weight(limit: int) -> int:
@@ -35,7 +48,9 @@ class WeightBudget:
     also stops when the exchange's count for the whole address says so.
     """
 
-    def __init__(self, per_minute: int, share: float = 1.0) -> None:
+    def __init__(
+        self, per_minute: int, share: float = 1.0, shared: SharedHold | None = None
+    ) -> None:
         self.per_minute = per_minute
         self.allowance = max(1, int(per_minute * share))
         self.used = 0  # our own requests in this window
@@ -43,6 +58,9 @@ class WeightBudget:
         self.total = 0
         self._window = -1
         self._held_until = 0.0
+        #: With ``--workers`` (or other instances on the address), a 429 one of them
+        #: got holds them all: the exchange bans the address, not the process.
+        self._shared = shared
 
     def _roll(self, now_s: float) -> None:
         window = int(now_s // 60)
@@ -56,15 +74,22 @@ class WeightBudget:
         this address may go out before then, whoever makes it, or a 429 becomes a ban
         (418), and a ban grows (2 minutes to 3 days, the exchange's rule)."""
         self._held_until = max(self._held_until, now_s + seconds)
+        if self._shared is not None:
+            self._shared.write(self._held_until)
+
+    def _until(self) -> float:
+        if self._shared is not None:
+            self._held_until = max(self._held_until, self._shared.read())
+        return self._held_until
 
     def held_for(self, now_s: float) -> float:
         """Seconds until the exchange's Retry-After runs out (0: not held)."""
-        return max(0.0, self._held_until - now_s)
+        return max(0.0, self._until() - now_s)
 
     def try_acquire(self, weight: int, now_s: float) -> float:
         """Take ``weight`` and return 0, or return how long to wait before asking again."""
-        if now_s < self._held_until:
-            return self._held_until - now_s
+        if (held := self.held_for(now_s)) > 0:
+            return held
         self._roll(now_s)
         if self.used + weight > self.allowance or self.address_used + weight > self.per_minute:
             return (self._window + 1) * 60.0 - now_s
@@ -84,7 +109,7 @@ class WeightBudget:
         Lower-priority requests (book re-bases, 24h backfills) wait while it is,
         so resync snapshots always find weight.
         """
-        if now_s < self._held_until:
+        if self.held_for(now_s) > 0:
             return True
         self._roll(now_s)
         return self.used >= self.allowance / 2 or self.address_used >= self.per_minute / 2

@@ -23,6 +23,7 @@ from market_data.binance.rest import (
 from market_data.core.backoff import backoff
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
+from market_data.service.rest_hold import RestHoldFile
 from market_data.service.symbols import SymbolState
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ class SnapshotFetcher:
         self.wall_clock = wall_clock
         self.failures = failures
         self.weights = WeightBudget(
-            config.rest_weight_budget_per_minute, share=config.rest_weight_share
+            config.rest_weight_budget_per_minute,
+            share=config.rest_weight_share,
+            shared=RestHoldFile.for_url(config.exchange_rest_url),
         )
         self._on_outputs = on_outputs
         self._on_geo_blocked = on_geo_blocked
@@ -84,11 +87,15 @@ class SnapshotFetcher:
         assert session is not None
         try:
             while state.sync.snapshot_pending and self.enabled:
-                wait = self.weights.try_acquire(weight, self.wall_clock())
+                now = self.wall_clock()
+                wait = self.weights.try_acquire(weight, now)
                 if wait > 0:
-                    log.warning(
-                        "REST weight budget used up: waiting %.1fs", wait, extra={"wait_s": wait}
+                    why = (
+                        "the exchange's Retry-After (a 429 or 418, maybe another process's)"
+                        if self.weights.held_for(now) > 0
+                        else "REST weight budget used up"
                     )
+                    log.warning("%s: waiting %.1fs", why, wait, extra={"wait_s": wait})
                     await asyncio.sleep(wait)
                     continue
                 try:

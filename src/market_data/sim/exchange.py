@@ -762,7 +762,8 @@ class SimExchange:
         )
 
     def _too_many(self, now: float, wait_s: float, msg: str) -> web.Response:
-        """429 with its Retry-After, or 418 (a ban) for asking again before it ran out.
+        """429 with its Retry-After; asking again before it runs out, for anything, is a
+        ban (:meth:`_banned`).
 
         Binance: "Repeatedly violating rate limits and/or failing to back off after
         receiving 429s will result in an automated IP ban (HTTP status 418)"; "IP bans
@@ -770,19 +771,18 @@ class SimExchange:
         days"; both carry a Retry-After header (USD-M Futures API docs, General Info,
         Limits; BINANCE_FUTURES.md section 1: "418/429 rate limits").
         """
-        if now < self._limited_until:
-            self.bans += 1
-            self._banned_until = now + min(120.0 * 2 ** (self.bans - 1), 3 * 86_400.0)
-            banned = self._banned(now)
-            assert banned is not None
-            return banned
         self._limited_until = now + max(1, math.ceil(wait_s))
         response = self._rest_error(429, -1003, msg, now)
         response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
         return response
 
     def _banned(self, now: float) -> web.Response | None:
-        """The 418 answer while a ban runs (None when there is none)."""
+        """The 418 answer while a ban runs, or for a request made before a 429's
+        Retry-After ran out, which starts a ban (None: neither)."""
+        if now < self._limited_until and now >= self._banned_until:
+            self.bans += 1
+            self._banned_until = now + min(120.0 * 2 ** (self.bans - 1), 3 * 86_400.0)
+            self._limited_until = 0.0
         if now >= self._banned_until:
             return None
         response = self._rest_error(
