@@ -72,7 +72,7 @@ async def test_counters_move_by_the_simulated_stream(redis_server: EmbeddedRedis
         assert delta("sequence_errors_total", symbol="BTCUSDT") == 0
         assert delta("trades_processed_total", symbol="BTCUSDT") == 0
         assert value(after, "orderbook_last_update_id", symbol="BTCUSDT") == (
-            sim.market.current_update_id("BTCUSDT")
+            sim.last_sent_update_id("BTCUSDT")
         )
         assert value(after, "redis_publishes_total", kind="book") == (
             run.app.redis.stats.published_books

@@ -242,7 +242,8 @@ class SimExchange:
         self._partial_due: dict[tuple[str, str], float] = {}
         self._prefixes: dict[str, bytes] = {}
         self._drops: dict[str, int] = {}
-        self._held_diffs: dict[str, bytes] = {}  # in a snapshot already, not yet sent
+        #: Per symbol, a diff in a snapshot already and not sent yet: (its pu, its frame).
+        self._held_diffs: dict[str, tuple[int, bytes]] = {}
         self._paused_until: dict[str, float] = {}  # symbol ("" = all) -> loop time
         self._first_subscriber = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -398,11 +399,18 @@ class SimExchange:
         sent = 0
         now_ms = self._now_ms()
         for sym in self._symbols() if symbol is None else [symbol.upper()]:
-            last_u = self._market.current_update_id(sym) if self._market is not None else 0
+            last_u = self.last_sent_update_id(sym)
             data = malformed_payload(kind, sym, last_u, now_ms)
             sent += self._fan_out((sym, StreamKind.DIFF_DEPTH.value), data)
         self.counters.malformed[kind] += 1
         return sent
+
+    def last_sent_update_id(self, symbol: str) -> int:
+        """The ``u`` of the last diff sent for ``symbol`` (a snapshot may be ahead of it)."""
+        if self._market is None:
+            return 0
+        held = self._held_diffs.get(symbol)
+        return held[0] if held is not None else self._market.current_update_id(symbol)
 
     def pause(self, seconds: float, symbol: str | None = None) -> None:
         """Emit nothing for ``seconds`` (one symbol or all): a silent but open stream."""
@@ -454,7 +462,7 @@ class SimExchange:
     def _emit_diff(self, symbol: str, now_ms: int) -> None:
         market = self.market
         held = self._held_diffs.pop(symbol, None)
-        data = held if held is not None else _encode(market.step(symbol, now_ms))
+        data = held[1] if held is not None else _encode(market.step(symbol, now_ms))
         if self._drops.get(symbol):
             self._drops[symbol] -= 1
             self.counters.dropped_diffs += 1
@@ -824,7 +832,8 @@ class SimExchange:
         if self._market is not None:
             now_ms = self._now_ms()
             if self.config.snapshot_ahead and symbol not in self._held_diffs:
-                self._held_diffs[symbol] = _encode(self._market.step(symbol, now_ms))
+                diff = self._market.step(symbol, now_ms)
+                self._held_diffs[symbol] = (diff["pu"], _encode(diff))
             body = _encode(self._market.snapshot(symbol, limit, now_ms))
         else:
             body = self._replay_snapshot(symbol, limit)
