@@ -105,6 +105,28 @@ async def test_typed_messages_from_a_real_redis(redis_server: EmbeddedRedis) -> 
     assert isinstance(second, TradeMessage) and second.trade_id == 12
 
 
+async def test_a_symbol_moved_to_another_workers_group_starts_over_at_its_epochs() -> None:
+    """One more symbol (or another --workers count) moves ETHUSDT from group g-0, at
+    epoch 5, to g-1, at epoch 2: its messages are current, not 'stale'."""
+    feed = RedisSubscriber("redis://127.0.0.1:1/0", ["ETHUSDT"])
+
+    def book(update_id: int, epoch: int) -> bytes:
+        return orderbook_payload(
+            "ETHUSDT", [], [], last_update_id=update_id, event_time_ms=0, now_ms=1,
+            state=BookState.LIVE, epoch=epoch,
+        )  # fmt: skip
+
+    def beat(group: str, epoch: int) -> bytes:
+        return msgspec.json.encode({"group": group, "epoch": epoch, "served": ["ETHUSDT"]})
+
+    await feed._beat(beat("g-0", 5))
+    assert len(feed.decode("orderbook:ETHUSDT", book(1, 5))) == 1
+    assert feed.decode("orderbook:ETHUSDT", book(2, 2)) == []  # g-0's past: stale
+    await feed._beat(beat("g-1", 2))  # the service restarted with ETHUSDT in g-1
+    assert len(feed.decode("orderbook:ETHUSDT", book(3, 2))) == 1
+    assert feed.stale_epoch == 1
+
+
 async def test_by_default_a_consumer_hears_that_nobody_publishes(
     redis_server: EmbeddedRedis,
 ) -> None:

@@ -149,6 +149,9 @@ class RedisSubscriber:
         #: Per symbol, because ``run --workers N`` gives each worker its own group, and
         #: so its own epochs: one worker's failover must not silence the others' symbols.
         self._epochs: dict[str, int] = {}
+        #: Per symbol, the ha_group whose beats name it: a symbol that moves to another
+        #: worker (more symbols, another --workers count) starts over at its epochs.
+        self._groups: dict[str, str] = {}
         self.stale_epoch = 0  # messages dropped for coming from an older epoch
         self.malformed = 0
         self.duplicate_trades = 0
@@ -284,15 +287,20 @@ class RedisSubscriber:
         now = self._last_beat = asyncio.get_running_loop().time()
         epoch = 0
         served: object = None
+        group = ""
         with contextlib.suppress(msgspec.DecodeError, AttributeError, TypeError, ValueError):
             beat = msgspec.json.decode(payload)
             epoch = int(beat.get("epoch", 0))
             served = beat.get("served")
+            group = str(beat.get("group", ""))
         if isinstance(served, list):  # one worker's beat: it vouches for its symbols only
-            mine = self._mine
+            mine, groups = self._mine, self._groups
             for symbol in served:
                 if symbol in mine:
                     self._beat_at[symbol] = now
+                    if groups.get(symbol, group) != group:
+                        self._epochs[symbol] = epoch  # another group's count from here on
+                    groups[symbol] = group
         if self._publisher_alive is not True and not self._silent_symbols(now):
             self._publisher_alive = True
             await self._put(PublisherStatus(True, epoch=epoch))
