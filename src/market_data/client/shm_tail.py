@@ -77,24 +77,21 @@ def format_record(record: Record) -> str:
     return f"json  #{record.seq} {record.symbol} {record.payload[:200].decode(errors='replace')}"
 
 
-def format_stats(reader: ShmRingReader, stats: TailStats) -> str:
-    return (
+def format_stats(reader: ShmRingReader, stats: TailStats, note_sep: str = "  ") -> str:
+    """The figures, then (after ``note_sep``) why the books may not be current, if so."""
+    line = (
         f"rate {stats.rate:,.0f} rec/s  read {reader.records_read:,}  missed {reader.missed:,}  "
-        f"generation {reader.generation}  reattaches {reader.reattaches}" + _writer_note(reader)
+        f"generation {reader.generation}  reattaches {reader.reattaches}"
     )
-
-
-def _writer_note(reader: ShmRingReader) -> str:
-    """Why the books shown may not be current: the writer closed, or stopped beating."""
     if reader.writer_closed:
-        return "  [writer closed]"
-    if not reader.writer_alive:  # on a line of its own: a table caption is cut, not wrapped
-        return f"\n[writer silent for {reader.writer_silent_s:.0f} s: dead or hung]"
-    return ""
+        return f"{line}{note_sep}[writer closed]"
+    if not reader.writer_alive:
+        return f"{line}{note_sep}[writer silent for {reader.writer_silent_s:.0f} s: dead or hung]"
+    return line
 
 
 def build_table(reader: ShmRingReader, symbols: list[str], stats: TailStats) -> Table:
-    table = Table(title=f"shm ring {reader.path}", caption=Text(format_stats(reader, stats)))
+    table = Table(title=f"shm ring {reader.path}", caption=Text(format_stats(reader, stats, "\n")))
     for column in ("symbol", "state", "bid", "ask", "update id", "last trade"):
         table.add_column(column)
     current = reader.writer_alive  # else a "live" book is only what a dead writer last said
