@@ -392,25 +392,19 @@ class ServiceCollector(Collector):
     def _redis_metrics(self) -> Iterator[Metric]:
         sink = self.app.redis
         stats = sink.stats
-        publishes = CounterMetricFamily(
-            "redis_publishes", "Payloads Redis acknowledged, by kind", labels=["kind"]
+        yield _by_kind(
+            "redis_publishes",
+            "Payloads Redis acknowledged, by kind",
+            (stats.published_books, stats.published_market_data, stats.published_trades),
         )
-        publishes.add_metric(["book"], stats.published_books)
-        publishes.add_metric(["market_data"], stats.published_market_data)
-        publishes.add_metric(["trade"], stats.published_trades)
-        yield publishes
         yield CounterMetricFamily(
             "redis_errors", "Redis connection failures and refused commands", value=stats.errors
         )
-        refused = CounterMetricFamily(
+        yield _by_kind(
             "redis_refused",
             "Payloads Redis refused (OOM, READONLY...), so not published, by kind",
-            labels=["kind"],
+            (stats.refused_books, stats.refused_market_data, stats.refused_trades),
         )
-        refused.add_metric(["book"], stats.refused_books)
-        refused.add_metric(["market_data"], stats.refused_market_data)
-        refused.add_metric(["trade"], stats.refused_trades)
-        yield refused
         yield GaugeMetricFamily(
             "redis_refusing", "1 while Redis refuses writes", value=int(stats.refusing is not None)
         )
@@ -487,6 +481,14 @@ class ServiceCollector(Collector):
             "Records written to the shared-memory ring",
             value=writer.records_written,
         )
+
+
+def _by_kind(name: str, documentation: str, counts: tuple[int, int, int]) -> Metric:
+    """A counter of books, market data and trades (``kind``), in that order."""
+    family = CounterMetricFamily(name, documentation, labels=["kind"])
+    for kind, count in zip(("book", "market_data", "trade"), counts, strict=True):
+        family.add_metric([kind], count)
+    return family
 
 
 def _bound(value: float) -> str:
