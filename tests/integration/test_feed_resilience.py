@@ -2,6 +2,7 @@
 
 from market_data.core.state import BookState
 from market_data.embedded_redis import EmbeddedRedis
+from market_data.ops.readiness import check_readiness
 from market_data.sim.exchange import SimConfig
 from tests.integration.service_harness import book_matches_truth, running_service
 from tests.support import wait_for
@@ -111,3 +112,26 @@ async def test_geo_blocked_rest_falls_back_to_partial_depth_and_returns(
         live = [b for b in received.live_books(symbol) if b["state"] == "live"]
         problems = [p for b in live if (p := book_matches_truth(sim, b))]
         assert live and not problems, problems[:2]
+
+
+async def test_a_silent_trade_stream_is_told_by_the_exchanges_ticker(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """Its connection stays busy with tickers, so the watchdog sees nothing wrong; the
+    tickers' last trade id moving on while no aggTrade comes does."""
+    sim_config = SimConfig(symbols=["BTCUSDT"], diff_rate_hz=20, trade_rate_hz=10)
+    async with running_service(
+        redis_server.url, ("BTCUSDT",), sim_config=sim_config, silence_timeout_s=3.0
+    ) as (app, sim, received):
+        service = app.service
+        state = service.symbols["BTCUSDT"]
+        await wait_for(lambda: len(received.trades["BTCUSDT"]) > 10, what="trades")
+        ready = await check_readiness(app)
+        assert not any("trades silent" in reason for reason in ready.reasons)
+        sim.mute_trades("BTCUSDT", 12.0)
+        await wait_for(lambda: state.trade_watch.silent, within=10, what="silence told")
+        ready = await check_readiness(app)
+        assert "BTCUSDT: trades silent (the exchange's ticker counts trades)" in ready.reasons
+        assert service.counters.trade_silences["BTCUSDT"] == 1
+        assert all(c.connects == 1 for c in service.connections)  # no watchdog reconnect
+        await wait_for(lambda: not state.trade_watch.silent, within=15, what="trades again")

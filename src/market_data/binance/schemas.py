@@ -81,6 +81,7 @@ class Ticker24h(msgspec.Struct, tag_field="e", tag="24hrTicker", gc=False):
     O: Millis  # noqa: E741 - statistics open time, ms
     C: Millis  # statistics close time, ms
     n: Annotated[int, msgspec.Meta(ge=0, lt=2**53)]  # raw trades in the window
+    L: Annotated[int, msgspec.Meta(ge=0, lt=2**53)] = 0  # the last raw trade id
 
     def __post_init__(self) -> None:
         # The window's low and high bound its last price (the exchange's figures always

@@ -132,6 +132,15 @@ class ServiceCollector(Collector):
         for task, count in sorted(counters.task_restarts.items()):
             restarts.add_metric([task], count)
         yield restarts
+        silent = GaugeMetricFamily(
+            "trades_silent",
+            "1 while the exchange's ticker counts trades that no aggTrade brought "
+            "(for silence_timeout_s): the trade stream is silent",
+            labels=["symbol"],
+        )
+        for symbol, state in service.symbols.items():
+            silent.add_metric([symbol], int(state.trade_watch.silent))
+        yield silent
 
         weights = service.weights
         yield GaugeMetricFamily(

@@ -8,7 +8,9 @@ has delivered a message within ``ready_max_book_age_s``. A book that has not
 changed for that long on a delivering connection is *quiet* (listed, not a
 failure: common under ``symbols: all``). A contract the exchange lists as not
 trading is *halted*, and a configured symbol left out by ``unknown_symbols:
-skip`` is *skipped*: both are listed, neither is a failure.
+skip`` is *skipped*: both are listed, neither is a failure. A symbol whose
+trades the exchange's ticker counts and no aggTrade brings is *trades silent*
+(``core/trade_watch.py``), a failure: its last price and trades are stale.
 Each failed condition becomes one short reason (``"redis: disconnected: connection refused"``,
 ``"BTCUSDT: syncing"``), so an operator reads the cause straight from ``/ready``.
 """
@@ -79,6 +81,8 @@ async def check_readiness(app: App, ping_timeout_s: float = 1.0) -> Readiness:
         }
         if book_state is BookState.HALTED:
             continue
+        if state.trade_watch.silent:  # the book may be fine; its trades and last price not
+            reasons.append(f"{symbol}: trades silent (the exchange's ticker counts trades)")
         if book_state not in _TRUSTED:
             reasons.append(f"{symbol}: {book_state.label}")
             continue

@@ -50,6 +50,7 @@ from market_data.core.sync import (
     SnapshotNeeded,
 )
 from market_data.core.trade_lines import TradeLines
+from market_data.core.trade_watch import TradeWatch
 from market_data.core.weights import WeightBudget, snapshot_weight
 from market_data.ops.config import Config
 from market_data.outputs.redis import RedisSink
@@ -121,6 +122,8 @@ class ServiceCounters:
     snapshot_failures: Counter[str] = field(default_factory=Counter)
     sink_errors: Counter[str] = field(default_factory=Counter)
     task_restarts: Counter[str] = field(default_factory=Counter)
+    #: Per symbol: times its trade stream was found silent while its ticker counted trades.
+    trade_silences: Counter[str] = field(default_factory=Counter)
     audits: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     #: A/B lines: per line, a moving average of local receive time minus the exchange's
@@ -214,7 +217,12 @@ class MarketDataService(ListingMixin):
         trade_lines = TradeLines[AggTrade](cfg.feed_lines) if cfg.feed_lines > 1 else None
         if self.history is not None:
             book.sync.on_applied = self.history.book_rows(symbol, book.sync)
-        return SymbolState(symbol, book, trade_lines=trade_lines)
+        return SymbolState(
+            symbol,
+            book,
+            trade_lines=trade_lines,
+            trade_watch=TradeWatch(cfg.silence_timeout_s),
+        )
 
     def attach_history(self, history: HistoryHooks) -> None:
         """Hand the history pipeline the frames (recording) and every book's events (rows)."""
@@ -509,6 +517,8 @@ class MarketDataService(ListingMixin):
                 self._handle_outputs(state)
         elif frame[0] is StreamKind.AGG_TRADE:
             counters.by_type["trade"] += 1
+            if state.trade_watch.on_trade(frame[1].l):
+                log.warning("%s: trades arrive again", state.symbol, extra={"symbol": state.symbol})
             if state.trade_lines is None:
                 self._on_trade(state, frame[1])
             else:
@@ -526,9 +536,25 @@ class MarketDataService(ListingMixin):
                 state.ticker = ticker
                 if not state.stats.complete_now:
                     self._stats_changed(state)  # its figures are the ones published
+                if state.trade_watch.on_ticker(ticker.L, self.clock()):
+                    self._on_trades_silent(state, ticker.L)
         else:
             counters.by_type["book_ticker"] += 1
         counters.latency.observe((time.perf_counter_ns() - started) / 1000.0)
+
+    def _on_trades_silent(self, state: SymbolState, last_trade_id: int) -> None:
+        self.counters.trade_silences[state.symbol] += 1
+        watch = state.trade_watch
+        log.error(
+            "%s: no trade received for %.0fs while the exchange's ticker counts them (its "
+            "last trade id %d, ours %d): the trade stream is silent; last price and trades "
+            "are not current",
+            state.symbol,
+            watch.after_s,
+            last_trade_id,
+            watch.received,
+            extra={"symbol": state.symbol, "event": "trades_silent"},
+        )
 
     def _line_delay(self, line: int, event_time_ms: int) -> None:
         delays = self.counters.line_delay_ms

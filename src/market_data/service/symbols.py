@@ -16,6 +16,7 @@ from market_data.core.state import BookState
 from market_data.core.stats import Rolling24h
 from market_data.core.sync import DepthSync, SyncOutput
 from market_data.core.trade_lines import TradeLines
+from market_data.core.trade_watch import TradeWatch
 from market_data.core.trades import TradeSequence
 
 
@@ -155,6 +156,8 @@ class SymbolState:
     stats_ready: bool = True
     #: The latest ``@ticker`` event: the 24h figures while the window is incomplete.
     ticker: Ticker24h | None = None
+    #: Trades the ticker counts and no aggTrade brought: a silent trade stream.
+    trade_watch: TradeWatch = field(default_factory=lambda: TradeWatch(30.0))
     #: Bumped when the 24h figures change other than by a trade (backfill, ticker).
     stats_revision: int = 0
     dirty: bool = False  # the book changed since it was last published

@@ -245,6 +245,7 @@ class SimExchange:
         #: Per symbol, a diff in a snapshot already and not sent yet: (its pu, its frame).
         self._held_diffs: dict[str, tuple[int, bytes]] = {}
         self._paused_until: dict[str, float] = {}  # symbol ("" = all) -> loop time
+        self._trades_muted_until: dict[str, float] = {}  # symbol -> loop time
         self._first_subscriber = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[bool]] = set()  # closes under way
@@ -498,8 +499,13 @@ class SimExchange:
                 trade_due[symbol] += trade_rate * elapsed
                 trades = int(trade_due[symbol])
                 trade_due[symbol] -= trades
+                muted = now < self._trades_muted_until.get(symbol, 0.0)
                 for _ in range(trades):
-                    self._fan_out((symbol, StreamKind.AGG_TRADE.value), self._trade(symbol, now_ms))
+                    trade = self._trade(symbol, now_ms)
+                    if muted:
+                        self.counters.skipped_trades += 1
+                    else:
+                        self._fan_out((symbol, StreamKind.AGG_TRADE.value), trade)
             self._emit_partials(now, now_ms)
             if now >= self._ticker_due:
                 # <symbol>@ticker: every 2000 ms (Binance USD-M futures "Individual Symbol
@@ -513,8 +519,8 @@ class SimExchange:
         history = self.history.get(symbol)
         if history is not None:
             history.record(
-                float(trade["p"]), float(trade["q"]), trade["l"] - trade["f"] + 1, trade["T"],
-                trade["m"], trade["a"],
+                float(trade["p"]), float(trade["q"]), (trade["f"], trade["l"]), trade["T"],
+                trade["m"],
             )  # fmt: skip
         return _encode(trade)
 
@@ -523,6 +529,13 @@ class SimExchange:
             channel = (symbol, StreamKind.TICKER.value)
             if self._channel_names.get(channel):
                 self._fan_out(channel, _encode(history.ticker_event(symbol, now_ms)))
+
+    def mute_trades(self, symbol: str, seconds: float) -> None:
+        """For ``seconds``, ``symbol`` trades but its aggTrade stream sends nothing, while
+        its tickers count the trades: a subscription acknowledged and silent (on the
+        wrong route, cryptofeed #1128) on a connection that stays busy."""
+        until = asyncio.get_running_loop().time() + seconds
+        self._trades_muted_until[symbol.upper()] = until
 
     def skip_trades(self, symbol: str, count: int) -> None:
         """``count`` trades happen on the exchange and are not sent (a trade-stream gap)."""

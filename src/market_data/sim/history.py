@@ -36,8 +36,11 @@ class Minute:
     trades: int = 0  # raw trades (an aggTrade covers l - f + 1)
     taker_buy_volume: float = 0.0
     taker_buy_quote: float = 0.0
-    first_agg_id: int = 0
-    last_agg_id: int = 0
+    # Raw trade ids (an aggTrade's f..l), as the exchange's 24h ticker gives them:
+    # "firstId"/"F" and "lastId"/"L" are trade ids, not aggregate ids (Binance USD-M
+    # Futures docs, "24hr Ticker Price Change Statistics" and the ticker stream).
+    first_trade_id: int = 0
+    last_trade_id: int = 0
 
 
 class TradeHistory:
@@ -49,19 +52,27 @@ class TradeHistory:
         self.minutes: dict[int, Minute] = {}  # minute start (ms) -> its trades
 
     def record(
-        self, price: float, qty: float, raw_trades: int, ts_ms: int, buyer_maker: bool, agg_id: int
+        self,
+        price: float,
+        qty: float,
+        trade_ids: tuple[int, int],
+        ts_ms: int,
+        buyer_maker: bool,
     ) -> None:
+        """One aggTrade: its raw trades ``trade_ids`` (first, last) at ``price``."""
+        first_id, last_id = trade_ids
         start = ts_ms - ts_ms % MINUTE_MS
         minute = self.minutes.get(start)
         if minute is None:
-            minute = self.minutes[start] = Minute(price, price, price, price, first_agg_id=agg_id)
+            minute = Minute(price, price, price, price, first_trade_id=first_id)
+            self.minutes[start] = minute
         minute.high = max(minute.high, price)
         minute.low = min(minute.low, price)
         minute.close = price
         minute.volume += qty
         minute.quote_volume += price * qty
-        minute.trades += raw_trades
-        minute.last_agg_id = agg_id
+        minute.trades += last_id - first_id + 1
+        minute.last_trade_id = last_id
         if not buyer_maker:  # the aggressor bought
             minute.taker_buy_volume += qty
             minute.taker_buy_quote += price * qty
@@ -139,8 +150,8 @@ class TradeHistory:
             "quoteVolume": self._quote(quote),
             "openTime": first,
             "closeTime": now_ms,
-            "firstId": min((m.first_agg_id for m in minutes if m.first_agg_id), default=0),
-            "lastId": max((m.last_agg_id for m in minutes), default=0),
+            "firstId": min((m.first_trade_id for m in minutes if m.first_trade_id), default=0),
+            "lastId": max((m.last_trade_id for m in minutes), default=0),
             "count": sum(m.trades for m in minutes),
         }
 
