@@ -121,17 +121,17 @@ async def test_a_silent_trade_stream_is_told_by_the_exchanges_ticker(
     tickers' last trade id moving on while no aggTrade comes does."""
     sim_config = SimConfig(symbols=["BTCUSDT"], diff_rate_hz=20, trade_rate_hz=10)
     async with running_service(
-        redis_server.url, ("BTCUSDT",), sim_config=sim_config, silence_timeout_s=3.0
+        redis_server.url, ("BTCUSDT",), sim_config=sim_config, trades_silent_after_s=3.0
     ) as (app, sim, received):
         service = app.service
         state = service.symbols["BTCUSDT"]
         await wait_for(lambda: len(received.trades["BTCUSDT"]) > 10, what="trades")
         ready = await check_readiness(app)
         assert not any("trades silent" in reason for reason in ready.reasons)
-        sim.mute_trades("BTCUSDT", 12.0)
-        await wait_for(lambda: state.trade_watch.silent, within=10, what="silence told")
+        sim.mute_trades("BTCUSDT", 20.0)  # tickers every 2 s: told after 3 s of trading on
+        await wait_for(lambda: state.trade_watch.silent, within=15, what="silence told")
         ready = await check_readiness(app)
         assert "BTCUSDT: trades silent (the exchange's ticker counts trades)" in ready.reasons
         assert service.counters.trade_silences["BTCUSDT"] == 1
         assert all(c.connects == 1 for c in service.connections)  # no watchdog reconnect
-        await wait_for(lambda: not state.trade_watch.silent, within=15, what="trades again")
+        await wait_for(lambda: not state.trade_watch.silent, within=20, what="trades again")

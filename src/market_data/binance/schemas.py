@@ -81,7 +81,8 @@ class Ticker24h(msgspec.Struct, tag_field="e", tag="24hrTicker", gc=False):
     O: Millis  # noqa: E741 - statistics open time, ms
     C: Millis  # statistics close time, ms
     n: Annotated[int, msgspec.Meta(ge=0, lt=2**53)]  # raw trades in the window
-    L: Annotated[int, msgspec.Meta(ge=0, lt=2**53)] = 0  # the last raw trade id
+    # The last raw trade id (-1 where the exchange had none, as its spot API says).
+    L: Annotated[int, msgspec.Meta(ge=-1, lt=2**53)] = 0
 
     def __post_init__(self) -> None:
         # The window's low and high bound its last price (the exchange's figures always

@@ -73,6 +73,7 @@ class Config:
     max_levels_per_side: int = 1000
     sync_buffer_max: int = 1_000
     silence_timeout_s: float = 30.0
+    trades_silent_after_s: float = 60.0
     connection_max_age_s: float = 23 * 3600.0
     ready_max_book_age_s: float = 10.0
     http_host: str = "0.0.0.0"
@@ -603,6 +604,7 @@ _KEYS: dict[str, _Key] = {  # every configuration key, in the order of Config
     "max_levels_per_side": _key("int", _in_range(1)),
     "sync_buffer_max": _key("int", _in_range(1)),
     "silence_timeout_s": _key("float", _above_zero),
+    "trades_silent_after_s": _key("float", _above_zero),
     "connection_max_age_s": _key("float", _in_range(1, MAX_CONNECTION_AGE_S)),
     "ready_max_book_age_s": _key("float", _above_zero),
     "http_host": _key("str", _check_http_host),

@@ -221,7 +221,7 @@ class MarketDataService(ListingMixin):
             symbol,
             book,
             trade_lines=trade_lines,
-            trade_watch=TradeWatch(cfg.silence_timeout_s),
+            trade_watch=TradeWatch(cfg.trades_silent_after_s),
         )
 
     def attach_history(self, history: HistoryHooks) -> None:

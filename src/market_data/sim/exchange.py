@@ -532,8 +532,8 @@ class SimExchange:
 
     def mute_trades(self, symbol: str, seconds: float) -> None:
         """For ``seconds``, ``symbol`` trades but its aggTrade stream sends nothing, while
-        its tickers count the trades: a subscription acknowledged and silent (on the
-        wrong route, cryptofeed #1128) on a connection that stays busy."""
+        its tickers, on the same connection, count the trades: one stream stalled on a
+        connection that stays busy (a fault to test with, not a documented behaviour)."""
         until = asyncio.get_running_loop().time() + seconds
         self._trades_muted_until[symbol.upper()] = until
 
