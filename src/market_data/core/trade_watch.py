@@ -47,6 +47,7 @@ class TradeWatch:
             return False
         if last_trade_id <= max(self._baseline, self.received):
             self._owed = self._trading_on_since = None  # nothing traded we have not received
+            self.silent = False
             return False
         if self._owed is None:
             self._owed = last_trade_id
