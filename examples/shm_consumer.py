@@ -3,7 +3,9 @@
     .venv/bin/python examples/shm_consumer.py [SEGMENT]   # default: market_data
 
 Needs a running writer (the service with shared memory enabled). Reading takes
-no lock and no system call per record; see docs/SHM.md.
+no lock and no system call per record; see docs/SHM.md. A writer that died
+(``kill -9``) or hangs leaves its last books saying live: while nothing comes,
+this asks ``reader.writer_alive`` and says so.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from market_data.client.shm import BookRecord, ShmRingReader, TradeRecord
 def main(name: str) -> int:
     with ShmRingReader.attach(name) as reader:
         print(f"attached to {reader.path}, generation {reader.generation}")
-        for record in reader:  # blocks between records; reader.poll() never blocks
+        told = False
+        while True:
+            record = reader.read(timeout=1.0)  # reader.poll() never blocks
+            if record is None:  # a quiet second: a quiet market, or a writer gone?
+                if not reader.writer_alive and not told:
+                    print("(the writer is gone: the books above are not current)", flush=True)
+                told = not reader.writer_alive
+                continue
+            told = False
             lag_us = (time.monotonic_ns() - getattr(record, "local_ts_ns", 0)) / 1e3
             if isinstance(record, BookRecord) and record.bids and record.asks:
                 bid, ask = record.bids[0], record.asks[0]

@@ -77,7 +77,7 @@ def test_tail_reports_a_missing_segment(shm_name: str) -> None:
     assert shm_tail.run(parse("--name", shm_name, "--plain", "--duration", "0.1")) == 1
 
 
-def test_example_consumer_prints_books_and_trades(shm_name: str) -> None:
+def test_example_consumer_prints_books_and_trades_and_a_dead_writer(shm_name: str) -> None:
     with ShmRingWriter.create(shm_name, capacity_bytes=HEADER_SIZE + 8 * 2048) as writer:
         proc = subprocess.Popen(
             [sys.executable, str(EXAMPLE), shm_name],
@@ -92,6 +92,8 @@ def test_example_consumer_prints_books_and_trades(shm_name: str) -> None:
             writer.write_trade("BTCUSDT", 9, 100.25, 0.5, 1, False, 1)
             book_line = proc.stdout.readline()
             trade_line = proc.stdout.readline()
+            writer._ring.beat(time.monotonic_ns() - 5_000_000_000)  # as a killed writer leaves
+            gone_line = proc.stdout.readline()
             proc.send_signal(signal.SIGINT)  # Ctrl+C: a quiet exit, no traceback
             _, errors = proc.communicate(timeout=10)
             assert proc.returncode == 130 and "Traceback" not in errors
@@ -100,6 +102,7 @@ def test_example_consumer_prints_books_and_trades(shm_name: str) -> None:
             proc.communicate()
     assert book_line.startswith("BTCUSDT      book  1.5 @ 100 | 100.5 @ 2  (u=5,")
     assert trade_line.strip() == "BTCUSDT      trade BUY  0.5 @ 100.25"
+    assert gone_line.strip() == "(the writer is gone: the books above are not current)"
 
 
 def test_example_consumer_help_is_help() -> None:
