@@ -105,9 +105,10 @@ async def test_typed_messages_from_a_real_redis(redis_server: EmbeddedRedis) -> 
     assert isinstance(second, TradeMessage) and second.trade_id == 12
 
 
-async def test_a_symbol_moved_to_another_workers_group_starts_over_at_its_epochs() -> None:
+async def test_a_symbol_moved_to_another_group_or_a_group_counting_anew_is_followed() -> None:
     """One more symbol (or another --workers count) moves ETHUSDT from group g-0, at
-    epoch 5, to g-1, at epoch 2: its messages are current, not 'stale'."""
+    epoch 5, to g-1, at epoch 2; later g-1 counts from 1 again (Redis lost its counter):
+    the beats say so, and its messages are current, not 'stale'."""
     feed = RedisSubscriber("redis://127.0.0.1:1/0", ["ETHUSDT"])
 
     def book(update_id: int, epoch: int) -> bytes:
@@ -124,6 +125,11 @@ async def test_a_symbol_moved_to_another_workers_group_starts_over_at_its_epochs
     assert feed.decode("orderbook:ETHUSDT", book(2, 2)) == []  # g-0's past: stale
     await feed._beat(beat("g-1", 2))  # the service restarted with ETHUSDT in g-1
     assert len(feed.decode("orderbook:ETHUSDT", book(3, 2))) == 1
+    assert feed.stale_epoch == 1
+    # Redis restarted empty while every instance did: the group's epochs count from 1.
+    assert len(feed.decode("orderbook:ETHUSDT", book(4, 3))) == 1
+    await feed._beat(beat("g-1", 1))
+    assert len(feed.decode("orderbook:ETHUSDT", book(5, 1))) == 1
     assert feed.stale_epoch == 1
 
 

@@ -298,8 +298,12 @@ class RedisSubscriber:
             for symbol in served:
                 if symbol in mine:
                     self._beat_at[symbol] = now
-                    if groups.get(symbol, group) != group:
-                        self._epochs[symbol] = epoch  # another group's count from here on
+                    # Only the lease holder beats, so a beat's epoch is its group's current
+                    # one: lower than seen, the count began again (Redis lost it while every
+                    # instance restarted); another group, the symbol moved. Either way, it
+                    # holds from here on.
+                    if groups.get(symbol, group) != group or epoch < self._epochs.get(symbol, 0):
+                        self._epochs[symbol] = epoch
                     groups[symbol] = group
         if self._publisher_alive is not True and not self._silent_symbols(now):
             self._publisher_alive = True
