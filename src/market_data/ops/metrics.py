@@ -135,7 +135,7 @@ class ServiceCollector(Collector):
         silent = GaugeMetricFamily(
             "trades_silent",
             "1 while the exchange's ticker counts trades that no aggTrade brought "
-            "(for silence_timeout_s): the trade stream is silent",
+            "(for trades_silent_after_s): the trade stream is silent",
             labels=["symbol"],
         )
         for symbol, state in service.symbols.items():
