@@ -172,11 +172,6 @@ class Publisher:
         )
         self.publish(MarketDataUpdate(state.symbol, payload))
 
-    def fenced_open(self) -> bool:
-        """Whether the outputs every instance of a group shares (Redis) may be written."""
-        gate = self.gate
-        return gate is None or gate()
-
     def publish(self, update: Update, fenced: bool = True, local: bool = True) -> bool:
         """Hand an update to every output; one failing output never stops the others.
 
@@ -186,9 +181,11 @@ class Publisher:
         ``fenced=False`` or ``local=False`` leaves out that kind of output. Returns
         whether the fenced outputs were written.
         """
-        to_fenced = fenced and self.fenced_open()
+        gate = self.gate
+        to_fenced = fenced and (gate is None or gate())
+        every = to_fenced and local  # the usual case: no output to look at twice
         for sink in self.sinks:
-            if not (to_fenced if sink.fenced else local):
+            if not every and not (to_fenced if sink.fenced else local):
                 continue
             try:
                 sink.publish(update)
