@@ -3,11 +3,18 @@
 aiohttp errors never leave this module: the caller sees :class:`RestError` or
 one of its kinds, each of which calls for a different reaction (back off, fall
 back to partial depth, retry). Every request has its own timeout, named in the
-error when it fires.
+error when it fires. Given the address's :class:`WeightBudget`, a request also
+keeps to it here, the one place every answer passes: not sent while a 429's
+Retry-After runs (asking then is a ban), the exchange's used weight read from
+every answer, and a 429 or 418 held for every request of the address.
 """
+
+import time
+from collections.abc import Callable
 
 import aiohttp
 
+from market_data.core.weights import WeightBudget
 from market_data.errors import MarketDataError
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -49,8 +56,19 @@ async def rest_get(
     params: dict[str, str],
     what: str,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    budget: WeightBudget | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[bytes, int | None]:
-    """``GET path``: the body and the exchange's used weight (if it said)."""
+    """``GET path``: the body and the exchange's used weight (if it said).
+
+    With ``budget`` (``clock`` is its wall clock) the request keeps to the address's
+    budget as the module docstring says; taking weight for it is the caller's.
+    """
+    if budget is not None and (held := budget.held_for(clock())) > 0:
+        raise RateLimitedError(
+            f"{what}: not sent, the exchange's Retry-After runs {held:.0f}s more", 429, held
+        )
     url = f"{rest_base_url.rstrip('/')}{path}"
     try:
         async with session.get(
@@ -66,6 +84,8 @@ async def rest_get(
     except (aiohttp.ClientError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise RestError(f"{what} request failed: {reason}") from None
+    if budget is not None and used is not None:  # on errors too: a 429's count is the news
+        budget.observe_server_count(used, clock())
     if status == 200:
         return body, used
     detail = body[:200].decode("utf-8", "replace")
@@ -73,6 +93,8 @@ async def rest_get(
         raise GeoBlockedError(f"{what}: HTTP 451 (geo-blocked): {detail}", status)
     if status in (418, 429):
         wait = float(retry_after) if retry_after.isdigit() else 60.0
+        if budget is not None:  # no request of the address before it runs out
+            budget.hold(wait, clock())
         raise RateLimitedError(f"{what}: HTTP {status}: {detail}", status, wait)
     if status == 400 and b'"code":-1121' in body.replace(b" ", b""):
         raise InvalidSymbolError(f"{what}: HTTP 400: {detail}", status, -1121)
@@ -91,18 +113,28 @@ async def fetch_snapshot(
     symbol: str,
     limit: int,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    budget: WeightBudget | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[bytes, int | None]:
     """``GET /fapi/v1/depth``: the body and the exchange's used weight (if it said)."""
     params = {"symbol": symbol, "limit": str(limit)}
     return await rest_get(
-        session, rest_base_url, "/fapi/v1/depth", params, f"{symbol} snapshot", timeout_s
-    )
+        session, rest_base_url, "/fapi/v1/depth", params, f"{symbol} snapshot", timeout_s,
+        budget=budget, clock=clock,
+    )  # fmt: skip
 
 
 async def fetch_exchange_info(
-    session: aiohttp.ClientSession, rest_base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S
+    session: aiohttp.ClientSession,
+    rest_base_url: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    budget: WeightBudget | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[bytes, int | None]:
     """``GET /fapi/v1/exchangeInfo`` (weight 1): every contract, its status and filters."""
     return await rest_get(
-        session, rest_base_url, "/fapi/v1/exchangeInfo", {}, "exchangeInfo", timeout_s
-    )
+        session, rest_base_url, "/fapi/v1/exchangeInfo", {}, "exchangeInfo", timeout_s,
+        budget=budget, clock=clock,
+    )  # fmt: skip

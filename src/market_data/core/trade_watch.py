@@ -12,13 +12,17 @@ reconnect, insurance fund and ADL trades, which aggTrade streams do not carry)
 is not a silence while the market is quiet. Time is passed in.
 """
 
+#: Seconds of trading on with no aggTrade before the stream counts as silent (the
+#: default of ``trades_silent_after_s``).
+DEFAULT_AFTER_S = 60.0
+
 
 class TradeWatch:
     """Per symbol: the highest trade id received against the ticker's."""
 
     __slots__ = ("after_s", "received", "_baseline", "_owed", "_trading_on_since", "silent")
 
-    def __init__(self, after_s: float) -> None:
+    def __init__(self, after_s: float = DEFAULT_AFTER_S) -> None:
         self.after_s = after_s
         self.received = 0  # the highest raw trade id an aggTrade brought (its ``l``)
         self._baseline: int | None = None  # the ticker's last trade when we began

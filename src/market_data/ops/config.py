@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from market_data.core.trade_watch import DEFAULT_AFTER_S as DEFAULT_TRADES_SILENT_AFTER_S
 from market_data.core.weights import SNAPSHOT_LIMITS
 from market_data.errors import ConfigError
 from market_data.ops.words import FALSE_WORDS, SYMBOL, TRUE_WORDS, url_problem
@@ -73,7 +74,7 @@ class Config:
     max_levels_per_side: int = 1000
     sync_buffer_max: int = 1_000
     silence_timeout_s: float = 30.0
-    trades_silent_after_s: float = 60.0
+    trades_silent_after_s: float = DEFAULT_TRADES_SILENT_AFTER_S
     connection_max_age_s: float = 23 * 3600.0
     ready_max_book_age_s: float = 10.0
     http_host: str = "0.0.0.0"

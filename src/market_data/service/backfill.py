@@ -146,18 +146,15 @@ class StatsBackfill:
             open_minute = now_ms - now_ms % MINUTE_MS
             try:
                 self.requests += 1
-                body, used = await rest_get(
+                body, _ = await rest_get(
                     self._session, cfg.exchange_rest_url, "/fapi/v1/klines", params,
-                    f"{state.symbol} klines",
+                    f"{state.symbol} klines", budget=self.weights, clock=self.wall_clock,
                 )  # fmt: skip
-                if used is not None:
-                    self.weights.observe_server_count(used, self.wall_clock())
                 rows = decode_klines(body)
             except (RestError, DecodeError) as exc:
                 self.failures += 1
                 delay = next(delays)
-                if isinstance(exc, RateLimitedError):  # asking before Retry-After: a ban
-                    self.weights.hold(exc.retry_after_s, self.wall_clock())
+                if isinstance(exc, RateLimitedError):  # the budget holds every request
                     delay = max(delay, exc.retry_after_s)
                 log.warning("%s: %s; retrying in %.1fs", state.symbol, exc, delay)
                 await asyncio.sleep(delay)

@@ -36,7 +36,7 @@ from market_data.binance.decode import (
 from market_data.binance.instruments import (
     Instrument,
 )
-from market_data.binance.rest import RateLimitedError, RestError, fetch_snapshot
+from market_data.binance.rest import RestError, fetch_snapshot
 from market_data.binance.schemas import AggTrade
 from market_data.binance.streams import StreamPlan, plan_connections, with_lines
 from market_data.core.latency import LatencyHistogram
@@ -811,10 +811,15 @@ class MarketDataService(ListingMixin):
         if self.weights.try_acquire(weight, self.wall_clock()) > 0:
             return False
         try:
-            await fetch_snapshot(self._session, self.config.exchange_rest_url, symbol, PROBE_LIMIT)
+            await fetch_snapshot(
+                self._session,
+                self.config.exchange_rest_url,
+                symbol,
+                PROBE_LIMIT,
+                budget=self.weights,
+                clock=self.wall_clock,
+            )
         except RestError as exc:
-            if isinstance(exc, RateLimitedError):
-                self.weights.hold(exc.retry_after_s, self.wall_clock())
             log.info("REST still unavailable (%s): staying on partial depth", exc)
             return False
         self._leave_partial_mode()

@@ -28,7 +28,7 @@ from market_data.binance.instruments import (
     check_symbols,
     decode_exchange_info,
 )
-from market_data.binance.rest import RateLimitedError, RestError, fetch_exchange_info
+from market_data.binance.rest import RestError, fetch_exchange_info
 from market_data.binance.streams import StreamPlan
 from market_data.core.backoff import backoff
 from market_data.core.weights import WeightBudget
@@ -75,18 +75,13 @@ class ListingMixin:
 
     async def _fetch_listing(self) -> dict[str, Instrument]:
         assert self._session is not None
-        now = self.wall_clock()
-        if (held := self.weights.held_for(now)) > 0:
-            why = f"exchangeInfo: held back {held:.0f}s more by the exchange's 429/418"
-            raise RateLimitedError(why, 429, held)
-        self.weights.try_acquire(1, now)
-        try:
-            body, used = await fetch_exchange_info(self._session, self.config.exchange_rest_url)
-        except RateLimitedError as exc:
-            self.weights.hold(exc.retry_after_s, self.wall_clock())
-            raise
-        if used is not None:
-            self.weights.observe_server_count(used, self.wall_clock())
+        self.weights.try_acquire(1, self.wall_clock())
+        body, _ = await fetch_exchange_info(
+            self._session,
+            self.config.exchange_rest_url,
+            budget=self.weights,
+            clock=self.wall_clock,
+        )
         return decode_exchange_info(body)
 
     async def _first_listing(self, shutdown: asyncio.Event) -> bool:

@@ -99,11 +99,14 @@ class SnapshotFetcher:
                     await asyncio.sleep(wait)
                     continue
                 try:
-                    body, used = await fetch_snapshot(
-                        session, cfg.exchange_rest_url, state.symbol, cfg.snapshot_limit
+                    body, _ = await fetch_snapshot(
+                        session,
+                        cfg.exchange_rest_url,
+                        state.symbol,
+                        cfg.snapshot_limit,
+                        budget=self.weights,
+                        clock=self.wall_clock,
                     )
-                    if used is not None:
-                        self.weights.observe_server_count(used, self.wall_clock())
                     snapshot = decode_snapshot(body)
                 except GeoBlockedError as exc:
                     self.failures["geo_blocked"] += 1
@@ -113,8 +116,7 @@ class SnapshotFetcher:
                     kind = "rate_limited" if isinstance(exc, RateLimitedError) else "error"
                     self.failures[kind] += 1
                     delay = next(delays)
-                    if isinstance(exc, RateLimitedError):  # every request waits, not this one
-                        self.weights.hold(exc.retry_after_s, self.wall_clock())
+                    if isinstance(exc, RateLimitedError):  # the budget holds every request
                         delay = max(delay, exc.retry_after_s)
                     log.warning(
                         "%s: %s; retrying in %.2fs",

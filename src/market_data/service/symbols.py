@@ -157,7 +157,7 @@ class SymbolState:
     #: The latest ``@ticker`` event: the 24h figures while the window is incomplete.
     ticker: Ticker24h | None = None
     #: Trades the ticker counts and no aggTrade brought: a silent trade stream.
-    trade_watch: TradeWatch = field(default_factory=lambda: TradeWatch(30.0))
+    trade_watch: TradeWatch = field(default_factory=TradeWatch)
     #: Bumped when the 24h figures change other than by a trade (backfill, ticker).
     stats_revision: int = 0
     dirty: bool = False  # the book changed since it was last published
