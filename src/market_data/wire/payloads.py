@@ -15,8 +15,10 @@ and figures are JSON numbers. Keys are formatted by msgspec in C: formatting
 40 prices in Python cost ~17 μs per book, more than everything else. The book
 payload is encoded for every published frame, so around its two level objects it
 is filled into a fixed template instead of encoding a dict built only to be
-encoded (the same bytes; ``tests/wire/test_payloads.py`` holds them equal). Time is
-passed in (``now_ms``): this module never reads a clock.
+encoded, and each level's text is kept from one publication to the next, so only
+the levels that changed are formatted again (the same bytes;
+``tests/wire/test_payloads.py`` holds them equal). Time is passed in
+(``now_ms``): this module never reads a clock.
 """
 
 from collections.abc import Sequence
