@@ -1,13 +1,11 @@
 """The book payload's template gives exactly the bytes msgspec gives the same fields."""
 
 import json
-import random
 
 import msgspec
 import pytest
 
 from market_data.core.state import BookState
-from market_data.wire import payloads
 from market_data.wire.payloads import orderbook_payload, price_text
 
 BIDS = [(2681.1, 1.5), (2681.0, 0.001), (100.0, 2.0), (8e-7, 3e-8), (1e16, 123456789.0)]
@@ -69,42 +67,3 @@ def test_a_symbol_is_a_json_string_even_with_characters_to_escape() -> None:
     )
     assert raw == _reference(BookState.WAITING, None, symbol='A"B\\C')
     assert json.loads(raw)["symbol"] == 'A"B\\C'
-
-
-def _side_reference(levels: list[tuple[float, float]]) -> bytes:
-    return msgspec.json.encode({"bids": dict(levels)})[len(b'{"bids":') : -1]
-
-
-def test_cached_level_texts_give_the_bytes_of_a_fresh_encoding_as_books_change(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Levels come and go and change quantity; the cache starts again when full."""
-    monkeypatch.setattr(payloads, "LEVEL_TEXT_MAX", 50)
-    monkeypatch.setattr(payloads, "_LEVEL_TEXT", {})
-    rng = random.Random(3)
-    book = {round(2600 + rng.randrange(400) * 0.1, 1): float(rng.randint(1, 9)) for _ in range(30)}
-    for _ in range(300):
-        for _ in range(rng.randint(1, 4)):
-            price = round(2600 + rng.randrange(400) * 0.1, 1)
-            if rng.random() < 0.3:
-                book.pop(price, None)
-            else:
-                book[price] = rng.choice([0.001, 1.5, 2.0, 1e-8, 123456789.0])
-        levels = sorted(book.items(), reverse=True)[:20]
-        raw = orderbook_payload(
-            "ETHUSDT", levels, [], last_update_id=1, event_time_ms=1, now_ms=1, state=BookState.LIVE
-        )
-        assert raw.partition(b'"bids":')[2].startswith(_side_reference(levels))
-        assert len(payloads._LEVEL_TEXT) <= 50 + 20
-
-
-def test_a_level_given_as_integers_is_spelled_as_its_float() -> None:
-    """(100, 2) and (100.0, 2.0) are the same cached level: both print the float."""
-    as_ints = orderbook_payload(
-        "X", [(100, 2)], [], last_update_id=1, event_time_ms=1, now_ms=1, state=BookState.LIVE
-    )
-    as_floats = orderbook_payload(
-        "X", [(100.0, 2.0)], [], last_update_id=1, event_time_ms=1, now_ms=1, state=BookState.LIVE
-    )
-    assert as_ints == as_floats
-    assert json.loads(as_ints)["bids"] == {"100.0": 2.0}
