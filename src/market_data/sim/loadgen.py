@@ -18,9 +18,9 @@ Levels stay on their side of a fixed mid price: the book never crosses.
 The level changes of a symbol's frames cycle through ``_BODY_VARIANTS`` bodies,
 so the same (price, quantity) pairs come back every 64 frames, which real
 streams rarely do: a cache keyed by level values hits here far more often than
-on a real feed (one such cache looked 6% cheaper here and ran slower in
-``bench e2e`` once sized for real miss rates). Judge such a change on the real
-captures in ``tests/data`` too.
+on a real feed (one such cache counted 6% fewer instructions here, yet made
+``bench e2e`` slower). Judge such a change on the real captures in
+``tests/data`` too.
 """
 
 from __future__ import annotations
