@@ -15,9 +15,9 @@ Update ids: frame ``k`` of every symbol covers ``U = BASE + 10k + 1`` to
 frame 0 (``lastUpdateId = BASE + 5``), so the first frame bridges it.
 Levels stay on their side of a fixed mid price: the book never crosses.
 
-The level changes of a symbol's frames cycle through ``_BODY_VARIANTS`` bodies,
-so the same (price, quantity) pairs come back every 64 frames, which real
-streams rarely do: a cache keyed by level values hits here far more often than
+The level changes of a symbol's frames cycle through its ``_BODY_VARIANTS``
+pre-built bodies, so the same (price, quantity) pairs keep coming back, which
+real streams rarely do: a cache keyed by level values hits here far more often than
 on a real feed (one such cache counted 6% fewer instructions here, yet made
 ``bench e2e`` slower). Judge such a change on the real captures in
 ``tests/data`` too.

@@ -44,7 +44,8 @@ def _side(levels: Sequence[Level]) -> bytes:
     Keeping each level's text from one publication to the next, so that only
     changed levels are formatted, was measured and lost: looking 40 levels up
     (two float hashes each) and finding the missing ones cost what formatting
-    saved, and ``bench e2e`` ran 12-18 μs a frame slower with it.
+    saved. ``bench e2e --symbols 100 --rates 10000``, runs alternated: 66-73 μs
+    of CPU a frame without it, 80-88 with it.
     """
     return _encode(dict(levels))
 
